@@ -1,0 +1,142 @@
+"""Input domains: the box [lo,hi]^n0, or a local box [c-L, c+L] ∩ [lo,hi] around a sample.
+
+Every output file of an analysis step carries the domain's name:
+`input_0_1` for [0,1]^n0, `input_<lo>_<hi>` (%g) for another box, and
+`center_<name>_width_<L>` for a local box (name = the center file's stem or `test<K>`).
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .ioutils import ToolError
+
+
+@dataclass(frozen=True, eq=False)
+class Box:
+    lo: np.ndarray
+    hi: np.ndarray
+    name: str
+
+    @property
+    def n(self) -> int:
+        return self.lo.shape[0]
+
+    @classmethod
+    def uniform(cls, n: int, lo: float = 0.0, hi: float = 1.0) -> "Box":
+        if not hi > lo:
+            raise ToolError(f"--lo/--hi: need lo < hi, got lo={lo:g}, hi={hi:g}")
+        return cls(np.full(n, float(lo)), np.full(n, float(hi)), f"input_{lo:g}_{hi:g}")
+
+    @classmethod
+    def around(cls, center, width: float, center_name: str, lo: float = 0.0, hi: float = 1.0) -> "Box":
+        """[c - width, c + width] ∩ [lo, hi]; the center must lie in [lo, hi]."""
+        c = np.asarray(center, dtype=np.float64).reshape(-1)
+        if not np.isfinite(width) or width <= 0:
+            raise ToolError(f"--width must be > 0, got {width:g}")
+        if not np.all(np.isfinite(c)):
+            raise ToolError(f"center {center_name}: values must be finite")
+        bad = np.flatnonzero((c < lo) | (c > hi))
+        if bad.size:
+            raise ToolError(f"center {center_name}: {bad.size} values lie outside [{lo:g}, {hi:g}] "
+                            f"(first: index {bad[0]} = {c[bad[0]]:g})")
+        return cls(np.maximum(c - width, lo), np.minimum(c + width, hi), f"center_{center_name}_width_{width:g}")
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n points uniformly from the box, float64 (n, n0)."""
+        return self.lo + (self.hi - self.lo) * rng.random((n, self.n))
+
+    def contains(self, x, atol: float = 0.0) -> np.ndarray:
+        x = np.atleast_2d(x)
+        return np.all((x >= self.lo - atol) & (x <= self.hi + atol), axis=1)
+
+    def to_json(self) -> dict:
+        uniform = np.all(self.lo == self.lo[0]) and np.all(self.hi == self.hi[0])
+        d = {"name": self.name, "n": self.n}
+        if uniform:
+            d.update(lo=float(self.lo[0]), hi=float(self.hi[0]))
+        else:
+            d.update(lo_min=float(self.lo.min()), hi_max=float(self.hi.max()),
+                     mean_width=float((self.hi - self.lo).mean()))
+        return d
+
+
+def read_center_file(path, n_inputs: int) -> np.ndarray:
+    """The authors' center format: one line of n0 comma-separated values."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, IsADirectoryError):
+        raise ToolError(f"--center {path}: file not found") from None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("//")]
+    if len(lines) != 1:
+        raise ToolError(f"--center {path}: expected one line of {n_inputs} comma-separated values, found {len(lines)} lines")
+    toks = [t for t in lines[0].replace(",", " ").split()]
+    try:
+        vals = np.array([float(t) for t in toks])
+    except ValueError as e:
+        raise ToolError(f"--center {path}: {e}") from None
+    if vals.size != n_inputs:
+        raise ToolError(f"--center {path}: has {vals.size} values but the network has {n_inputs} inputs")
+    return vals
+
+
+def add_domain_arguments(parser: argparse.ArgumentParser, width_help: str | None = None) -> None:
+    g = parser.add_argument_group("input domain (default: the box [0,1]^n0)")
+    g.add_argument("--lo", type=float, default=0.0, help="lower end of the input box (default 0)")
+    g.add_argument("--hi", type=float, default=1.0, help="upper end of the input box (default 1)")
+    g.add_argument("--center", metavar="FILE",
+                   help="local box around the point in FILE (one line of n0 comma-separated values)")
+    g.add_argument("--center-test-index", metavar="K",
+                   help="local box around the K-th MNIST test image")
+    g.add_argument("--width", metavar="L",
+                   help=width_help or "half-width of the local box: [c-L, c+L] ∩ [lo,hi]")
+
+
+def test_image(index: int, data_root="data") -> np.ndarray:
+    """The index-th MNIST test image as float64 in [0,1]."""
+    from .data import load_mnist_arrays
+
+    x, _ = load_mnist_arrays("test", root=data_root)
+    if not 0 <= index < len(x):
+        raise ToolError(f"--center-test-index {index}: out of range, the MNIST test set has {len(x)} images (0..{len(x) - 1})")
+    return x[index].astype(np.float64)
+
+
+def parse_width(text) -> float:
+    try:
+        w = float(text)
+    except (TypeError, ValueError):
+        raise ToolError(f"--width: not a number: {text!r}") from None
+    if not np.isfinite(w) or w <= 0:
+        raise ToolError(f"--width must be > 0, got {text}")
+    return w
+
+
+def box_from_args(args, n_inputs: int, data_root="data") -> Box:
+    """The domain named by add_domain_arguments' flags."""
+    if args.center and args.center_test_index is not None:
+        raise ToolError("give either --center or --center-test-index, not both")
+    if args.center is None and args.center_test_index is None:
+        if args.width is not None:
+            raise ToolError("--width needs --center or --center-test-index")
+        return Box.uniform(n_inputs, args.lo, args.hi)
+    if args.width is None:
+        raise ToolError("--center/--center-test-index needs --width L")
+    width = parse_width(args.width)
+    if args.center:
+        c = read_center_file(args.center, n_inputs)
+        name = Path(args.center).stem
+    else:
+        try:
+            k = int(args.center_test_index)
+        except ValueError:
+            raise ToolError(f"--center-test-index: not an integer: {args.center_test_index!r}") from None
+        if n_inputs != 784:
+            raise ToolError(f"--center-test-index needs a 784-input (MNIST) network, this one has {n_inputs} inputs")
+        c = test_image(k, data_root)
+        name = f"test{k}"
+    return Box.around(c, width, name, args.lo, args.hi)
