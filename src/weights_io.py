@@ -101,6 +101,8 @@ def read_weights(path) -> WeightsFile:
                 line = m.group(2)
             else:
                 fail(lineno, f"unexpected line {raw.strip()[:60]!r} (expected levels, n, W or B)")
+        elif _BLOCK.match(line) or _SIZES.match(line) or _LEVELS.match(line):
+            fail(lineno, f"unexpected {line[:20]!r}: the '{current} = [' block of line {block_line[current]} is not closed with '];'")
         # inside a block: values up to an optional closing '];'
         closing = "]" in line
         if closing:
