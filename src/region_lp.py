@@ -1,0 +1,63 @@
+"""The linear region of one full activation pattern, as pure numpy data, plus one LP over it.
+
+For a pattern S, layer l's pre-activation is affine in x: g_l = A_l^S x + c_l^S with
+A_1 = W_1, c_1 = b_1, A_{l+1} = W_{l+1} diag(s_l) A_l, c_{l+1} = W_{l+1} diag(s_l) c_l + b_{l+1};
+the output is F^S x + e^S.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linprog
+
+from .domain import Box
+from .network import ReluNet
+
+
+def pattern_affine_maps(net: ReluNet, pattern):
+    """([(A_l, c_l) for each hidden layer], (F, e)) for the flat 0/1 pattern."""
+    bits = net.split_pattern(np.asarray(pattern))
+    A, c = net.weights[0], net.biases[0]
+    maps = []
+    for l, s in enumerate(bits):
+        maps.append((A, c))
+        s = s.astype(np.float64)
+        A = net.weights[l + 1] @ (s[:, None] * A)
+        c = net.weights[l + 1] @ (s * c) + net.biases[l + 1]
+    return maps, (A, c)
+
+
+def region_rows(net: ReluNet, pattern):
+    """(G, c, sign): all hidden pre-activations g = G x + c under S, and sign = +1 for bit 1, -1 for bit 0."""
+    maps, _ = pattern_affine_maps(net, pattern)
+    G = np.vstack([a for a, _ in maps])
+    c = np.concatenate([b for _, b in maps])
+    sign = np.where(np.asarray(pattern).reshape(-1) > 0, 1.0, -1.0)
+    return G, c, sign
+
+
+def max_margin_point(net: ReluNet, box: Box, pattern, two_sided: bool = False, cap: float = 1.0):
+    """Maximise t s.t. g_i >= t on bit-1 units, g_i <= 0 (or <= -t if two_sided) on bit-0 units, x in box.
+
+    Returns (x, t), or (None, -inf) when the constraints are infeasible. With the definition of a
+    feasible pattern (g > tol on 1s, g <= 0 on 0s), S is feasible iff t > tol (one-sided).
+    t is capped at `cap` so the LP stays bounded.
+    """
+    G, c, sign = region_rows(net, pattern)
+    n = net.n_inputs
+    # variables (x, t); constraint  -sign*(G x + c) + t*[bit1 or two_sided] <= 0
+    use_t = (sign > 0) | two_sided
+    A_ub = np.hstack([-sign[:, None] * G, use_t[:, None].astype(np.float64)])
+    b_ub = sign * c
+    cost = np.zeros(n + 1)
+    cost[-1] = -1.0
+    bounds = [(lo, hi) for lo, hi in zip(box.lo, box.hi)] + [(None, cap)]
+    res = linprog(cost, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    if res.status != 0:
+        return None, -np.inf
+    return res.x[:n], float(res.x[-1])
+
+
+def is_feasible_pattern(net: ReluNet, box: Box, pattern, tol: float = 1e-6) -> bool:
+    """One LP: does some x in the box realise the pattern with g > tol on 1s and g <= 0 on 0s?"""
+    _, t = max_margin_point(net, box, pattern)
+    return t > tol
