@@ -276,8 +276,8 @@ def load_mnist_tensors(split: str = "train", root=None, device="cpu", limit: int
 
     X, y = load_mnist_arrays(split, root)
     if limit:
-        if limit < 0:
-            raise ToolError(f"subset size must be >= 0, got {limit}")
+        if not 0 < limit <= len(X):
+            raise ToolError(f"subset size must be in 0..{len(X)}, got {limit}")
         X, y = X[:limit], y[:limit]
     return (torch.tensor(np.array(X), dtype=torch.float32, device=device),
             torch.tensor(np.array(y), dtype=torch.int64, device=device))

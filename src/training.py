@@ -1,0 +1,483 @@
+"""Training of fcnn models on MNIST and the regularisation sweep behind train_bulk_script.py.
+
+One run: SGD (lr 0.01, momentum 0.9), batch 128, StepLR(50, 0.1), NLL on log-softmax plus
+l1 = lambda * sum |W| over every Linear weight (biases excluded); optional adversarial
+training (PGD with random start, or FGSM) on the batch, inputs clipped to [0, 1]; optional
+dropout after the last hidden layer. The whole data set is one in-memory tensor and batches
+are slices of a seeded permutation (no DataLoader).
+
+A sweep is the product l1 (outer) x adv x dropout (inner); run ids are start, start+1, ...
+Each run writes `fcnn_run_<id>/` with config.json, model.pt, weights.dat, train.log and
+metrics.json (docs/formats.md); metrics.json gets `"complete": true` last, and a complete
+run is skipped on re-run unless force=True.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .ioutils import ToolError, atomic_open, atomic_write_json, atomic_write_text, read_json
+from .models import build_model, linear_weights, parse_arch
+
+DEFAULT_MODELS_DIR = Path("forward_pass/activation_pattern/models")
+ADV_METHODS = ("pgd", "fgsm")
+ADV_CHOICES = ("none",) + ADV_METHODS
+RUN_PREFIX = "fcnn_run_"
+# config keys that must agree for an existing complete run to be reused (not the machine ones)
+_IDENTITY_KEYS = ("arch", "hidden_sizes", "l1", "adv", "adv_eps", "adv_steps", "adv_step_size", "dropout",
+                  "epochs", "seed", "lr", "momentum", "batch_size", "lr_step", "lr_gamma", "train_subset")
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of one run (written verbatim to config.json, plus versions)."""
+    run_id: int
+    arch: str
+    hidden_sizes: list = field(default_factory=list)
+    l1: float = 0.0
+    adv: str = "none"            # none | pgd | fgsm
+    adv_eps: float = 0.1
+    adv_steps: int = 10
+    adv_step_size: float = 0.02
+    dropout: float = 0.0
+    epochs: int = 120
+    seed: int = 0
+    lr: float = 0.01
+    momentum: float = 0.9
+    batch_size: int = 128
+    lr_step: int = 50
+    lr_gamma: float = 0.1
+    train_subset: int = 0         # first N training images; 0 = all 60000
+    device: str = "cpu"
+    threads: int = 1
+
+    def __post_init__(self):
+        if not self.hidden_sizes:
+            self.hidden_sizes = parse_arch(self.arch)
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok, msg):
+            if not ok:
+                raise ToolError(msg)
+        need(self.adv in ADV_CHOICES, f"adv must be one of {', '.join(ADV_CHOICES)}, got {self.adv!r}")
+        need(math.isfinite(self.l1) and self.l1 >= 0, f"--l1 values must be finite and >= 0, got {self.l1}")
+        need(0.0 <= self.dropout < 1.0, f"--dropout values must be in [0, 1), got {self.dropout}")
+        need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
+        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        need(self.lr > 0 and math.isfinite(self.lr), f"--lr must be > 0, got {self.lr}")
+        need(0.0 <= self.momentum < 1.0, f"--momentum must be in [0, 1), got {self.momentum}")
+        need(self.lr_step >= 1, f"--lr-step must be >= 1, got {self.lr_step}")
+        need(0.0 < self.lr_gamma <= 1.0, f"--lr-gamma must be in (0, 1], got {self.lr_gamma}")
+        need(0.0 <= self.adv_eps <= 1.0, f"--adv-eps must be in [0, 1], got {self.adv_eps}")
+        need(self.adv_steps >= 1, f"--adv-steps must be >= 1, got {self.adv_steps}")
+        need(self.adv_step_size > 0, f"--adv-step-size must be > 0, got {self.adv_step_size}")
+        need(self.train_subset >= 0, f"--train-subset must be >= 0, got {self.train_subset}")
+        need(self.threads >= 1, f"--threads must be >= 1, got {self.threads}")
+        need(self.device in ("cpu", "cuda") or self.device.startswith("cuda:"),
+             f"device must be cpu or cuda, got {self.device!r}")
+
+    def to_json(self) -> dict:
+        import torch
+
+        d = asdict(self)
+        d["versions"] = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+        return d
+
+
+def run_dir_for(models_dir, run_id: int) -> Path:
+    return Path(models_dir) / f"{RUN_PREFIX}{run_id}"
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without a GPU raises ToolError."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ToolError("--device cuda: no CUDA device is available (torch build or driver); use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ToolError(f"--device must be cpu, cuda or auto, got {device!r}")
+    return device
+
+
+def is_complete(run_dir) -> bool:
+    """True when run_dir/metrics.json exists and says complete: true."""
+    p = Path(run_dir) / "metrics.json"
+    if not p.is_file():
+        return False
+    try:
+        return read_json(p).get("complete") is True
+    except ToolError:
+        return False
+
+
+def _config_mismatch(run_dir: Path, cfg: TrainConfig) -> list[str]:
+    p = run_dir / "config.json"
+    old = read_json(p) if p.is_file() else {}
+    new = asdict(cfg)
+    return [f"{k}: {old.get(k)!r} there, {new[k]!r} requested" for k in _IDENTITY_KEYS if old.get(k) != new[k]]
+
+
+# ---- the training step ------------------------------------------------------------------
+def adversarial_batch(model, x, y, method: str, eps: float, steps: int, step_size: float, generator=None):
+    """Adversarial inputs within the L_inf ball of radius eps around x, clipped to [0, 1].
+
+    pgd: random start U(-eps, eps), then `steps` signed-gradient steps of `step_size`,
+    each projected back onto the ball and [0, 1]. fgsm: one step of size eps from x.
+    The model is put in eval mode while attacking (no dropout noise) and restored after.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    was_training = model.training
+    model.eval()
+    try:
+        x = x.detach()
+        lo, hi = (x - eps).clamp_(0.0, 1.0), (x + eps).clamp_(0.0, 1.0)
+        if method == "pgd":
+            noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) if generator is not None \
+                else torch.rand_like(x)
+            x_adv = torch.max(torch.min(x + (2 * noise - 1) * eps, hi), lo)
+            n_steps, size = steps, step_size
+        elif method == "fgsm":
+            x_adv, n_steps, size = x.clone(), 1, eps
+        else:
+            raise ToolError(f"unknown adversarial method {method!r}; use one of {', '.join(ADV_METHODS)}")
+        for _ in range(n_steps):
+            x_adv.requires_grad_(True)
+            loss = F.nll_loss(F.log_softmax(model(x_adv), dim=1), y)
+            (grad,) = torch.autograd.grad(loss, x_adv)
+            x_adv = torch.max(torch.min(x_adv.detach() + size * grad.sign(), hi), lo)
+        return x_adv.detach()
+    finally:
+        model.train(was_training)
+
+
+def l1_penalty(model):
+    """sum |W| over every Linear weight matrix (biases excluded)."""
+    return sum(w.abs().sum() for w in linear_weights(model))
+
+
+def evaluate(model, X, y, batch: int = 10000) -> float:
+    """Clean accuracy of `model` on tensors X, y (eval mode, no grad)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(X), batch):
+            correct += int((model(X[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
+    model.train(was_training)
+    return correct / max(len(X), 1)
+
+
+def train_epoch(model, opt, X, y, cfg: TrainConfig, generator, bar=None) -> float:
+    """One epoch over X (in-memory, seeded permutation); returns the mean training objective."""
+    import torch
+    import torch.nn.functional as F
+
+    model.train()
+    n = len(X)
+    perm = torch.randperm(n, generator=generator).to(X.device)
+    total, batches = 0.0, 0
+    for i in range(0, n, cfg.batch_size):
+        idx = perm[i:i + cfg.batch_size]
+        xb, yb = X[idx], y[idx]
+        if cfg.adv != "none":
+            xb = adversarial_batch(model, xb, yb, cfg.adv, cfg.adv_eps, cfg.adv_steps, cfg.adv_step_size)
+        loss = F.nll_loss(F.log_softmax(model(xb), dim=1), yb)
+        if cfg.l1 > 0:
+            loss = loss + cfg.l1 * l1_penalty(model)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach())
+        batches += 1
+        if bar is not None:
+            bar.update(1)
+    if not math.isfinite(total):
+        raise ToolError(f"run {cfg.run_id}: training loss became {total} (diverged); lower --lr or --l1")
+    return total / max(batches, 1)
+
+
+# ---- one run ----------------------------------------------------------------------------
+class _Log:
+    """train.log kept in memory and rewritten atomically after every addition."""
+
+    def __init__(self, path: Path, echo: bool):
+        self.path, self.echo, self.lines = path, echo, []
+
+    def __call__(self, msg: str) -> None:
+        line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}"
+        self.lines.append(line)
+        atomic_write_text(self.path, "\n".join(self.lines) + "\n")
+        if self.echo:
+            from tqdm import tqdm
+
+            tqdm.write(msg, file=sys.stderr)
+
+
+def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True, data_root=None) -> dict:
+    """Train one run into run_dir and return its metrics dict (complete: true).
+
+    Writes config.json first, an incomplete metrics.json, then per epoch train.log and
+    metrics.json, finally model.pt, weights.dat and metrics.json with complete: true (last).
+    An exception or Ctrl-C leaves metrics.json incomplete.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from .data import load_mnist_tensors
+    from .network import ReluNet
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    metrics_path = run_dir / "metrics.json"
+    metrics = {"epochs": [], "test_accuracy": None, "train_accuracy": None, "seconds": 0.0, "complete": False}
+    atomic_write_json(metrics_path, metrics)  # first: a stale complete:true must never survive a re-run
+    atomic_write_json(run_dir / "config.json", cfg.to_json())
+    log = _Log(run_dir / "train.log", echo=not quiet and not bars)
+    log(f"run {cfg.run_id}: arch {cfg.arch} {cfg.hidden_sizes}, l1 {cfg.l1:g}, adv {cfg.adv}, dropout {cfg.dropout:g}, "
+        f"{cfg.epochs} epochs, seed {cfg.seed}, device {device}, threads {cfg.threads}")
+
+    Xtr, ytr = load_mnist_tensors("train", data_root, device, limit=cfg.train_subset)
+    Xte, yte = load_mnist_tensors("test", data_root, device)
+    log(f"data: {len(Xtr)} training and {len(Xte)} test images in memory, pixels in [0, 1]")
+    model = build_model(cfg.hidden_sizes, dropout=cfg.dropout, seed=cfg.seed).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_batches = math.ceil(len(Xtr) / cfg.batch_size)
+
+    show = bars and not quiet
+    t0 = time.perf_counter()
+    ebar = tqdm(total=cfg.epochs, desc=f"run {cfg.run_id} epochs", unit="ep", file=sys.stderr, disable=not show)
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            te = time.perf_counter()
+            with tqdm(total=n_batches, desc=f"epoch {epoch}", unit="batch", leave=False, file=sys.stderr,
+                      disable=not show) as bbar:
+                loss = train_epoch(model, opt, Xtr, ytr, cfg, gen, bbar)
+            sched.step()
+            train_acc, test_acc = evaluate(model, Xtr, ytr), evaluate(model, Xte, yte)
+            secs = time.perf_counter() - te
+            metrics["epochs"].append({"epoch": epoch, "loss": loss, "train_acc": train_acc, "test_acc": test_acc,
+                                      "seconds": secs})
+            metrics["seconds"] = time.perf_counter() - t0
+            atomic_write_json(metrics_path, metrics)
+            log(f"epoch {epoch}/{cfg.epochs}: loss {loss:.4f} train_acc {train_acc:.4f} test_acc {test_acc:.4f} "
+                f"({secs:.1f}s)")
+            ebar.set_postfix(loss=f"{loss:.3f}", test=f"{test_acc:.3f}")
+            ebar.update(1)
+    except KeyboardInterrupt:
+        log("interrupted: run left incomplete")
+        raise
+    finally:
+        ebar.close()
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_open(run_dir / "model.pt", "wb") as fh:
+        torch.save(state, fh)
+    net = ReluNet.from_state_dict(state)
+    test_acc = metrics["epochs"][-1]["test_acc"]
+    net.save(run_dir / "weights.dat", model_path=str(run_dir / "model.pt"), accuracy=test_acc)
+    metrics.update(test_accuracy=test_acc, train_accuracy=metrics["epochs"][-1]["train_acc"],
+                   seconds=time.perf_counter() - t0)
+    log(f"done: test accuracy {test_acc:.4f}, train accuracy {metrics['train_accuracy']:.4f}, "
+        f"{metrics['seconds']:.1f}s")
+    metrics["complete"] = True
+    atomic_write_json(metrics_path, metrics)  # last
+    return metrics
+
+
+# ---- the sweep --------------------------------------------------------------------------
+def sweep_configs(start: int, arch: str, l1s, advs, dropouts, **common) -> list[TrainConfig]:
+    """One TrainConfig per (l1, adv, dropout), l1 outermost; ids start, start+1, ..."""
+    hidden = parse_arch(arch)
+    return [TrainConfig(run_id=start + i, arch=arch, hidden_sizes=list(hidden), l1=l1, adv=adv, dropout=p, **common)
+            for i, (l1, adv, p) in enumerate(itertools.product(l1s, advs, dropouts))]
+
+
+def _status(cfg: TrainConfig, models_dir, force: bool) -> str:
+    d = run_dir_for(models_dir, cfg.run_id)
+    if not d.exists():
+        return "new"
+    if is_complete(d):
+        if force:
+            return "redo"
+        bad = _config_mismatch(d, cfg)
+        if bad:
+            raise ToolError(f"{d} holds a complete run with a different configuration ({'; '.join(bad[:3])}); "
+                            "use another --start, or --force to overwrite it")
+        return "done"
+    return "restart"
+
+
+def format_table(configs, statuses) -> str:
+    rows = [("id", "arch", "l1", "adv", "dropout", "epochs", "status")]
+    rows += [(str(c.run_id), c.arch, f"{c.l1:g}", c.adv, f"{c.dropout:g}", str(c.epochs), s)
+             for c, s in zip(configs, statuses)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _worker(cfg_dict: dict, run_dir: str, data_root) -> dict:
+    """Process-pool entry: one run with its own (single by default) torch thread count, no bars."""
+    import torch
+
+    torch.set_num_threads(cfg_dict["threads"])
+    cfg = TrainConfig(**cfg_dict)
+    return train_run(cfg, run_dir, quiet=True, bars=False, data_root=data_root)
+
+
+def run_sweep(configs, models_dir=DEFAULT_MODELS_DIR, jobs: int = 1, force: bool = False, quiet: bool = False,
+              data_root=None, out=sys.stdout) -> list[dict]:
+    """Train every config not yet complete; prints the run table first. Returns one summary per run."""
+    from tqdm import tqdm
+
+    if jobs < 1:
+        raise ToolError(f"--jobs must be >= 1, got {jobs}")
+    models_dir = Path(models_dir)
+    statuses = [_status(c, models_dir, force) for c in configs]
+    print(format_table(configs, statuses), file=out, flush=True)
+    todo = [c for c, s in zip(configs, statuses) if s != "done"]
+    skipped = len(configs) - len(todo)
+    if skipped:
+        print(f"skipping {skipped} complete run(s) (use --force to retrain)", file=out, flush=True)
+    if todo:
+        from .data import ensure_mnist
+
+        ensure_mnist(data_root, quiet=quiet)  # build once, before any worker starts
+    results = {}
+    if jobs == 1 or len(todo) <= 1:
+        for c in todo:
+            m = train_run(c, run_dir_for(models_dir, c.run_id), quiet=quiet, bars=True, data_root=data_root)
+            results[c.run_id] = m
+            print(f"run {c.run_id}: test accuracy {m['test_accuracy']:.4f} ({m['seconds']:.1f}s)", file=out, flush=True)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+            futs = {pool.submit(_worker, asdict(c), str(run_dir_for(models_dir, c.run_id)), data_root): c
+                    for c in todo}
+            try:
+                with tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr, disable=quiet) as bar:
+                    for f in as_completed(futs):
+                        c = futs[f]
+                        m = f.result()
+                        results[c.run_id] = m
+                        bar.write(f"run {c.run_id}: test accuracy {m['test_accuracy']:.4f} ({m['seconds']:.1f}s)",
+                                  file=out)
+                        bar.update(1)
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
+    summary = []
+    for c in configs:
+        d = run_dir_for(models_dir, c.run_id)
+        m = results.get(c.run_id) or read_json(d / "metrics.json")
+        summary.append({"run_id": c.run_id, "dir": str(d), "trained": c.run_id in results,
+                         "test_accuracy": m.get("test_accuracy")})
+    return summary
+
+
+# ---- CLI --------------------------------------------------------------------------------
+def _parse_list(text: str, flag: str, conv, check=None, check_msg: str = "") -> list:
+    items = [t.strip() for t in str(text).split(",")]
+    if not items or any(t == "" for t in items):
+        raise ToolError(f"{flag}: expected a comma-separated list, got {text!r}")
+    out = []
+    for t in items:
+        try:
+            v = conv(t)
+        except (ValueError, TypeError):
+            raise ToolError(f"{flag}: bad value {t!r} in {text!r}") from None
+        if check is not None and not check(v):
+            raise ToolError(f"{flag}: bad value {t!r} ({check_msg})")
+        if v in out:
+            raise ToolError(f"{flag}: value {t!r} is listed twice")
+        out.append(v)
+    return out
+
+
+def _adv_value(t: str) -> str:
+    t = t.lower()
+    if t not in ADV_CHOICES:
+        raise ValueError(t)
+    return t
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train_bulk_script.py",
+        description="Train a sweep of fcnn MNIST models: one run per (l1, adv, dropout) combination, "
+                    "ids START, START+1, ... in the order l1 (outer), adv, dropout (inner). Each run goes to "
+                    "MODELS_DIR/fcnn_run_<id>/ (config.json, model.pt, weights.dat, metrics.json, train.log). "
+                    "Complete runs are skipped on re-run.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("sweep")
+    g.add_argument("-s", "--start", type=int, default=100, help="id of the first run")
+    g.add_argument("-a", "--arch", default="fcnn4b", help="zoo name (fcnn1 ... fcnn6b) or mlp:W1-W2-...")
+    g.add_argument("--l1", default="0,2e-4,1e-3", help="comma-separated l1 coefficients lambda (loss += lambda*sum|W|)")
+    g.add_argument("--adv", default=None,
+                   help="comma-separated adversarial settings: none, pgd, fgsm (default: none,<--adv-method>)")
+    g.add_argument("--dropout", default="0,0.3", help="comma-separated dropout p after the last hidden layer")
+    g.add_argument("--models-dir", default=str(DEFAULT_MODELS_DIR), help="where the run directories go")
+    g.add_argument("--force", action="store_true", help="retrain runs that are already complete")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=120, help="training epochs")
+    t.add_argument("--seed", type=int, default=0, help="seed of init, batch order, dropout and attacks (same for every run)")
+    t.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
+    t.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    t.add_argument("--batch-size", type=int, default=128, help="mini-batch size")
+    t.add_argument("--lr-step", type=int, default=50, help="StepLR step (epochs)")
+    t.add_argument("--lr-gamma", type=float, default=0.1, help="StepLR factor")
+    t.add_argument("--train-subset", type=int, default=0, help="train on the first N training images only (0 = all 60000)")
+    a = p.add_argument_group("adversarial training")
+    a.add_argument("--adv-method", choices=ADV_METHODS, default="pgd",
+                   help="method used by the default --adv list (fgsm at --adv-eps 0.15 reproduces the authors)")
+    a.add_argument("--adv-eps", type=float, default=0.1, help="L_inf radius epsilon")
+    a.add_argument("--adv-steps", type=int, default=10, help="PGD steps")
+    a.add_argument("--adv-step-size", type=float, default=0.02, help="PGD step size")
+    r = p.add_argument_group("resources")
+    r.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes")
+    r.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    r.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="training device")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch messages")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    l1s = _parse_list(args.l1, "--l1", float, lambda v: math.isfinite(v) and v >= 0, "must be finite and >= 0")
+    advs = _parse_list(args.adv if args.adv is not None else f"none,{args.adv_method}", "--adv", _adv_value)
+    dropouts = _parse_list(args.dropout, "--dropout", float, lambda v: 0 <= v < 1, "must be in [0, 1)")
+    if args.start < 0:
+        raise ToolError(f"--start must be >= 0, got {args.start}")
+    device = resolve_device(args.device)
+    configs = sweep_configs(
+        args.start, args.arch, l1s, advs, dropouts, adv_eps=args.adv_eps, adv_steps=args.adv_steps,
+        adv_step_size=args.adv_step_size, epochs=args.epochs, seed=args.seed, lr=args.lr, momentum=args.momentum,
+        batch_size=args.batch_size, lr_step=args.lr_step, lr_gamma=args.lr_gamma, train_subset=args.train_subset,
+        device=device, threads=args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    run_sweep(configs, args.models_dir, jobs=args.jobs, force=args.force, quiet=args.quiet)
+    return 0
