@@ -65,12 +65,12 @@ def build_model(arch, dropout: float = 0.0, n_inputs: int = 784, n_classes: int 
     layers: list = []
     prev = n_inputs
     for i, w in enumerate(widths):
-        layers += [nn.Linear(prev, w), nn.ReLU()]
+        layers += [nn.Linear(prev, w, device="meta"), nn.ReLU()]  # meta: no default init, no RNG use
         if dropout > 0 and i == len(widths) - 1:
             layers.append(nn.Dropout(float(dropout)))
         prev = w
-    layers.append(nn.Linear(prev, n_classes))
-    model = nn.Sequential(*layers)
+    layers.append(nn.Linear(prev, n_classes, device="meta"))
+    model = nn.Sequential(*layers).to_empty(device="cpu")
     gen = None if seed is None else torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
         for m in model:
