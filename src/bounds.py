@@ -1,16 +1,38 @@
 """Bounds on hidden pre-activations over a box, and the stable units they imply.
 
-Pure numpy math (interval arithmetic) plus tiers that tighten with LPs / exact MILPs.
 A unit is stably inactive if its upper bound <= 0, stably active if its lower bound > tol.
+Tiers, each tightening the previous one (`analyse_stability` runs them in order):
+
+  interval      interval arithmetic (pure numpy; exact for the first hidden layer)
+  lp            per undecided unit, max / min of g over the LP relaxation (z in [0,1]) of the
+                MILP of the earlier layers (src/milp.py), solved with HiGHS; the reported bound is
+                made rigorous from the LP's dual values (see `safe_lower_bound`)
+  milp          per still undecided unit, the exact MILP with HiGHS's branch and cut, stopped as
+                soon as the sign question is answered
+
+Instability is certified by concrete points: g evaluated by a forward pass at sample points, LP
+optima and MILP incumbents ("witnesses"); a unit with a witness g > 0 cannot be inactive and one
+with a witness g <= tol cannot be active, and no solver is asked about it any more.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from .domain import Box
 from .network import ReluNet
+
+# HiGHS's tolerances in the MILP tier and the margin a MILP bound needs to decide a unit
+MIP_TOL = 1e-9
+MIP_MARGIN = 1e-7          # relative: a MILP dual bound B decides only if beyond 0 / tol by MIP_MARGIN (1 + |B|)
+N_WITNESS_SAMPLES = 2048
 
 
 @dataclass
@@ -22,6 +44,10 @@ class Stability:
     tol: float = 1e-6
     exact: bool = False          # True when every undecided unit was settled by an exact MILP
     tiers: list[dict] = field(default_factory=list)  # [{"tier", "settled", "seconds"}, ...]
+    # g at concrete points of the domain (per layer, per unit): the true range contains
+    # [witness_min, witness_max]; None until a tier has evaluated points
+    witness_min: list[np.ndarray] | None = None
+    witness_max: list[np.ndarray] | None = None
 
     @property
     def active(self) -> list[np.ndarray]:
@@ -49,7 +75,24 @@ class Stability:
         return [{"active": int(a.sum()), "inactive": int(i.sum()), "unstable": int(u.sum())}
                 for a, i, u in zip(self.active, self.inactive, self.unstable)]
 
+    def n_stable(self) -> int:
+        return int(sum(int(a.sum() + i.sum()) for a, i in zip(self.active, self.inactive)))
 
+    def certified_unstable(self) -> list[np.ndarray]:
+        """Units proven unstable by witnesses: some point has g > 0 and some point has g <= tol."""
+        if self.witness_max is None:
+            return [np.zeros(lo.shape, bool) for lo in self.lower]
+        return [(wx > 0) & (wn <= self.tol) for wx, wn in zip(self.witness_max, self.witness_min)]
+
+    def copy(self) -> "Stability":
+        cp = lambda xs: None if xs is None else [x.copy() for x in xs]  # noqa: E731
+        return replace(self, lower=cp(self.lower), upper=cp(self.upper), tiers=[dict(t) for t in self.tiers],
+                       witness_min=cp(self.witness_min), witness_max=cp(self.witness_max))
+
+
+# ---------------------------------------------------------------------------------------------
+# interval tier (pure numpy)
+# ---------------------------------------------------------------------------------------------
 def interval_bounds(net: ReluNet, box: Box) -> Stability:
     """Interval arithmetic through the hidden layers (sound, loose)."""
     lo_h, hi_h = box.lo, box.hi
@@ -62,3 +105,483 @@ def interval_bounds(net: ReluNet, box: Box) -> Stability:
         uppers.append(up)
         lo_h, hi_h = np.maximum(lo, 0.0), np.maximum(up, 0.0)
     return Stability(lowers, uppers)
+
+
+def _interval_layer(net: ReluNet, layer: int, lo_prev: np.ndarray, up_prev: np.ndarray):
+    """Interval bounds of layer `layer` from bounds of the previous layer's pre-activations."""
+    lo_h, hi_h = np.maximum(lo_prev, 0.0), np.maximum(up_prev, 0.0)
+    w, b = net.weights[layer], net.biases[layer]
+    wp, wn = np.maximum(w, 0.0), np.minimum(w, 0.0)
+    return wp @ lo_h + wn @ hi_h + b, wp @ hi_h + wn @ lo_h + b
+
+
+def witness_points(box: Box, n: int = N_WITNESS_SAMPLES, seed: int = 0) -> np.ndarray:
+    """Points of the box used as witnesses: its center, both corners, and n seeded uniform samples."""
+    rng = np.random.default_rng(seed)
+    return np.vstack([(box.lo + box.hi) / 2, box.lo, box.hi, box.sample(n, rng)])
+
+
+def _record_witnesses(st: Stability, net: ReluNet, box: Box, x) -> None:
+    """Evaluate g at points x (clipped into the box) and widen the witness ranges."""
+    x = np.clip(np.atleast_2d(np.asarray(x, np.float64)), box.lo, box.hi)
+    gs = net.preactivations(x)
+    if st.witness_min is None:
+        st.witness_min = [g.min(axis=0) for g in gs]
+        st.witness_max = [g.max(axis=0) for g in gs]
+        return
+    for l, g in enumerate(gs):
+        st.witness_min[l] = np.minimum(st.witness_min[l], g.min(axis=0))
+        st.witness_max[l] = np.maximum(st.witness_max[l], g.max(axis=0))
+
+
+def _progress_bar(progress, total: int, desc: str):
+    if not progress or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# HiGHS plumbing
+# ---------------------------------------------------------------------------------------------
+_BANNER_DONE = False
+
+
+def new_highs(threads: int = 1):
+    """A silent highspy.Highs (the one-time banner printed by the first construction is swallowed)."""
+    global _BANNER_DONE
+    import highspy
+
+    if _BANNER_DONE:
+        h = highspy.Highs()
+    else:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 1)
+                h = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        _BANNER_DONE = True
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("log_to_console", False)
+    h.setOptionValue("threads", int(threads))
+    return h
+
+
+def highs_load(h, form, integer: bool) -> None:
+    """Pass a MilpFormulation to a highspy model (minimisation, zero objective)."""
+    import highspy
+
+    inf = highspy.kHighsInf
+    n = form.n_vars
+    h.addVars(n, form.lb, form.ub)
+    A = form.A.tocsr()
+    if A.shape[0]:
+        lo = np.where(np.isfinite(form.row_lo), form.row_lo, -inf)
+        hi = np.where(np.isfinite(form.row_hi), form.row_hi, inf)
+        h.addRows(A.shape[0], lo, hi, A.nnz, A.indptr[:-1].astype(np.int32), A.indices.astype(np.int32),
+                  A.data.astype(np.float64))
+    if integer and form.is_binary.any():
+        idx = np.flatnonzero(form.is_binary).astype(np.int32)
+        h.changeColsIntegrality(idx.size, idx, np.array([highspy.HighsVarType.kInteger] * idx.size))
+
+
+class _LinearObjective:
+    """Swap sparse objectives on one HiGHS model, clearing the previous one (minimisation)."""
+
+    def __init__(self, h, n: int):
+        self.h, self.n = h, n
+        self.prev = np.zeros(0, np.int32)
+
+    def set(self, idx, coef) -> None:
+        idx = np.asarray(idx, np.int32)
+        if self.prev.size:
+            self.h.changeColsCost(self.prev.size, self.prev, np.zeros(self.prev.size))
+        if idx.size:
+            self.h.changeColsCost(idx.size, idx, np.asarray(coef, np.float64))
+        self.prev = idx
+
+
+def safe_lower_bound(c, y, A: sp.csr_matrix, AT: sp.csr_matrix, row_lo, row_hi, lb, ub) -> float:
+    """A rigorous lower bound of  min c@v  s.t. row_lo <= A v <= row_hi, lb <= v <= ub  from any duals y.
+
+    Weak duality: c@v = y@(A v) + r@v with r = c - A^T y, so c@v >= sum_i min(y_i lo_i, y_i hi_i)
+    + sum_j min(r_j lb_j, r_j ub_j) for every feasible v (duals pointing at an infinite row side are
+    zeroed). Valid for any y, tight when y is the optimal dual, so solver tolerances cannot make it
+    wrong; a slack of (n + m + 2) eps |terms| covers floating-point rounding. Both signs of y are
+    tried (solver sign conventions differ) and the better bound is returned. Variables must have
+    finite bounds.
+    """
+    c = np.asarray(c, np.float64)
+    lo_f = np.where(np.isfinite(row_lo), row_lo, 0.0)
+    hi_f = np.where(np.isfinite(row_hi), row_hi, 0.0)
+    bmax = np.maximum(np.abs(lb), np.abs(ub))
+    gamma = (A.shape[0] + A.shape[1] + 2) * np.finfo(float).eps
+    absAT = abs(AT)
+    best = -np.inf
+    cands = [np.zeros(A.shape[0])] if y is None or len(y) == 0 else [np.asarray(y, np.float64), -np.asarray(y, np.float64)]
+    for yy in cands:
+        yy = yy.copy()
+        yy[(yy > 0) & ~np.isfinite(row_lo)] = 0.0
+        yy[(yy < 0) & ~np.isfinite(row_hi)] = 0.0
+        r = c - AT @ yy if yy.size else c.copy()
+        rows = np.where(yy > 0, yy * lo_f, yy * hi_f).sum()
+        cols = np.where(r > 0, r * lb, r * ub).sum()
+        mag = (np.abs(yy) * np.maximum(np.abs(lo_f), np.abs(hi_f))).sum() + \
+            ((np.abs(c) + (absAT @ np.abs(yy) if yy.size else 0.0)) * bmax).sum()
+        best = max(best, rows + cols - 2 * gamma * mag)
+    return float(best)
+
+
+class _LayerLP:
+    """The LP relaxation of the formulation of layers < l, with one objective swapped per solve."""
+
+    def __init__(self, form):
+        self.form = form
+        self.h = new_highs()
+        self.h.setOptionValue("presolve", "off")      # keep the simplex basis between objectives
+        highs_load(self.h, form, integer=False)
+        self.obj = _LinearObjective(self.h, form.n_vars)
+        self.AT = form.A.T.tocsr()
+        self.inputs = form.input_index
+
+    def minimise(self, idx, coef):
+        """(rigorous lower bound of coef @ v[idx], x of the LP optimum or None)."""
+        import highspy
+
+        self.obj.set(idx, coef)
+        self.h.run()
+        sol = self.h.getSolution()
+        ok = self.h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        y = np.asarray(sol.row_dual) if ok and sol.dual_valid else None
+        c = np.zeros(self.form.n_vars)
+        c[idx] = coef
+        bound = safe_lower_bound(c, y, self.form.A, self.AT, self.form.row_lo, self.form.row_hi,
+                                 self.form.lb, self.form.ub)
+        x = None
+        if ok and sol.value_valid:
+            v = np.asarray(sol.col_value)
+            x = self._x(v)
+        return bound, x
+
+    def _x(self, v):
+        x = np.zeros(self.inputs.shape[0])
+        m = self.inputs >= 0
+        x[m] = v[self.inputs[m]]
+        return x
+
+
+def _x_from(form, v, box: Box) -> np.ndarray:
+    """Input point of a solution vector (dropped inputs at the box center; they do not matter)."""
+    x = (box.lo + box.hi) / 2
+    m = form.input_index >= 0
+    x = x.copy()
+    x[m] = np.asarray(v)[form.input_index[m]]
+    return np.clip(x, box.lo, box.hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# LP tier
+# ---------------------------------------------------------------------------------------------
+def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, progress=None) -> Stability:
+    """Tighten every undecided unit of layers 2.. by max / min of g over the LP relaxation.
+
+    Layer by layer: interval bounds from the (tightened) previous layer, then for each unit that is
+    still undecided two LPs over one HiGHS model per layer (only the objective changes). Bounds are
+    rigorous (`safe_lower_bound`); the first hidden layer's interval bounds are already exact.
+    """
+    from .milp import build_formulation
+
+    t0 = time.perf_counter()
+    st = stability.copy()
+    st.tol = tol
+    before = st.n_stable()
+    if st.witness_min is None:
+        _record_witnesses(st, net, box, witness_points(box))
+    n_layers = net.n_hidden_layers
+    todo = sum(int(u.sum()) for u in st.unstable[1:])
+    bar = _progress_bar(progress, todo, "LP bounds")
+    for l in range(1, n_layers):
+        lo_i, up_i = _interval_layer(net, l, st.lower[l - 1], st.upper[l - 1])
+        st.lower[l] = np.maximum(st.lower[l], lo_i)
+        st.upper[l] = np.minimum(st.upper[l], up_i)
+        und = np.flatnonzero(~((st.lower[l] > tol) | (st.upper[l] <= 0)))
+        if und.size == 0:
+            continue
+        form = build_formulation(net, box, st, tol=tol, upto_layer=l)
+        lp = _LayerLP(form)
+        pts = []
+        for i in und:
+            idx, coef, const = form.preactivation(l, int(i))
+            lo, x1 = lp.minimise(idx, coef)
+            neg, x2 = lp.minimise(idx, -coef)
+            st.lower[l][i] = max(st.lower[l][i], lo + const)
+            st.upper[l][i] = min(st.upper[l][i], -neg + const)
+            pts += [p for p in (x1, x2) if p is not None]
+            if bar is not None:
+                bar.update(1)
+        if pts:
+            _record_witnesses(st, net, box, np.array(pts))
+    if bar is not None:
+        bar.close()
+    st.tiers.append({"tier": "lp", "settled": st.n_stable() - before,
+                     "seconds": round(time.perf_counter() - t0, 6)})
+    return st
+
+
+# ---------------------------------------------------------------------------------------------
+# exact MILP tier
+# ---------------------------------------------------------------------------------------------
+class _LayerMILP:
+    """The MILP of layers < l on one HiGHS model; per unit, max or min of g, optionally stopped early."""
+
+    def __init__(self, net: ReluNet, box: Box, form, layer: int):
+        import highspy
+
+        self.net, self.box, self.form, self.layer = net, box, form, layer
+        self.h = new_highs()
+        for k, v in (("mip_feasibility_tolerance", MIP_TOL), ("primal_feasibility_tolerance", MIP_TOL),
+                     ("dual_feasibility_tolerance", MIP_TOL), ("mip_rel_gap", 0.0), ("mip_abs_gap", 0.0)):
+            self.h.setOptionValue(k, v)
+        highs_load(self.h, form, integer=True)
+        self.obj = _LinearObjective(self.h, form.n_vars)
+        self.kOptimal = highspy.HighsModelStatus.kOptimal
+        self.h.cbMipImprovingSolution.subscribe(self._on_solution)
+        self.h.cbMipInterrupt.subscribe(self._on_interrupt)
+        self._task = None
+
+    def _on_solution(self, e):
+        t = self._task
+        if t is None or t["done"]:
+            return
+        x = _x_from(self.form, np.asarray(e.data_out.mip_solution), self.box)
+        g = float(self.net.preactivations(x)[self.layer][0, t["unit"]])
+        t["points"].append(x)
+        if t["stop_witness"](g):
+            t["done"] = True
+
+    def _on_interrupt(self, e):
+        t = self._task
+        if t is not None and (t["done"] or t["stop_bound"](float(e.data_out.mip_dual_bound))):
+            e.interrupt()
+
+    def solve(self, unit: int, sense: str, tol: float, early_stop: bool, time_limit: float | None):
+        """Maximise ('max') or minimise ('min') g of `unit`. Returns (bound, points, finished).
+
+        bound: max g <= bound (max) or min g >= bound (min), from the solver's dual bound widened by
+        MIP_MARGIN (1 + |D|); points: input points of the incumbents (witnesses); finished: solved to
+        optimality, or stopped because the sign question was answered. With early_stop, 'max' stops
+        at the first incumbent with exact g > 0 or once the bound proves g <= 0; 'min' at the first
+        incumbent with g <= tol or once the bound proves g > tol.
+        """
+        idx, coef, const = self.form.preactivation(self.layer, unit)
+        sgn = -1.0 if sense == "max" else 1.0
+        self.obj.set(idx, sgn * coef)
+
+        def bound_of(D):   # the solver minimises sgn * (g - const) and proves it >= D
+            m = MIP_MARGIN * (1.0 + abs(D))
+            return (-D + const + m) if sense == "max" else (D + const - m)
+
+        if sense == "max":
+            stop_witness = lambda g: early_stop and g > 0  # noqa: E731
+            stop_bound = lambda D: early_stop and bound_of(D) <= 0  # noqa: E731
+        else:
+            stop_witness = lambda g: early_stop and g <= tol  # noqa: E731
+            stop_bound = lambda D: early_stop and bound_of(D) > tol  # noqa: E731
+        self._task = {"unit": unit, "done": False, "points": [], "stop_witness": stop_witness,
+                      "stop_bound": stop_bound}
+        self.h.setOptionValue("time_limit", float(time_limit) if time_limit is not None else np.inf)
+        self.h.clearSolver()
+        self.h.run()
+        D = float(self.h.getInfo().mip_dual_bound)
+        status = self.h.getModelStatus()
+        sol = self.h.getSolution()
+        task, self._task = self._task, None
+        points = task["points"]
+        if sol.value_valid:
+            points.append(_x_from(self.form, np.asarray(sol.col_value), self.box))
+        finished = status == self.kOptimal or task["done"] or stop_bound(D)
+        if not np.isfinite(D):
+            bound = np.inf if sense == "max" else -np.inf
+        else:
+            bound = bound_of(D)
+        return bound, points, finished
+
+
+def _needs(st: Stability, l: int, i: int) -> str | None:
+    """Which MILP settles unit i of layer l: 'max' (could be inactive), 'min' (could be active), or None.
+
+    Witnesses satisfy witness_min <= witness_max, so at most one of the two questions is open.
+    """
+    if st.upper[l][i] <= 0 or st.lower[l][i] > st.tol:
+        return None
+    if st.witness_max[l][i] <= 0:
+        return "max"
+    if st.witness_min[l][i] > st.tol:
+        return "min"
+    return None
+
+
+def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, time_limit: float | None = None,
+                progress=None) -> Stability:
+    """Settle every unit still undecided by the exact MILP (HiGHS), stopping each solve early.
+
+    A unit needs at most one solve: if no witness has g > 0 it is maximised (inactive iff max g <= 0),
+    otherwise minimised (active iff min g > tol). Each layer's MILP uses the settled earlier layers.
+    `exact` is set when every unit ended stable or certified unstable (no time limit hit, no bound
+    within the solver margin of its threshold).
+    """
+    from .milp import build_formulation
+
+    t0 = time.perf_counter()
+    st = stability.copy()
+    st.tol = tol
+    before = st.n_stable()
+    if st.witness_min is None:
+        _record_witnesses(st, net, box, witness_points(box))
+    n_layers = net.n_hidden_layers
+    ambiguous = solves = 0
+    timed_out = False
+    bar = _progress_bar(progress, sum(int(u.sum()) for u in st.unstable[1:]), "MILP settle")
+    for l in range(1, n_layers):
+        lo_i, up_i = _interval_layer(net, l, st.lower[l - 1], st.upper[l - 1])
+        st.lower[l] = np.maximum(st.lower[l], lo_i)
+        st.upper[l] = np.minimum(st.upper[l], up_i)
+        und = [int(i) for i in np.flatnonzero(st.unstable[l])]
+        if bar is not None:
+            bar.update(0)
+        model = None
+        for i in und:
+            sense = _needs(st, l, i)
+            if sense is None:
+                if bar is not None:
+                    bar.update(1)
+                continue
+            left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+            if left is not None and left <= 0:
+                timed_out = True
+                ambiguous += 1
+                continue
+            if model is None:
+                model = _LayerMILP(net, box, build_formulation(net, box, st, tol=tol, upto_layer=l), l)
+            bound, points, finished = model.solve(i, sense, tol, early_stop=True, time_limit=left)
+            solves += 1
+            if sense == "max":
+                st.upper[l][i] = min(st.upper[l][i], bound)
+            else:
+                st.lower[l][i] = max(st.lower[l][i], bound)
+            if points:
+                _record_witnesses(st, net, box, np.array(points))
+            if _needs(st, l, i) is not None:
+                ambiguous += 1
+                timed_out |= not finished
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    st.exact = ambiguous == 0
+    st.tiers.append({"tier": "milp", "settled": st.n_stable() - before, "seconds": round(time.perf_counter() - t0, 6),
+                     "solves": solves, "undecided": ambiguous, "time_limit_hit": timed_out})
+    return st
+
+
+def analyse_stability(net: ReluNet, box: Box, tol: float = 1e-6, exact: bool = False, progress=None,
+                      time_limit: float | None = None) -> Stability:
+    """Tiered stability: interval -> LP tightening -> (exact MILP for the units still undecided)."""
+    t0 = time.perf_counter()
+    st = interval_bounds(net, box)
+    st.tol = tol
+    _record_witnesses(st, net, box, witness_points(box))
+    st.tiers.append({"tier": "interval", "settled": st.n_stable(), "seconds": round(time.perf_counter() - t0, 6)})
+    st = lp_tighten(net, box, st, tol=tol, progress=progress)
+    if exact:
+        left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t0))
+        st = milp_settle(net, box, st, tol=tol, time_limit=left, progress=progress)
+    return st
+
+
+def exact_stability_per_unit(net: ReluNet, box: Box, tol: float = 1e-6, progress=None,
+                             time_limit: float | None = None) -> Stability:
+    """Reference method: one exact MILP for the max and one for the min of every unit, no tiers.
+
+    Layer by layer from the interval bounds: every unit of layers 2.. that interval arithmetic leaves
+    undecided gets its max and min solved to optimality (HiGHS) over the MILP of the earlier layers,
+    which uses the bounds found so far. Decisions come from the bounds alone (no witnesses).
+    """
+    from .milp import build_formulation
+
+    t0 = time.perf_counter()
+    st = interval_bounds(net, box)
+    st.tol = tol
+    st.tiers.append({"tier": "interval", "settled": st.n_stable(), "seconds": round(time.perf_counter() - t0, 6)})
+    before = st.n_stable()
+    solves = 0
+    all_finished = True
+    bar = _progress_bar(progress, sum(int(u.sum()) for u in st.unstable[1:]), "per-unit MILP")
+    for l in range(1, net.n_hidden_layers):
+        lo_i, up_i = _interval_layer(net, l, st.lower[l - 1], st.upper[l - 1])
+        st.lower[l] = np.maximum(st.lower[l], lo_i)
+        st.upper[l] = np.minimum(st.upper[l], up_i)
+        und = np.flatnonzero(st.unstable[l])
+        if und.size == 0:
+            continue
+        model = _LayerMILP(net, box, build_formulation(net, box, st, tol=tol, upto_layer=l), l)
+        for i in und:
+            for sense in ("max", "min"):
+                left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+                if left is not None and left <= 0:
+                    all_finished = False
+                    continue
+                bound, _, finished = model.solve(int(i), sense, tol, early_stop=False, time_limit=left)
+                solves += 1
+                all_finished &= finished
+                if sense == "max":
+                    st.upper[l][i] = min(st.upper[l][i], bound)
+                else:
+                    st.lower[l][i] = max(st.lower[l][i], bound)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    st.exact = all_finished
+    st.tiers.append({"tier": "milp_per_unit", "settled": st.n_stable() - before,
+                     "seconds": round(time.perf_counter() - t0, 6), "solves": solves})
+    return st
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+# ---------------------------------------------------------------------------------------------
+def stability_to_json(stability: Stability, box: Box, weights_path) -> dict:
+    """The `stable_units_<domain>.json` object of docs/formats.md."""
+    layers, counts = [], []
+    for l, (a, i, u, lo, up) in enumerate(zip(stability.active, stability.inactive, stability.unstable,
+                                             stability.lower, stability.upper)):
+        counts.append({"layer": l + 1, "active": int(a.sum()), "inactive": int(i.sum()), "unstable": int(u.sum())})
+        layers.append({"layer": l + 1, "active": np.flatnonzero(a).tolist(), "inactive": np.flatnonzero(i).tolist(),
+                       "unstable": np.flatnonzero(u).tolist(),
+                       "lower": [float(v) for v in lo], "upper": [float(v) for v in up]})
+    return {"weights": str(weights_path), "domain": box.to_json(), "tol": float(stability.tol),
+            "exact": bool(stability.exact), "tiers": [dict(t) for t in stability.tiers],
+            "counts": counts, "layers": layers}
+
+
+def inactive_lines(stability: Stability) -> str:
+    """`inactive_<domain>.dat` text: one line `layer unit` per stably inactive unit (layer 1-based)."""
+    return "".join(f"{l + 1} {int(i)}\n" for l, m in enumerate(stability.inactive) for i in np.flatnonzero(m))
+
+
+def write_stability_files(out_dir, stability: Stability, box: Box, weights_path) -> tuple[Path, Path]:
+    """Write `stable_units_<domain>.json` and `inactive_<domain>.dat` atomically; returns both paths."""
+    from .ioutils import atomic_write_json, atomic_write_text
+
+    out_dir = Path(out_dir)
+    js = out_dir / f"stable_units_{box.name}.json"
+    dat = out_dir / f"inactive_{box.name}.dat"
+    atomic_write_json(js, stability_to_json(stability, box, weights_path))
+    atomic_write_text(dat, inactive_lines(stability))
+    return js, dat
