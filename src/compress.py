@@ -1,0 +1,511 @@
+"""Lossless compression of a ReLU net on a domain, given which hidden units are stable there.
+
+Math (pure numpy, `compress`): for hidden layer l, processed first to last on the partly
+compressed net (W_l has one row per original unit of layer l, W_{l+1} one column per unit):
+
+* stably inactive unit j (g_j <= 0 on the domain, so h_j = 0): delete row j of (W_l, b_l) and
+  column j of W_{l+1};
+* layer with no unstable unit left (every remaining unit active, h = g): the layer is affine,
+  merge it into the next one: W_{l+1} <- W_{l+1}[:, A] W_l[A], b_{l+1} <- W_{l+1}[:, A] b_l[A] + b_{l+1}
+  (A = active units; this is W_{l+1} diag(s) W_l with s the 0/1 stable pattern);
+* otherwise, the stably active units S: pick a basis B of the row space of W_l[S] by QR with
+  column pivoting (rank tolerance `rank_tol`, relative to the largest pivot); each other
+  j in S \\ B has w_j = alpha_j^T W_B, hence h_j = alpha_j^T h_B + (b_j - alpha_j^T b_B) because
+  every unit of S is active (h = g) on the whole domain; fold it into the next layer
+  (W_{l+1}[:, B] += W_{l+1}[:, j] alpha_j^T, b_{l+1} += W_{l+1}[:, j] (b_j - alpha_j^T b_B)) and delete it.
+
+Merging or folding never changes the pre-activation of any remaining unit as a function of
+the input on the domain, so the Stability computed on the original net stays valid for every
+later layer. When every hidden layer is merged away the result is one affine map.
+
+The rest of the module runs the whole step for one domain or a sweep of local domains:
+stability (src.bounds.analyse_stability), compression, verification, JSON/CSV/Markdown output.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+
+from .domain import Box
+from .ioutils import ToolError, atomic_write_json, atomic_write_text
+from .network import ReluNet
+
+DEFAULT_RANK_TOL = 1e-9
+DEFAULT_RTOL = 1e-9
+DEFAULT_POINTS = 10_000
+
+
+class VerificationError(Exception):
+    """The compressed net differs from the original on the domain (a bug, not a user error)."""
+
+
+# ---- pure math ---------------------------------------------------------------------------
+def active_basis(rows: np.ndarray, rank_tol: float = DEFAULT_RANK_TOL):
+    """Split the rows of `rows` (k x d) into a basis B of their span and the rest F.
+
+    Returns (B, F, alpha): index arrays into the rows (B ascending) and alpha (|F| x |B|) with
+    rows[F] ~= alpha @ rows[B]. B comes from QR with column pivoting of rows^T; a pivot counts
+    when |R_ii| > rank_tol * |R_00|. A row whose residual ||rows[j] - alpha_j rows[B]|| exceeds
+    rank_tol * |R_00| is moved into B (never folded), so every fold is exact to that tolerance.
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    k = rows.shape[0]
+    if k == 0:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros((0, 0))
+    norms = np.linalg.norm(rows, axis=1)
+    scale = float(norms.max())
+    if scale == 0.0:  # every row is zero: h_j = b_j is a constant, fold all
+        return np.zeros(0, int), np.arange(k), np.zeros((k, 0))
+    if rows.shape[1] == 0:
+        return np.zeros(0, int), np.arange(k), np.zeros((k, 0))
+    _, r, piv = scipy.linalg.qr(rows.T, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    rank = int(np.sum(diag > rank_tol * diag[0]))
+    basis = set(piv[:rank].tolist())
+    while True:
+        B = np.array(sorted(basis), dtype=int)
+        F = np.array([j for j in range(k) if j not in basis], dtype=int)
+        if F.size == 0:
+            return B, F, np.zeros((0, B.size))
+        if B.size == 0:
+            alpha = np.zeros((F.size, 0))
+            resid = norms[F]
+        else:
+            sol, *_ = np.linalg.lstsq(rows[B].T, rows[F].T, rcond=None)
+            alpha = sol.T
+            resid = np.linalg.norm(rows[F] - alpha @ rows[B], axis=1)
+        bad = resid > rank_tol * scale
+        if not bad.any():
+            return B, F, alpha
+        basis.update(F[bad].tolist())
+
+
+@dataclass
+class Compression:
+    """A compressed net and what was removed, per original hidden layer (1-based in JSON)."""
+
+    net: ReluNet
+    units_before: list[int]
+    units_after: list[int]              # units left per original hidden layer (0 when collapsed)
+    kept: list[np.ndarray]              # original indices of the units left, per hidden layer
+    collapsed: list[int]                # 1-based original layers merged into their successor
+    per_layer: list[dict] = field(default_factory=list)  # inactive/folded_active/merged_active/unstable
+    params_before: int = 0
+
+    @property
+    def params_after(self) -> int:
+        return self.net.n_params
+
+    @property
+    def removed(self) -> dict:
+        return {"inactive": sum(d["inactive"] for d in self.per_layer),
+                "folded_active": sum(d["folded_active"] for d in self.per_layer),
+                "merged_active": sum(d["merged_active"] for d in self.per_layer),
+                "collapsed_layers": len(self.collapsed)}
+
+    @property
+    def is_affine(self) -> bool:
+        return self.net.n_hidden_layers == 0
+
+
+def _masks(stability, net: ReluNet):
+    act, inact = stability.active, stability.inactive
+    if len(act) != net.n_hidden_layers:
+        raise ValueError(f"stability has {len(act)} hidden layers, the net {net.n_hidden_layers}")
+    for l, (a, i, n) in enumerate(zip(act, inact, net.hidden_sizes)):
+        if a.shape != (n,) or i.shape != (n,):
+            raise ValueError(f"stability layer {l + 1} has {a.shape[0]} units, the net {n}")
+        if np.any(a & i):
+            raise ValueError(f"stability layer {l + 1}: a unit is both active and inactive")
+    return act, inact
+
+
+def compress(net: ReluNet, stability, rank_tol: float = DEFAULT_RANK_TOL) -> Compression:
+    """Remove stably inactive units, fold linearly dependent stably active ones, merge linear layers.
+
+    `stability` (src.bounds.Stability) must be sound for the domain of interest; the result equals
+    `net` on that domain (up to float rounding, and up to rank_tol for folds).
+    """
+    active, inactive = _masks(stability, net)
+    L = net.n_hidden_layers
+    Ws = [w.copy() for w in net.weights]
+    bs = [b.copy() for b in net.biases]
+    out_w, out_b = [], []            # surviving hidden layers of the compressed net
+    kept, collapsed, per_layer = [], [], []
+    for l in range(L):
+        a, i = active[l], inactive[l]
+        u = ~(a | i)
+        rec = {"layer": l + 1, "units": int(a.size), "inactive": int(i.sum()), "active": int(a.sum()),
+               "unstable": int(u.sum()), "folded_active": 0, "merged_active": 0}
+        W, b, Wn, bn = Ws[l], bs[l], Ws[l + 1], bs[l + 1]
+        if not u.any():
+            # affine layer: h = diag(s) (W z + b) on the domain -> merge into layer l+1
+            A = np.flatnonzero(a)
+            Ws[l + 1] = Wn[:, A] @ W[A]
+            bs[l + 1] = Wn[:, A] @ b[A] + bn
+            rec["merged_active"] = int(A.size)
+            collapsed.append(l + 1)
+            kept.append(np.zeros(0, int))
+            per_layer.append(rec)
+            continue
+        S = np.flatnonzero(a)
+        Bl, Fl, alpha = active_basis(W[S], rank_tol)
+        B, F = S[Bl], S[Fl]
+        if F.size:
+            WF = Wn[:, F]
+            bn = bn + WF @ (b[F] - alpha @ b[B])
+            Wn = Wn.copy()
+            Wn[:, B] += WF @ alpha
+        keep = np.sort(np.concatenate([np.flatnonzero(u), B]))
+        rec["folded_active"] = int(F.size)
+        out_w.append(W[keep])
+        out_b.append(b[keep])
+        Ws[l + 1] = Wn[:, keep]
+        bs[l + 1] = bn
+        kept.append(keep)
+        per_layer.append(rec)
+    out_w.append(Ws[L])
+    out_b.append(bs[L])
+    cnet = ReluNet(out_w, out_b, meta={"compressed_from": net.meta.get("path", "")})
+    return Compression(net=cnet, units_before=list(net.hidden_sizes), units_after=[int(k.size) for k in kept],
+                       kept=kept, collapsed=collapsed, per_layer=per_layer, params_before=net.n_params)
+
+
+# ---- verification ------------------------------------------------------------------------
+def relative_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| / max(1, |a|), elementwise: relative for large outputs, absolute below 1."""
+    return np.abs(a - b) / np.maximum(1.0, np.abs(a))
+
+
+def verify(original: ReluNet, compressed: ReluNet, box: Box, points: int = DEFAULT_POINTS, seed: int = 0,
+           rtol: float = DEFAULT_RTOL, test_set=None) -> dict:
+    """Compare outputs on `points` uniform samples of the box (plus its two corners) and on the
+    test set (x, y) when given; `passed` iff every relative error (relative_errors) <= rtol and the
+    test accuracies are identical."""
+    rng = np.random.default_rng(seed)
+    x = np.vstack([box.sample(points, rng), box.lo[None], box.hi[None]]) if points > 0 else np.zeros((0, box.n))
+    res = {"points": int(len(x)), "seed": int(seed), "rtol": rtol,
+           "criterion": "|f(x) - f'(x)| <= rtol * max(1, |f(x)|) for every output"}
+    max_abs = max_rel = 0.0
+    failures = []
+    if len(x):
+        a, c = original.forward(x), compressed.forward(x)
+        max_abs = float(np.abs(a - c).max())
+        max_rel = float(relative_errors(a, c).max())
+        if not max_rel <= rtol:
+            failures.append(f"max relative error {max_rel:.3g} > {rtol:g} on {len(x)} points of the domain")
+    if test_set is not None:
+        xt, yt = test_set
+        xt = np.asarray(xt, dtype=np.float64)
+        a, c = original.forward(xt), compressed.forward(xt)
+        t_abs, t_rel = float(np.abs(a - c).max()), float(relative_errors(a, c).max())
+        acc_o = float((a.argmax(1) == yt).mean())
+        acc_c = float((c.argmax(1) == yt).mean())
+        res.update(test_points=int(len(xt)), test_max_abs_error=t_abs, test_max_rel_error=t_rel,
+                   test_accuracy_original=acc_o, test_accuracy_compressed=acc_c,
+                   test_predictions_differ=int((a.argmax(1) != c.argmax(1)).sum()))
+        max_abs, max_rel = max(max_abs, t_abs), max(max_rel, t_rel)
+        if not t_rel <= rtol:
+            failures.append(f"max relative error {t_rel:.3g} > {rtol:g} on the {len(xt)} test images")
+        if acc_o != acc_c:
+            failures.append(f"test accuracy {acc_c:.4f} differs from the original's {acc_o:.4f}")
+    res["max_abs_error"] = max_abs
+    res["max_rel_error"] = max_rel
+    res["passed"] = not failures
+    if failures:
+        res["failures"] = failures
+    return res
+
+
+# ---- one domain --------------------------------------------------------------------------
+def stability_on(net: ReluNet, box: Box, tol: float = 1e-6, exact: bool = True, progress=None):
+    """Stable units on the box: src.bounds.analyse_stability (interval -> LP -> MILP when exact)."""
+    from . import bounds
+
+    if hasattr(bounds, "analyse_stability"):
+        return bounds.analyse_stability(net, box, tol=tol, exact=exact, progress=progress)
+    # interval bounds only (sound, looser) until the tiered analysis exists
+    t0 = time.perf_counter()
+    st = bounds.interval_bounds(net, box)
+    st.tol = tol
+    settled = int(sum(int((a | i).sum()) for a, i in zip(st.active, st.inactive)))
+    st.tiers = [{"tier": "interval", "settled": settled, "seconds": time.perf_counter() - t0}]
+    return st
+
+
+def compression_json(comp: Compression, stability, box: Box, weights_path, times: dict,
+                     verification: dict | None) -> dict:
+    """The `compressed_<domain>.json` record (docs/formats.md) plus per-layer detail."""
+    return {
+        "weights": str(weights_path), "domain": box.to_json(),
+        "layer_sizes_before": [comp.net.n_inputs] + comp.units_before + [comp.net.n_outputs],
+        "layer_sizes_after": comp.net.layer_sizes,
+        "units_before": comp.units_before, "units_after": comp.units_after,
+        "removed": comp.removed, "collapsed_layers": comp.collapsed, "affine": comp.is_affine,
+        "params_before": comp.params_before, "params_after": comp.params_after,
+        "tol": float(stability.tol), "exact": bool(getattr(stability, "exact", False)),
+        "tiers": list(getattr(stability, "tiers", []) or []),
+        "per_layer": comp.per_layer, "times": times, "verification": verification,
+    }
+
+
+def test_set_for(box: Box, data_root=None):
+    """The MNIST test set when the box is 784-dimensional and contains every test image, else None."""
+    if box.n != 784:
+        return None
+    from .data import load_mnist_arrays
+
+    x, y = load_mnist_arrays("test", root=data_root)
+    if not box.contains(x).all():
+        return None
+    return x, y
+
+
+def compress_on_domain(net: ReluNet, box: Box, *, tol: float = 1e-6, exact: bool = True,
+                       rank_tol: float = DEFAULT_RANK_TOL, verify_points: int = DEFAULT_POINTS,
+                       rtol: float = DEFAULT_RTOL, do_verify: bool = True, test_set=None,
+                       seed: int = 0, progress=None):
+    """Stability -> compression -> verification on one box. Returns (stability, Compression, times,
+    verification or None); raises VerificationError when the compressed net differs."""
+    t0 = time.perf_counter()
+    st = stability_on(net, box, tol=tol, exact=exact, progress=progress)
+    t1 = time.perf_counter()
+    comp = compress(net, st, rank_tol=rank_tol)
+    t2 = time.perf_counter()
+    ver = None
+    if do_verify:
+        ver = verify(net, comp.net, box, points=verify_points, seed=seed, rtol=rtol, test_set=test_set)
+    t3 = time.perf_counter()
+    times = {"stability": t1 - t0, "compression": t2 - t1, "verification": t3 - t2, "total": t3 - t0}
+    if ver is not None and not ver["passed"]:
+        raise VerificationError(f"domain {box.name}: compressed net differs from the original: "
+                                + "; ".join(ver["failures"]))
+    return st, comp, times, ver
+
+
+# ---- sweep over local boxes ----------------------------------------------------------------
+def parse_index_spec(text) -> tuple[list[int], bool]:
+    """`K` -> ([K], False); `A:B` -> (A..B-1, True). Indices must lie in 0..9999 (MNIST test set)."""
+    s = str(text).strip()
+    is_range = ":" in s
+    parts = s.split(":") if is_range else [s]
+    if len(parts) > 2:
+        raise ToolError(f"--center-test-index: expected K or A:B, got {text!r}")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise ToolError(f"--center-test-index: expected an integer K or a range A:B of integers, got {text!r}") from None
+    for v in vals:
+        if not 0 <= v <= (10000 if is_range else 9999):
+            raise ToolError(f"--center-test-index {text}: {v} is out of range, the MNIST test set has "
+                            "10000 images (0..9999; a range A:B stops before B <= 10000)")
+    if is_range:
+        a, b = vals
+        if b <= a:
+            raise ToolError(f"--center-test-index {text}: empty range, need A < B (A:B means A..B-1)")
+        return list(range(a, b)), True
+    return vals, False
+
+
+def parse_widths(text) -> list[float]:
+    """`L` or `L1,L2,...`: each a finite number > 0."""
+    toks = [t.strip() for t in str(text).split(",")]
+    if not toks or any(t == "" for t in toks):
+        raise ToolError(f"--width: expected L or a comma-separated list L1,L2,..., got {text!r}")
+    out = []
+    for t in toks:
+        try:
+            w = float(t)
+        except ValueError:
+            raise ToolError(f"--width: not a number: {t!r}") from None
+        if not np.isfinite(w) or w <= 0:
+            raise ToolError(f"--width must be > 0, got {t}")
+        out.append(w)
+    return out
+
+
+def sweep_row(center: str, width: float, box: Box, st, comp: Compression, times: dict, ver) -> dict:
+    """One table row: units left per layer, layers collapsed, parameters, time."""
+    row = {"center": center, "width": width, "domain": box.name}
+    for l, n in enumerate(comp.units_after, 1):
+        row[f"units_L{l}"] = n
+    row.update(units_left=sum(comp.units_after), layers_collapsed=len(comp.collapsed), affine=comp.is_affine,
+               inactive=comp.removed["inactive"], folded_active=comp.removed["folded_active"],
+               merged_active=comp.removed["merged_active"], params_before=comp.params_before,
+               params_after=comp.params_after, seconds=round(times["total"], 4),
+               max_rel_error=None if ver is None else ver["max_rel_error"])
+    return row
+
+
+def sweep_tables(rows: list[dict], units_before: list[int]) -> tuple[str, str]:
+    """(CSV text, Markdown text) of the sweep rows, Markdown with a per-width summary."""
+    cols = list(rows[0].keys())
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    md = ["| center | width | units left per layer (of " + "-".join(map(str, units_before))
+          + ") | layers collapsed | params after | params before | seconds |",
+          "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        units = "-".join(str(r[f"units_L{l}"]) for l in range(1, len(units_before) + 1))
+        md.append(f"| {r['center']} | {r['width']:g} | {units} | {r['layers_collapsed']}"
+                  f"{' (affine)' if r['affine'] else ''} | {r['params_after']} | {r['params_before']} | {r['seconds']:.3g} |")
+    md += ["", "Mean per width:", "", "| width | images | mean units left per layer | mean layers collapsed "
+           "| affine | mean params after |", "|---|---|---|---|---|---|"]
+    for width in sorted({r["width"] for r in rows}):
+        rs = [r for r in rows if r["width"] == width]
+        units = "-".join(f"{np.mean([r[f'units_L{l}'] for r in rs]):.1f}" for l in range(1, len(units_before) + 1))
+        md.append(f"| {width:g} | {len(rs)} | {units} | {np.mean([r['layers_collapsed'] for r in rs]):.2f} "
+                  f"| {sum(r['affine'] for r in rs)}/{len(rs)} | {np.mean([r['params_after'] for r in rs]):.0f} |")
+    return buf.getvalue(), "\n".join(md) + "\n"
+
+
+def write_sweep(out_dir, stem: str, rows: list[dict], units_before: list[int], meta: dict) -> list[Path]:
+    """Write <stem>.csv, <stem>.md and <stem>.json into out_dir; returns the paths."""
+    out_dir = Path(out_dir)
+    csv_text, md_text = sweep_tables(rows, units_before)
+    paths = [out_dir / f"{stem}.csv", out_dir / f"{stem}.md", out_dir / f"{stem}.json"]
+    atomic_write_text(paths[0], csv_text)
+    atomic_write_text(paths[1], md_text)
+    atomic_write_json(paths[2], {**meta, "rows": rows})
+    return paths
+
+
+# ---- command line (compress_network.py) ----------------------------------------------------
+def _domains_from_args(args, net: ReluNet):
+    """[(center label, width, Box)] and whether this is a sweep; --width may list several values,
+    --center-test-index may be a range A:B."""
+    from .domain import box_from_args, read_center_file, test_image
+
+    if args.center and args.center_test_index is not None:
+        raise ToolError("give either --center or --center-test-index, not both")
+    if args.center is None and args.center_test_index is None:
+        return [(None, None, box_from_args(args, net.n_inputs))], False
+    if args.width is None:
+        raise ToolError("--center/--center-test-index needs --width L (or a list L1,L2,...)")
+    widths = parse_widths(args.width)
+    if not args.hi > args.lo:
+        raise ToolError(f"--lo/--hi: need lo < hi, got lo={args.lo:g}, hi={args.hi:g}")
+    if args.center:
+        centers = [(Path(args.center).stem, read_center_file(args.center, net.n_inputs))]
+        is_range = False
+    else:
+        idx, is_range = parse_index_spec(args.center_test_index)
+        if net.n_inputs != 784:
+            raise ToolError(f"--center-test-index needs a 784-input (MNIST) network, this one has {net.n_inputs} inputs")
+        centers = [(f"test{k}", test_image(k, args.data_root)) for k in idx]
+    out = [(name, w, Box.around(c, w, name, args.lo, args.hi)) for name, c in centers for w in widths]
+    return out, is_range or len(out) > 1
+
+
+def _write_stability(out_dir, st, box, weights_path):
+    from . import bounds
+
+    if hasattr(bounds, "write_stability_files"):
+        return bounds.write_stability_files(out_dir, st, box, weights_path)
+    return None
+
+
+def _summary(box: Box, comp: Compression, st, times: dict, ver) -> str:
+    tiers = ", ".join(f"{t['tier']} {t['settled']} in {t['seconds']:.2f}s" for t in (st.tiers or []))
+    lines = [f"domain {box.name}: units per layer {'-'.join(map(str, comp.units_before))} -> "
+             f"{'-'.join(map(str, comp.units_after))}"
+             + (" (affine)" if comp.is_affine else ""),
+             f"  removed: {comp.removed}",
+             f"  params {comp.params_before} -> {comp.params_after}; layers {comp.net.layer_sizes}",
+             f"  stability tiers: {tiers or 'n/a'}; total {times['total']:.2f}s"]
+    if ver is not None:
+        s = f"  verified on {ver['points']} points: max rel error {ver['max_rel_error']:.3g}"
+        if "test_accuracy_original" in ver:
+            s += (f"; test accuracy {ver['test_accuracy_original']:.4f} (original) = "
+                  f"{ver['test_accuracy_compressed']:.4f} (compressed)")
+        lines.append(s)
+    return "\n".join(lines)
+
+
+def run_cli(args) -> int:
+    """compress_network.py: one domain -> compressed net + JSON; several -> a sweep table."""
+    import sys
+
+    from tqdm import tqdm
+
+    for name in ("tol", "rank_tol", "rtol"):
+        v = getattr(args, name)
+        if not (np.isfinite(v) and v >= 0):
+            raise ToolError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v:g}")
+    if args.verify_points < 0:
+        raise ToolError(f"--verify-points must be >= 0, got {args.verify_points}")
+    weights_path = Path(args.weights)
+    net = ReluNet.load(weights_path)
+    if net.n_hidden_layers == 0:
+        raise ToolError(f"{weights_path}: the net has no hidden layer, nothing to compress")
+    domains, sweep = _domains_from_args(args, net)
+    out_dir = Path(args.out_dir) if args.out_dir else weights_path.parent
+    if sweep and args.output:
+        raise ToolError("-o/--output names one compressed net; a sweep writes a table (use --out-dir)")
+    opts = dict(tol=args.tol, exact=not args.no_exact, rank_tol=args.rank_tol, verify_points=args.verify_points,
+                rtol=args.rtol, do_verify=not args.no_verify, seed=args.seed)
+    test_cache = {}
+
+    def test_set(box):
+        if args.no_verify:
+            return None
+        if "t" not in test_cache and box.n == 784:
+            test_cache["t"] = test_set_for(Box.uniform(784), args.data_root)
+        t = test_cache.get("t")
+        return t if t is not None and box.contains(t[0]).all() else None
+
+    def save(box, st, comp, times, ver, output=None):
+        dat = Path(output) if output else out_dir / f"compressed_{box.name}.dat"
+        acc = None if ver is None else ver.get("test_accuracy_compressed")
+        comp.net.save(dat, model_path=str(weights_path), accuracy=acc)
+        atomic_write_json(dat.with_suffix(".json"),
+                          compression_json(comp, st, box, weights_path, times, ver))
+        if not args.no_stability_files:
+            _write_stability(out_dir if not output else dat.parent, st, box, weights_path)
+        return dat
+
+    if not sweep:
+        _, _, box = domains[0]
+        try:
+            st, comp, times, ver = compress_on_domain(net, box, test_set=test_set(box),
+                                                      **opts)
+        except VerificationError as e:
+            print(f"error: verification failed: {e}", file=sys.stderr)
+            return 1
+        dat = save(box, st, comp, times, ver, args.output)
+        if not args.quiet:
+            print(_summary(box, comp, st, times, ver))
+            print(f"wrote {dat} and {dat.with_suffix('.json')}")
+        return 0
+
+    rows = []
+    for name, width, box in tqdm(domains, desc="domains", disable=args.quiet, file=sys.stderr):
+        try:
+            st, comp, times, ver = compress_on_domain(net, box, test_set=test_set(box), **opts)
+        except VerificationError as e:
+            print(f"error: verification failed: {e}", file=sys.stderr)
+            return 1
+        if args.save_each:
+            save(box, st, comp, times, ver)
+        rows.append(sweep_row(name, width, box, st, comp, times, ver))
+    centers = sorted({n for n, _, _ in domains}, key=lambda s: (len(s), s))
+    label = centers[0] if len(centers) == 1 else f"{centers[0]}_to_{centers[-1]}"
+    widths = sorted({w for _, w, _ in domains})
+    stem = f"compress_sweep_{label}_width_{'_'.join(f'{w:g}' for w in widths)}"
+    meta = {"weights": str(weights_path), "layer_sizes": net.layer_sizes, "tol": args.tol,
+            "exact": not args.no_exact, "verified": not args.no_verify,
+            "verify_points": args.verify_points if not args.no_verify else 0}
+    paths = write_sweep(out_dir, stem, rows, net.hidden_sizes, meta)
+    if not args.quiet:
+        print(sweep_tables(rows, net.hidden_sizes)[1])
+        print("wrote " + ", ".join(map(str, paths)))
+    return 0
