@@ -1,0 +1,628 @@
+"""The paper's figures from run directories (matplotlib Agg; every figure as PNG and PDF).
+
+Figures (file stems in the output directory):
+- `regions_vs_l1`: linear regions per run against l1, one series per (adv, dropout), log scale;
+  incomplete counts drawn hollow with an upward arrow (lower bounds).
+- `stable_units_vs_l1`: stably active / stably inactive units per hidden layer against l1.
+- `accuracy_vs_regions`: test accuracy against the number of regions.
+- `transform_sizes`: size of the two-hidden-layer nets (all 2^N patterns, feasible patterns
+  naive, feasible patterns with shared units) in hidden units and parameters, log10 scale.
+- `input_slice`: a 2-D plane of input space, each linear region in its own colour with its
+  boundaries, computed by dense evaluation of activation patterns on a grid.
+All run settings come from the files in docs/formats.md (src.results), never from run ids.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg", force=True)
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from .ioutils import ToolError  # noqa: E402
+from .network import ReluNet  # noqa: E402
+from .results import (DEFAULT_DOMAIN, RunRecord, load_runs, two_hidden_sizes)  # noqa: E402
+
+FORMATS = ("png", "pdf")
+DPI = 200
+
+# paper-size styling: a 7-inch wide figure (two-column width) with 9-10 pt text
+STYLE = {
+    "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "xtick.labelsize": 8,
+    "ytick.labelsize": 8, "legend.fontsize": 8, "figure.titlesize": 10.5, "axes.grid": True,
+    "grid.alpha": 0.3, "grid.linewidth": 0.5, "axes.spines.top": False, "axes.spines.right": False,
+    "pdf.fonttype": 42, "savefig.bbox": "tight", "savefig.pad_inches": 0.05,
+}
+
+ADV_COLOURS = {"none": "#1f77b4", "pgd": "#d62728", "fgsm": "#2ca02c"}
+EXTRA_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+DROPOUT_MARKERS = ["o", "s", "D", "^", "v", "P"]
+DROPOUT_LINES = ["-", "--", ":", "-."]
+
+
+def save(fig, out_base, formats=FORMATS) -> list[Path]:
+    """Write fig to out_base.<fmt> for each format; return the paths."""
+    out_base = Path(out_base)
+    out_base.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        p = out_base.with_suffix("." + fmt)
+        tmp = p.with_name("." + p.name + ".tmp")
+        fig.savefig(tmp, dpi=DPI, format=fmt)
+        os.replace(tmp, p)
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+# ---- series styling ------------------------------------------------------------------
+class GroupStyle:
+    """Colour by adversarial training, marker and line style by dropout; one entry per (adv, dropout)."""
+
+    def __init__(self, records):
+        advs = sorted({r.adv or "?" for r in records}, key=lambda a: (a != "none", a))
+        drops = sorted({r.dropout for r in records if r.dropout is not None})
+        extra = iter(EXTRA_COLOURS * 3)
+        self.colour = {a: ADV_COLOURS.get(a) or next(extra) for a in advs}
+        self.drop_index = {d: i for i, d in enumerate(drops)}
+        self.groups = sorted({r.group for r in records},
+                             key=lambda g: (g[0] != "none", g[0], g[1] if g[1] == g[1] else -1))
+
+    def kw(self, group) -> dict:
+        adv, drop = group
+        i = self.drop_index.get(drop, 0)
+        return {"color": self.colour.get(adv, "k"), "marker": DROPOUT_MARKERS[i % len(DROPOUT_MARKERS)],
+                "linestyle": DROPOUT_LINES[i % len(DROPOUT_LINES)]}
+
+    @staticmethod
+    def label(group) -> str:
+        adv, drop = group
+        a = "no adv. training" if adv == "none" else f"adv. {adv.upper()}"
+        d = "?" if drop != drop else f"{drop:g}"
+        return f"{a}, dropout {d}"
+
+    def offsets(self, width: float = 0.24) -> dict:
+        """Small horizontal offsets per group so points at the same l1 do not overlap."""
+        n = len(self.groups)
+        if n <= 1:
+            return {g: 0.0 for g in self.groups}
+        return {g: -width / 2 + width * i / (n - 1) for i, g in enumerate(self.groups)}
+
+
+def _l1_axis(ax, l1_values):
+    """Equally spaced categorical l1 axis (l1 = 0 has no place on a log axis)."""
+    ax.set_xticks(range(len(l1_values)))
+    ax.set_xticklabels([_fmt_l1(v) for v in l1_values])
+    ax.set_xlim(-0.5, len(l1_values) - 0.5)
+    ax.set_xlabel("l1 regularisation λ (equally spaced)")
+    ax.grid(False, axis="x")
+
+
+def _fmt_l1(v) -> str:
+    if v == 0:
+        return "0"
+    s = f"{v:.0e}" if f"{v:.0e}" == f"{v:.1e}".replace(".0e", "e") else f"{v:g}"
+    m, e = s.split("e") if "e" in s else (s, None)
+    return f"{m}e{int(e)}" if e is not None else s
+
+
+def _usable(records, need) -> tuple[list, list]:
+    good, skipped = [], []
+    for r in records:
+        (good if need(r) else skipped).append(r)
+    return good, skipped
+
+
+def _skipped_note(fig, skipped, what):
+    if skipped:
+        ids = ", ".join(str(r.run_id) for r in skipped[:12]) + (" …" if len(skipped) > 12 else "")
+        fig.text(0.99, 0.005, f"not shown (no {what}): runs {ids}", ha="right", va="bottom",
+                 fontsize=7, color="0.4")
+
+
+# ---- figure 1: regions vs l1 ---------------------------------------------------------
+def plot_regions_vs_l1(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
+    """Number of linear regions against l1, per (adv, dropout); hollow + arrow = lower bound."""
+    recs, skipped = _usable(records, lambda r: r.l1 is not None and r.region_count is not None)
+    if not recs:
+        raise ToolError("regions figure: no run has both config.json and regions_<domain>.json")
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        style = GroupStyle(recs)
+        l1s = sorted({r.l1 for r in recs})
+        xpos = {v: i for i, v in enumerate(l1s)}
+        off = style.offsets()
+        ymax = max(max(r.region_count, 1) for r in recs)
+        any_incomplete = False
+        for g in style.groups:
+            pts = sorted([r for r in recs if r.group == g], key=lambda r: r.l1)
+            kw = style.kw(g)
+            xs = [xpos[r.l1] + off[g] for r in pts]
+            ys = [max(r.region_count, 1) for r in pts]
+            # line through the median count per l1
+            med = {}
+            for r in pts:
+                med.setdefault(r.l1, []).append(max(r.region_count, 1))
+            ax.plot([xpos[v] + off[g] for v in sorted(med)], [np.median(med[v]) for v in sorted(med)],
+                    color=kw["color"], linestyle=kw["linestyle"], linewidth=1.2, alpha=0.8, zorder=2)
+            for x, y, r in zip(xs, ys, pts):
+                if r.regions_complete:
+                    ax.plot(x, y, marker=kw["marker"], color=kw["color"], markersize=6.5,
+                            markeredgecolor="k", markeredgewidth=0.5, linestyle="none", zorder=3)
+                else:
+                    any_incomplete = True
+                    ax.plot(x, y, marker=kw["marker"], markerfacecolor="white", markeredgecolor=kw["color"],
+                            markeredgewidth=1.6, markersize=7, linestyle="none", zorder=3)
+                    ax.annotate("", xy=(x, y * 2.6), xytext=(x, y * 1.18),
+                                arrowprops=dict(arrowstyle="-|>", color=kw["color"], lw=1.4,
+                                                mutation_scale=9), zorder=3)
+        ax.set_yscale("log")
+        lo = min(max(r.region_count, 1) for r in recs)
+        ax.set_ylim(max(lo / 2.5, 0.6), ymax * (4.5 if any_incomplete else 2.0))
+        _l1_axis(ax, l1s)
+        ax.set_ylabel("number of linear regions")
+        dom = recs[0].domain
+        ax.set_title(title or f"Linear regions on the domain {dom}")
+        handles = [Line2D([], [], **style.kw(g), markersize=6, markeredgecolor="k", markeredgewidth=0.5,
+                          label=style.label(g)) for g in style.groups]
+        if any_incomplete:
+            handles.append(Line2D([], [], marker="$\\uparrow$", color="0.2", markersize=9, linestyle="none",
+                                  label="hollow + arrow: incomplete\ncount (lower bound)"))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        _skipped_note(fig, skipped, "region count")
+        return save(fig, out_base, formats)
+
+
+# ---- figure 2: stable units vs l1 ----------------------------------------------------
+def plot_stable_units_vs_l1(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
+    """Stably active (top row) and stably inactive (bottom row) units per hidden layer against l1."""
+    recs, skipped = _usable(records, lambda r: r.l1 is not None and r.stable_counts())
+    if not recs:
+        raise ToolError("stable-units figure: no run has both config.json and stable_units_<domain>.json "
+                        "(or stable_units in regions_<domain>.json)")
+    n_layers = max(len(r.stable_counts()) for r in recs)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(2, n_layers, figsize=(max(2.0 * n_layers + 1.8, 5.2), 4.4),
+                                 sharex=True, squeeze=False)
+        style = GroupStyle(recs)
+        l1s = sorted({r.l1 for r in recs})
+        xpos = {v: i for i, v in enumerate(l1s)}
+        off = style.offsets()
+        for l in range(n_layers):
+            widths = sorted({c["active"] + c["inactive"] + c["unstable"]
+                             for r in recs for c in r.stable_counts()[l:l + 1]})
+            for row, kind in enumerate(("active", "inactive")):
+                ax = axes[row, l]
+                for g in style.groups:
+                    kw = style.kw(g)
+                    pts = sorted([r for r in recs if r.group == g and len(r.stable_counts()) > l],
+                                 key=lambda r: r.l1)
+                    if not pts:
+                        continue
+                    med = {}
+                    for r in pts:
+                        med.setdefault(r.l1, []).append(r.stable_counts()[l][kind])
+                    ax.plot([xpos[v] + off[g] for v in sorted(med)], [np.median(med[v]) for v in sorted(med)],
+                            color=kw["color"], linestyle=kw["linestyle"], linewidth=1.0, alpha=0.8)
+                    ax.plot([xpos[r.l1] + off[g] for r in pts], [r.stable_counts()[l][kind] for r in pts],
+                            marker=kw["marker"], color=kw["color"], markersize=5, markeredgecolor="k",
+                            markeredgewidth=0.4, linestyle="none")
+                top = max(widths) if widths else 1
+                ax.axhline(top, color="0.5", linewidth=0.8, linestyle=":")
+                ax.set_ylim(-0.04 * top, top * 1.08)
+                _l1_axis(ax, l1s)
+                if row == 0:
+                    ax.set_xlabel("")
+                    w = "/".join(map(str, widths))
+                    ax.set_title(f"layer {l + 1} ({w} units)")
+                else:
+                    ax.set_xlabel("l1 λ")
+                if l == 0:
+                    ax.set_ylabel(f"stably {kind} units")
+        handles = [Line2D([], [], **style.kw(g), markersize=5, markeredgecolor="k", markeredgewidth=0.4,
+                          label=style.label(g)) for g in style.groups]
+        handles.append(Line2D([], [], color="0.5", linestyle=":", label="layer width"))
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False,
+                   bbox_to_anchor=(0.5, -0.02))
+        fig.suptitle(title or f"Stable units per hidden layer on the domain {recs[0].domain}")
+        fig.tight_layout(rect=(0, 0.08 + 0.03 * ((len(handles) - 1) // 3), 1, 1))
+        _skipped_note(fig, skipped, "stable units")
+        return save(fig, out_base, formats)
+
+
+# ---- figure 3: accuracy vs regions ---------------------------------------------------
+GROUP_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def plot_accuracy_vs_regions(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
+    """Test accuracy against the number of linear regions; colour = l1, marker = (adv, dropout)."""
+    recs, skipped = _usable(records, lambda r: r.test_accuracy is not None and r.region_count is not None)
+    if not recs:
+        raise ToolError("accuracy figure: no run has both metrics.json (test_accuracy) and regions_<domain>.json")
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        style = GroupStyle(recs)
+        marker = {g: GROUP_MARKERS[i % len(GROUP_MARKERS)] for i, g in enumerate(style.groups)}
+        l1s = sorted({r.l1 for r in recs if r.l1 is not None})
+        cmap = matplotlib.colormaps["viridis"]
+        colour = {v: cmap(0.9 * i / max(len(l1s) - 1, 1)) for i, v in enumerate(l1s)}
+        any_incomplete = False
+        for r in recs:
+            c = colour.get(r.l1, "0.5")
+            m = marker[r.group]
+            x, y = max(r.region_count, 1), 100 * r.test_accuracy
+            if r.regions_complete:
+                ax.plot(x, y, marker=m, color=c, markersize=7, markeredgecolor="k", markeredgewidth=0.5,
+                        linestyle="none", zorder=3, alpha=0.9)
+            else:
+                any_incomplete = True
+                ax.plot(x, y, marker=m, markerfacecolor="white", markeredgecolor=c, markeredgewidth=1.8,
+                        markersize=7.5, linestyle="none", zorder=3)
+                ax.annotate("", xy=(x * 2.6, y), xytext=(x * 1.15, y),
+                            arrowprops=dict(arrowstyle="-|>", color=c, lw=1.4, mutation_scale=9))
+        ax.set_xscale("log")
+        xs = [max(r.region_count, 1) for r in recs]
+        ax.set_xlim(min(xs) / 2, max(xs) * (5 if any_incomplete else 3))
+        ys = [100 * r.test_accuracy for r in recs]
+        pad = max(0.5, 0.08 * (max(ys) - min(ys)))
+        ax.set_ylim(min(ys) - pad, min(100.0, max(ys) + pad))
+        ax.set_xlabel(f"number of linear regions on {recs[0].domain}")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(title or "Test accuracy against number of linear regions")
+        handles = [Line2D([], [], marker=marker[g], color="0.55", markeredgecolor="k", markeredgewidth=0.5,
+                          markersize=6.5, linestyle="none", label=style.label(g)) for g in style.groups]
+        handles += [Line2D([], [], marker="o", color=colour[v], markeredgecolor="k", markeredgewidth=0.5,
+                           markersize=6.5, linestyle="none", label=f"l1 λ = {_fmt_l1(v)}") for v in l1s]
+        if any_incomplete:
+            handles.append(Line2D([], [], marker="$\\rightarrow$", color="0.2", markersize=9, linestyle="none",
+                                  label="hollow + arrow: incomplete\ncount (lower bound)"))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        _skipped_note(fig, skipped, "accuracy or region count")
+        return save(fig, out_base, formats)
+
+
+# ---- figure 4: sizes of the two-hidden-layer nets ------------------------------------
+SIZE_BARS = [  # (json, sizes key, label, colour, hatch)
+    ("all", "naive", "all $2^N$ patterns", "#7f7f7f", None),
+    ("feasible", "naive", "feasible patterns", "#ff7f0e", None),
+    ("feasible", "shared", "feasible, shared units", "#2ca02c", None),
+]
+
+
+def _run_label(r: RunRecord) -> str:
+    adv = r.adv or "?"
+    d = "?" if r.dropout is None else f"{r.dropout:g}"
+    l1 = "?" if r.l1 is None else _fmt_l1(r.l1)
+    return f"{r.run_id}\nλ={l1}\n{adv}, p={d}"
+
+
+def plot_transform_sizes(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
+    """log10 of hidden units and parameters of the 2-hidden-layer nets: all 2^N vs feasible vs shared."""
+    recs, skipped = _usable(records, lambda r: r.two_hidden_all is not None or r.two_hidden_feasible is not None)
+    if not recs:
+        raise ToolError("transform-sizes figure: no run has two_hidden_all_nodes.json or "
+                        "two_hidden_feasible_<domain>.json")
+    with plt.rc_context(STYLE):
+        width_in = min(7.2, max(5.2, 0.55 * len(recs) + 1.6))
+        fig, axes = plt.subplots(2, 1, figsize=(width_in, 5.4), sharex=True)
+        nb = len(SIZE_BARS)
+        bw = 0.8 / nb
+        x = np.arange(len(recs))
+        for ax, key, ylabel in ((axes[0], "hidden_log10", "hidden units $H_1+H_2$"),
+                                (axes[1], "params_log10", "parameters")):
+            top = 1.0
+            for k, (which, size_key, label, colour, _) in enumerate(SIZE_BARS):
+                vals, hatches = [], []
+                for r in recs:
+                    th = r.two_hidden_all if which == "all" else r.two_hidden_feasible
+                    s = two_hidden_sizes(th, size_key)
+                    v = None if s is None else s[key]
+                    vals.append(np.nan if v is None else max(v, 0.0))
+                    hatches.append(bool(th) and th.get("built") is False)
+                xs = x - 0.4 + bw * (k + 0.5)
+                bars = ax.bar(xs, vals, bw * 0.95, color=colour, edgecolor="k", linewidth=0.4, label=label)
+                for b, h, v in zip(bars, hatches, vals):
+                    if h:
+                        b.set_hatch("///")
+                        b.set_facecolor("white")
+                        b.set_edgecolor(colour)
+                    if v == v:
+                        top = max(top, v)
+                        if v >= 6:
+                            ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.0f}", ha="center", va="bottom",
+                                    fontsize=6, color="0.2", rotation=90)
+            # the original net, for scale
+            orig = []
+            for r in recs:
+                s = two_hidden_sizes(r.two_hidden_feasible or r.two_hidden_all, "original")
+                v = None if s is None else s[key]
+                if key == "hidden_log10" and v is None and r.hidden_sizes:
+                    v = math.log10(max(sum(r.hidden_sizes), 1))
+                orig.append(np.nan if v is None else v)
+            ax.hlines(orig, x - 0.45, x + 0.45, colors="k", linewidth=1.4, label="original net", zorder=4)
+            ax.set_ylim(0, top * 1.18 + 0.5)
+            ax.set_ylabel(f"{ylabel}\n(log$_{{10}}$)")
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"$10^{{{v:.0f}}}$"))
+            ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, nbins=6))
+            ax.grid(False, axis="x")
+        axes[1].set_xticks(x)
+        axes[1].set_xticklabels([_run_label(r) for r in recs], fontsize=6.5 if len(recs) <= 10 else 5.8)
+        axes[1].set_xlabel("run")
+        handles, labels = axes[0].get_legend_handles_labels()
+        if any(r.two_hidden_all and r.two_hidden_all.get("built") is False for r in recs):
+            handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="///"))
+            labels.append("size only (too large to build)")
+        fig.legend(handles, labels, loc="upper center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0.985))
+        fig.suptitle(title or "Size of the equivalent net with two hidden layers", y=1.03)
+        fig.tight_layout(rect=(0, 0, 1, 0.93))
+        _skipped_note(fig, skipped, "two_hidden json")
+        return save(fig, out_base, formats)
+
+
+# ---- figure 5: a 2-D slice of input space --------------------------------------------
+def orthonormal_plane(points=None, center=None, directions=None):
+    """(origin, E) with E (2, n0) orthonormal rows: through three points, or a center and two directions."""
+    if points is not None:
+        p = np.asarray(points, dtype=np.float64)
+        origin, d = p[0], np.stack([p[1] - p[0], p[2] - p[0]])
+    else:
+        origin, d = np.asarray(center, np.float64), np.asarray(directions, np.float64)
+    e1 = d[0] / np.linalg.norm(d[0])
+    v = d[1] - (d[1] @ e1) * e1
+    nv = np.linalg.norm(v)
+    if nv < 1e-12 * max(np.linalg.norm(d[1]), 1e-300) or nv == 0:
+        raise ToolError("input slice: the three points (or two directions) are collinear; pick others")
+    return origin, np.stack([e1, v / nv])
+
+
+def slice_net(net: ReluNet, origin, E) -> ReluNet:
+    """The net restricted to the plane x = origin + a*E[0] + b*E[1], as a 2-input ReluNet in (a, b)."""
+    W1 = net.weights[0]
+    return ReluNet([W1 @ E.T] + net.weights[1:], [W1 @ origin + net.biases[0]] + net.biases[1:])
+
+
+def region_ids(patterns) -> tuple[np.ndarray, int]:
+    """Label each row of a 0/1 pattern array by its distinct pattern (0..K-1, first-seen order); K."""
+    p = np.ascontiguousarray(np.packbits(np.asarray(patterns, np.uint8), axis=1))
+    if p.shape[1] == 0:
+        return np.zeros(len(p), np.int64), 1 if len(p) else 0
+    keys = p.view(np.dtype((np.void, p.shape[1]))).ravel()
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))       # relabel so ids follow first appearance
+    return order[inv].reshape(-1), len(first)
+
+
+def boundary_mask(ids2d) -> np.ndarray:
+    """True at grid cells whose right or lower neighbour lies in a different region."""
+    b = np.zeros(ids2d.shape, bool)
+    b[:, :-1] |= ids2d[:, :-1] != ids2d[:, 1:]
+    b[:-1, :] |= ids2d[:-1, :] != ids2d[1:, :]
+    return b
+
+
+def domain_mask(origin, E, A, B, lo=0.0, hi=1.0, chunk=8192) -> np.ndarray:
+    """True where origin + a E0 + b E1 lies in the box [lo,hi]^n0 (a, b flat arrays)."""
+    move = np.any(E != 0, axis=0)
+    fixed_ok = np.all((origin[~move] >= lo) & (origin[~move] <= hi))
+    if not fixed_ok:
+        return np.zeros(A.shape, bool)
+    o, e = origin[move], E[:, move]
+    out = np.empty(A.shape, bool)
+    for s in range(0, A.size, chunk):
+        x = o + np.outer(A[s:s + chunk], e[0]) + np.outer(B[s:s + chunk], e[1])
+        out[s:s + chunk] = np.all((x >= lo) & (x <= hi), axis=1)
+    return out
+
+
+def region_colours(k: int, seed: int = 0) -> np.ndarray:
+    """k distinct-looking RGB colours (random hues, moderate saturation)."""
+    rng = np.random.default_rng(seed)
+    golden = 0.618033988749895
+    h = (rng.random() + golden * np.arange(k)) % 1.0
+    h = h[rng.permutation(k)]
+    s = 0.35 + 0.4 * rng.random(k)
+    v = 0.78 + 0.2 * rng.random(k)
+    return matplotlib.colors.hsv_to_rgb(np.stack([h, s, v], axis=1))
+
+
+def compute_slice(net: ReluNet, origin, E, extent, resolution: int = 400, lo=0.0, hi=1.0) -> dict:
+    """Dense evaluation of activation patterns on a resolution^2 grid over extent (a0, a1, b0, b1)."""
+    a0, a1, b0, b1 = extent
+    av = np.linspace(a0, a1, resolution)
+    bv = np.linspace(b0, b1, resolution)
+    A, B = np.meshgrid(av, bv)            # rows: b, columns: a
+    small = slice_net(net, origin, E)
+    pats = small.patterns(np.stack([A.ravel(), B.ravel()], axis=1))
+    ids, k = region_ids(pats)
+    ids = ids.reshape(A.shape)
+    inside = domain_mask(origin, E, A.ravel(), B.ravel(), lo, hi).reshape(A.shape)
+    k_inside = len(np.unique(ids[inside])) if inside.any() else 0
+    return {"ids": ids, "n_regions": k, "n_regions_in_domain": k_inside, "inside": inside,
+            "extent": extent, "resolution": resolution}
+
+
+def _render_slice(ax, sl, marks, seed=0):
+    ids, inside = sl["ids"], sl["inside"]
+    col = region_colours(sl["n_regions"], seed)[ids]
+    col = np.where(inside[..., None], col, 0.3 * col + 0.7)          # wash out points outside the box
+    edge = boundary_mask(ids)
+    col[edge] = np.where(inside[edge][:, None], 0.12, 0.55)
+    ax.imshow(col, origin="lower", extent=sl["extent"], interpolation="nearest", aspect="equal")
+    if inside.any() and not inside.all():
+        a0, a1, b0, b1 = sl["extent"]
+        ax.contour(np.linspace(a0, a1, inside.shape[1]), np.linspace(b0, b1, inside.shape[0]),
+                   inside.astype(float), levels=[0.5], colors="k", linewidths=0.9, linestyles="--")
+    for (a, b, text) in marks:
+        ax.plot(a, b, marker="o", markersize=5, markerfacecolor="k", markeredgecolor="white",
+                markeredgewidth=1.0, zorder=5)
+        ax.annotate(text, (a, b), xytext=(4, 4), textcoords="offset points", fontsize=7, zorder=6,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def slice_plane(mode: str, n_inputs: int, images=(0, 1, 2), center_index: int = 0, radius: float = 1.0,
+                seed: int = 0, data_root="data", margin: float = 0.08):
+    """(origin, E, extent, marks, description) for mode 'images' | 'around' | 'random'."""
+    rng = np.random.default_rng(seed)
+    if mode in ("images", "around"):
+        if n_inputs != 784:
+            raise ToolError(f"input slice --plane {mode}: needs a 784-input (MNIST) network, this one has "
+                            f"{n_inputs} inputs; use --plane random")
+        from .data import load_mnist_arrays
+        X, y = load_mnist_arrays("test", root=data_root)
+        idx = list(images) if mode == "images" else [center_index]
+        for i in idx:
+            if not 0 <= i < len(X):
+                raise ToolError(f"input slice: test index {i} out of range 0..{len(X) - 1}")
+        pts = X[idx].astype(np.float64)
+        labels = [f"test {i} ('{int(y[i])}')" for i in idx]
+    if mode == "images":
+        if len(images) != 3:
+            raise ToolError("--images: give exactly three MNIST test indices, e.g. 0,1,2")
+        origin, E = orthonormal_plane(points=pts)
+        coords = (pts - origin) @ E.T
+        desc = "plane through MNIST test images " + ", ".join(map(str, images))
+    elif mode == "random":
+        pts = rng.random((3, n_inputs))
+        origin, E = orthonormal_plane(points=pts)
+        coords = (pts - origin) @ E.T
+        labels = ["p0", "p1", "p2"]
+        desc = f"plane through three uniform random points of [0,1]^{n_inputs} (seed {seed})"
+    elif mode == "around":
+        if radius <= 0:
+            raise ToolError("--radius must be > 0")
+        origin, E = orthonormal_plane(center=pts[0], directions=rng.normal(size=(2, n_inputs)))
+        coords = np.zeros((1, 2))
+        a0, a1, b0, b1 = -radius, radius, -radius, radius
+        desc = (f"plane through MNIST test image {center_index} along two random directions (seed {seed}), "
+                f"±{radius:g} in L2")
+        return origin, E, (a0, a1, b0, b1), [(0.0, 0.0, labels[0])], desc
+    else:
+        raise ToolError(f"--plane {mode!r}: choose images, around or random")
+    lo_c, hi_c = coords.min(axis=0), coords.max(axis=0)
+    span = max((hi_c - lo_c).max(), 1e-9)
+    pad = margin * span
+    ca, cb = (lo_c + hi_c) / 2
+    half = span / 2 + pad
+    extent = (ca - half, ca + half, cb - half, cb + half)
+    marks = [(c[0], c[1], t) for c, t in zip(coords, labels)]
+    return origin, E, extent, marks, desc
+
+
+def plot_input_slice(nets: list[tuple[str, ReluNet]], out_base, mode: str = "images", images=(0, 1, 2),
+                     center_index: int = 0, radius: float = 1.0, seed: int = 0, resolution: int | None = None,
+                     data_root="data", title: str | None = None, formats=FORMATS):
+    """One panel per (label, net): the linear regions on a 2-D plane of input space (dense evaluation)."""
+    if not nets:
+        raise ToolError("input slice: no network to draw (no weights.dat found)")
+    n0 = nets[0][1].n_inputs
+    if any(net.n_inputs != n0 for _, net in nets):
+        raise ToolError("input slice: the networks have different input sizes; draw them separately")
+    origin, E, extent, marks, desc = slice_plane(mode, n0, images, center_index, radius, seed, data_root)
+    k = len(nets)
+    ncol = 1 if k == 1 else 2 if k <= 4 else 3 if k <= 9 else 4
+    nrow = math.ceil(k / ncol)
+    res = resolution or (600 if k == 1 else 360 if k <= 4 else 260)
+    panel = 4.6 if k == 1 else 7.0 / ncol
+    info = []
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(panel * ncol, panel * nrow + 0.9), squeeze=False)
+        for ax, (label, net) in zip(axes.ravel(), nets):
+            sl = compute_slice(net, origin, E, extent, res)
+            _render_slice(ax, sl, marks, seed)
+            ax.set_title(f"{label}\n{sl['n_regions_in_domain']} regions in the box, {sl['n_regions']} in view",
+                         fontsize=6.8 if k > 4 else 8 if k > 1 else 9.5)
+            info.append({"label": label, "regions_in_domain": sl["n_regions_in_domain"],
+                         "regions_in_view": sl["n_regions"]})
+        for ax in axes.ravel()[k:]:
+            ax.axis("off")
+        fig.suptitle(title or f"Linear regions on a 2-D slice: {desc}", fontsize=9.5)
+        fig.text(0.5, 0.005, f"Dense evaluation of activation patterns on a {res}×{res} grid: a region is a "
+                 "distinct pattern seen at some grid point\n(regions thinner than a grid cell can be missed). "
+                 "Dark lines: region boundaries. Washed out, beyond the dashed line: outside the box [0,1]^n0.\n"
+                 "Axes: orthonormal coordinates in the plane, equal scale (L2 distance in pixel units).",
+                 ha="center", va="bottom", fontsize=6.5, color="0.3")
+        fig.tight_layout(rect=(0, 0.05 if k > 1 else 0.07, 1, 0.97))
+        paths = save(fig, out_base, formats)
+    return paths, info
+
+
+# ---- drivers (used by the thin scripts in plots/) ------------------------------------
+FIGURES = {
+    "regions": ("regions_vs_l1", plot_regions_vs_l1),
+    "stable_units": ("stable_units_vs_l1", plot_stable_units_vs_l1),
+    "accuracy_regions": ("accuracy_vs_regions", plot_accuracy_vs_regions),
+    "transform_sizes": ("transform_sizes", plot_transform_sizes),
+}
+
+
+def draw(name: str, models_dir, runs, out_dir="plots/out", domain: str = DEFAULT_DOMAIN,
+         formats=FORMATS, records=None) -> list[Path]:
+    """Draw one of FIGURES for the runs of models_dir into out_dir; return the files written."""
+    stem, fn = FIGURES[name]
+    if records is None:
+        records = load_runs(models_dir, runs, domain)
+    return fn(records, Path(out_dir) / stem, formats=formats)
+
+
+def slice_nets(records: list[RunRecord], weights_name: str = "weights.dat") -> list[tuple[str, ReluNet]]:
+    """(panel label, net) for every run that has weights.dat; labels from config.json."""
+    out = []
+    for r in records:
+        w = r.path / weights_name
+        if not w.is_file():
+            continue
+        net = ReluNet.load(w)
+        parts = [f"{r.run_id}"]
+        if r.l1 is not None:
+            parts.append(f"λ={_fmt_l1(r.l1)}")
+        if r.adv is not None:
+            parts.append(r.adv)
+        if r.dropout is not None:
+            parts.append(f"p={r.dropout:g}")
+        out.append((", ".join(parts), net))
+    return out
+
+
+def draw_slice(models_dir=None, runs=None, out_dir="plots/out", weights=None, domain: str = DEFAULT_DOMAIN,
+               records=None, stem: str = "input_slice", **kw):
+    """The input-slice figure for one weights file (`weights`) or every run with a weights.dat."""
+    if weights is not None:
+        nets = [(Path(weights).parent.name + "/" + Path(weights).name, ReluNet.load(weights))]
+    else:
+        if records is None:
+            records = load_runs(models_dir, runs, domain)
+        nets = slice_nets(records)
+        if not nets:
+            raise ToolError(f"input slice: none of the runs has a weights.dat in {models_dir}")
+    return plot_input_slice(nets, Path(out_dir) / stem, **kw)
+
+
+def draw_all(models_dir, runs, out_dir="plots/out", domain: str = DEFAULT_DOMAIN, formats=FORMATS,
+             slice_kw: dict | None = None, log=print) -> dict:
+    """Every figure; a figure whose inputs are missing is reported and skipped. Returns {name: paths or error}."""
+    records = load_runs(models_dir, runs, domain)
+    done = {}
+    for name in FIGURES:
+        try:
+            done[name] = draw(name, models_dir, runs, out_dir, domain, formats, records=records)
+        except ToolError as e:
+            done[name] = str(e)
+            log(f"skipped {name}: {e}")
+    try:
+        paths, info = draw_slice(records=records, out_dir=out_dir, formats=formats, **(slice_kw or {}))
+        done["input_slice"] = paths
+    except ToolError as e:
+        done["input_slice"] = str(e)
+        log(f"skipped input_slice: {e}")
+    return done

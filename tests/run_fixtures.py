@@ -1,0 +1,107 @@
+"""Synthetic run directories in the layout of docs/formats.md, for the plot and results tests."""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from src.network import ReluNet
+
+DOMAIN = {"name": "input_0_1", "n": 784, "lo": 0.0, "hi": 1.0}
+
+
+def _dump(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=1))
+
+
+def write_run(models_dir, run_id, l1, adv, dropout, *, hidden=(8, 8), seed=0, count=None, complete=True,
+              files=("config", "metrics", "regions", "stable", "two_all", "two_feasible", "compressed", "weights"),
+              n0=784):
+    """One fcnn_run_<id>/ with the requested files; values derived from l1 so trends are visible."""
+    rng = np.random.default_rng(seed + run_id)
+    d = Path(models_dir) / f"fcnn_run_{run_id}"
+    d.mkdir(parents=True, exist_ok=True)
+    hidden = list(hidden)
+    sizes = [n0] + hidden + [10]
+    N = sum(hidden)
+    if count is None:
+        count = int(2000 / (1 + 3000 * l1) + rng.integers(0, 50))
+    inactive = [min(h, int(h * min(1.0, 400 * l1)) + int(rng.integers(0, 2))) for h in hidden]
+    active = [min(h - i, int(rng.integers(0, 2))) for h, i in zip(hidden, inactive)]
+    counts = [{"layer": l + 1, "active": a, "inactive": i, "unstable": h - a - i}
+              for l, (h, a, i) in enumerate(zip(hidden, active, inactive))]
+    if "config" in files:
+        _dump(d / "config.json", {"run_id": run_id, "arch": "mlp:" + "-".join(map(str, hidden)),
+                                  "hidden_sizes": hidden, "l1": l1, "adv": adv, "adv_eps": 0.1, "adv_steps": 10,
+                                  "adv_step_size": 0.02, "dropout": dropout, "epochs": 1, "seed": 0, "lr": 0.01,
+                                  "momentum": 0.9, "batch_size": 128, "lr_step": 50, "lr_gamma": 0.1,
+                                  "train_subset": 1000, "device": "cpu", "threads": 1,
+                                  "versions": {"python": "3", "torch": "2", "numpy": "1"}})
+    if "metrics" in files:
+        acc = 0.9 - 20 * l1 - (0.05 if adv != "none" else 0.0)
+        _dump(d / "metrics.json", {"epochs": [{"epoch": 1, "loss": 0.5, "train_acc": acc, "test_acc": acc,
+                                               "seconds": 1.0}],
+                                   "test_accuracy": acc, "train_accuracy": acc, "seconds": 1.0, "complete": True})
+    if "stable" in files:
+        _dump(d / "stable_units_input_0_1.json",
+              {"weights": str(d / "weights.dat"), "domain": DOMAIN, "tol": 1e-6, "exact": False,
+               "tiers": [{"tier": "interval", "settled": 3, "seconds": 0.01}], "counts": counts,
+               "layers": [{"layer": c["layer"], "active": [], "inactive": [], "unstable": [],
+                           "lower": [], "upper": []} for c in counts]})
+    if "regions" in files:
+        _dump(d / "regions_input_0_1.json",
+              {"weights": str(d / "weights.dat"), "layer_sizes": sizes, "domain": DOMAIN,
+               "pattern_file": "activation_pattern_abhinav_input_0_1.dat", "count": count, "complete": complete,
+               "backend": "scip", "tol": 1e-6, "times": {"bounds": 0.1, "enumeration": 2.0, "total": 2.1},
+               "stable_units": counts, "model_size": {"variables": 900, "constraints": 60, "binaries": 16},
+               "stats": {}, "note": "" if complete else "time limit"})
+    orig_params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    if "two_all" in files:
+        P = 2 ** N
+        h1, h2 = P * (N + 10), P * 11
+        params = (n0 + 1) * h1 + (h1 + 1) * h2 + (h2 + 1) * 10
+        _dump(d / "two_hidden_all_nodes.json",
+              {"weights": str(d / "weights.dat"), "mode": "all", "pattern_file": None, "domain": DOMAIN,
+               "patterns": P, "big_m": 1e6, "band_width": 1e-6, "built": False, "shared": True,
+               "sizes": {"original": {"layer_sizes": sizes, "params": orig_params},
+                         "naive": {"layer_sizes": [n0, h1, h2, 10], "params": params},
+                         "shared": {"layer_sizes": [n0, h1 // 3, h2, 10], "params": params // 3}},
+               "build_seconds": 0.0, "verification": {}})
+    if "two_feasible" in files:
+        P = count
+        h1, h2 = P * (N + 10), P * 11
+        sh1 = max(1, h1 // 4)
+        _dump(d / "two_hidden_feasible_input_0_1.json",
+              {"weights": str(d / "weights.dat"), "mode": "feasible",
+               "pattern_file": "activation_pattern_abhinav_input_0_1.dat", "domain": DOMAIN,
+               "patterns": P, "big_m": 1e6, "band_width": 1e-6, "built": True, "shared": True,
+               "sizes": {"original": {"layer_sizes": sizes, "params": orig_params},
+                         "naive": {"layer_sizes": [n0, h1, h2, 10],
+                                   "params": (n0 + 1) * h1 + (h1 + 1) * h2 + (h2 + 1) * 10},
+                         "shared": {"layer_sizes": [n0, sh1, h2, 10],
+                                    "params": (n0 + 1) * sh1 + (sh1 + 1) * h2 + (h2 + 1) * 10}},
+               "build_seconds": 0.3, "verification": {"max_rel_error": 1e-12}})
+    if "compressed" in files:
+        after = [c["unstable"] + c["active"] for c in counts]
+        _dump(d / "compressed_input_0_1.json",
+              {"weights": str(d / "weights.dat"), "domain": DOMAIN, "units_before": hidden, "units_after": after,
+               "removed": {"inactive": sum(inactive), "folded_active": 0, "collapsed_layers": 0},
+               "params_before": orig_params, "params_after": orig_params - 785 * sum(inactive), "tiers": [],
+               "times": {}, "verification": {"points": 10000, "max_abs_error": 0.0, "max_rel_error": 0.0,
+                                             "test_accuracy_original": 0.9, "test_accuracy_compressed": 0.9}})
+    if "weights" in files:
+        ws = [rng.normal(size=(o, i)) * np.sqrt(2.0 / i) * (1 - min(0.9, 300 * l1))
+              for i, o in zip(sizes[:-1], sizes[1:])]
+        bs = [0.1 * rng.normal(size=o) for o in sizes[1:]]
+        ReluNet(ws, bs).save(d / "weights.dat")
+    return d
+
+
+SWEEP = [(l1, adv, p) for l1 in (0.0, 2e-4, 1e-3) for adv in ("none", "pgd") for p in (0.0, 0.3)]
+
+
+def write_sweep(models_dir, start=100, hidden=(8, 8), incomplete=(101,), n0=784):
+    """12 runs start..start+11 in the order l1 (outer), adv, dropout (inner)."""
+    for k, (l1, adv, p) in enumerate(SWEEP):
+        rid = start + k
+        write_run(models_dir, rid, l1, adv, p, hidden=hidden, complete=rid not in incomplete, n0=n0)
+    return [start + k for k in range(len(SWEEP))]
