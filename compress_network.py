@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a unit is stably active when its pre-activation is > TOL on the whole domain (default 1e-6)")
     s.add_argument("--no-exact", action="store_true",
                    help="skip the exact MILP tier: interval + LP bounds only (sound, may find fewer stable units)")
+    s.add_argument("--time-limit", type=float, default=None, metavar="SEC",
+                   help="cap on the stability analysis per domain (seconds); units still undecided stay "
+                        "ReLUs (the result stays lossless, `exact` becomes false in the JSON)")
     s.add_argument("--rank-tol", type=float, default=DEFAULT_RANK_TOL,
                    help=f"relative rank tolerance of the pivoted QR that picks the active basis (default {DEFAULT_RANK_TOL:g})")
     v = p.add_argument_group("verification")

@@ -224,19 +224,12 @@ def verify(original: ReluNet, compressed: ReluNet, box: Box, points: int = DEFAU
 
 
 # ---- one domain --------------------------------------------------------------------------
-def stability_on(net: ReluNet, box: Box, tol: float = 1e-6, exact: bool = True, progress=None):
+def stability_on(net: ReluNet, box: Box, tol: float = 1e-6, exact: bool = True, progress=None,
+                 time_limit: float | None = None):
     """Stable units on the box: src.bounds.analyse_stability (interval -> LP -> MILP when exact)."""
-    from . import bounds
+    from .bounds import analyse_stability
 
-    if hasattr(bounds, "analyse_stability"):
-        return bounds.analyse_stability(net, box, tol=tol, exact=exact, progress=progress)
-    # interval bounds only (sound, looser) until the tiered analysis exists
-    t0 = time.perf_counter()
-    st = bounds.interval_bounds(net, box)
-    st.tol = tol
-    settled = int(sum(int((a | i).sum()) for a, i in zip(st.active, st.inactive)))
-    st.tiers = [{"tier": "interval", "settled": settled, "seconds": time.perf_counter() - t0}]
-    return st
+    return analyse_stability(net, box, tol=tol, exact=exact, progress=progress, time_limit=time_limit)
 
 
 def compression_json(comp: Compression, stability, box: Box, weights_path, times: dict,
@@ -270,11 +263,11 @@ def test_set_for(box: Box, data_root=None):
 def compress_on_domain(net: ReluNet, box: Box, *, tol: float = 1e-6, exact: bool = True,
                        rank_tol: float = DEFAULT_RANK_TOL, verify_points: int = DEFAULT_POINTS,
                        rtol: float = DEFAULT_RTOL, do_verify: bool = True, test_set=None,
-                       seed: int = 0, progress=None):
+                       seed: int = 0, time_limit: float | None = None, progress=None):
     """Stability -> compression -> verification on one box. Returns (stability, Compression, times,
     verification or None); raises VerificationError when the compressed net differs."""
     t0 = time.perf_counter()
-    st = stability_on(net, box, tol=tol, exact=exact, progress=progress)
+    st = stability_on(net, box, tol=tol, exact=exact, progress=progress, time_limit=time_limit)
     t1 = time.perf_counter()
     comp = compress(net, st, rank_tol=rank_tol)
     t2 = time.perf_counter()
@@ -335,7 +328,7 @@ def sweep_row(center: str, width: float, box: Box, st, comp: Compression, times:
     row = {"center": center, "width": width, "domain": box.name}
     for l, n in enumerate(comp.units_after, 1):
         row[f"units_L{l}"] = n
-    row.update(units_left=sum(comp.units_after), layers_collapsed=len(comp.collapsed), affine=comp.is_affine,
+    row.update(exact=bool(st.exact), units_left=sum(comp.units_after), layers_collapsed=len(comp.collapsed), affine=comp.is_affine,
                inactive=comp.removed["inactive"], folded_active=comp.removed["folded_active"],
                merged_active=comp.removed["merged_active"], params_before=comp.params_before,
                params_after=comp.params_after, seconds=round(times["total"], 4),
@@ -407,11 +400,9 @@ def _domains_from_args(args, net: ReluNet):
 
 
 def _write_stability(out_dir, st, box, weights_path):
-    from . import bounds
+    from .bounds import write_stability_files
 
-    if hasattr(bounds, "write_stability_files"):
-        return bounds.write_stability_files(out_dir, st, box, weights_path)
-    return None
+    return write_stability_files(out_dir, st, box, weights_path)
 
 
 def _summary(box: Box, comp: Compression, st, times: dict, ver) -> str:
@@ -422,6 +413,8 @@ def _summary(box: Box, comp: Compression, st, times: dict, ver) -> str:
              f"  removed: {comp.removed}",
              f"  params {comp.params_before} -> {comp.params_after}; layers {comp.net.layer_sizes}",
              f"  stability tiers: {tiers or 'n/a'}; total {times['total']:.2f}s"]
+    if not st.exact and any(t["tier"] == "milp" for t in st.tiers):
+        lines.append("  note: some units stayed undecided (time limit or solver margin); they are kept as ReLUs")
     if ver is not None:
         s = f"  verified on {ver['points']} points: max rel error {ver['max_rel_error']:.3g}"
         if "test_accuracy_original" in ver:
@@ -441,6 +434,8 @@ def run_cli(args) -> int:
         v = getattr(args, name)
         if not (np.isfinite(v) and v >= 0):
             raise ToolError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v:g}")
+    if args.time_limit is not None and not (np.isfinite(args.time_limit) and args.time_limit > 0):
+        raise ToolError(f"--time-limit must be > 0 seconds, got {args.time_limit:g}")
     if args.verify_points < 0:
         raise ToolError(f"--verify-points must be >= 0, got {args.verify_points}")
     weights_path = Path(args.weights)
@@ -452,7 +447,7 @@ def run_cli(args) -> int:
     if sweep and args.output:
         raise ToolError("-o/--output names one compressed net; a sweep writes a table (use --out-dir)")
     opts = dict(tol=args.tol, exact=not args.no_exact, rank_tol=args.rank_tol, verify_points=args.verify_points,
-                rtol=args.rtol, do_verify=not args.no_verify, seed=args.seed)
+                rtol=args.rtol, do_verify=not args.no_verify, seed=args.seed, time_limit=args.time_limit)
     test_cache = {}
 
     def test_set(box):
@@ -477,7 +472,7 @@ def run_cli(args) -> int:
         _, _, box = domains[0]
         try:
             st, comp, times, ver = compress_on_domain(net, box, test_set=test_set(box),
-                                                      **opts)
+                                                      progress=not args.quiet, **opts)
         except VerificationError as e:
             print(f"error: verification failed: {e}", file=sys.stderr)
             return 1

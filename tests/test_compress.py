@@ -152,8 +152,8 @@ def test_fully_stable_layer_is_merged():
     rng = np.random.default_rng(1)
     W1 = np.array([[1.0, 2.0], [0.5, 0.5], [-1.0, -1.0]])   # active, active, inactive on [0,1]^2
     b1 = np.array([1.0, 0.2, -0.1])
-    W2 = np.array([[1.0, -1.0, 5.0], [-1.0, 1.0, 5.0]])      # unstable
-    b2 = np.array([-0.5, 0.5])
+    W2 = np.array([[1.0, -3.0, 5.0], [-1.0, 3.0, 5.0]])      # g = +-(x2 - x1)/2: unstable
+    b2 = np.array([-0.4, 0.4])
     W3, b3 = rng.normal(size=(2, 2)), rng.normal(size=2)
     net = ReluNet([W1, W2, W3], [b1, b2, b3])
     box = Box.uniform(2)
@@ -378,7 +378,7 @@ def test_cli_verification_failure_is_an_error(tiny_weights, monkeypatch, capsys)
     import compress_network
     import src.compress as sc
 
-    def bogus(net, box, tol=1e-6, exact=True, progress=None):
+    def bogus(net, box, tol=1e-6, exact=True, progress=None, time_limit=None):
         return Stability([-np.ones(n) for n in net.hidden_sizes], [-np.ones(n) for n in net.hidden_sizes], tol=tol)
 
     monkeypatch.setattr(sc, "stability_on", bogus)
