@@ -203,10 +203,11 @@ def train_epoch(model, opt, X, y, cfg: TrainConfig, generator, bar=None) -> floa
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total += float(loss.detach())
+        total = total + loss.detach()  # stays on the device: no per-batch sync
         batches += 1
         if bar is not None:
             bar.update(1)
+    total = float(total)
     if not math.isfinite(total):
         raise ToolError(f"run {cfg.run_id}: training loss became {total} (diverged); lower --lr or --l1")
     return total / max(batches, 1)
@@ -346,9 +347,11 @@ def _worker(cfg_dict: dict, run_dir: str, data_root) -> dict:
 
 
 def run_sweep(configs, models_dir=DEFAULT_MODELS_DIR, jobs: int = 1, force: bool = False, quiet: bool = False,
-              data_root=None, out=sys.stdout) -> list[dict]:
+              data_root=None, out=None) -> list[dict]:
     """Train every config not yet complete; prints the run table first. Returns one summary per run."""
     from tqdm import tqdm
+
+    out = sys.stdout if out is None else out
 
     if jobs < 1:
         raise ToolError(f"--jobs must be >= 1, got {jobs}")

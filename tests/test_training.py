@@ -1,0 +1,176 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import src.training as training
+from src.data import load_mnist_arrays
+from src.ioutils import ToolError
+from src.models import build_model
+from src.network import ReluNet
+from src.training import TrainConfig, adversarial_batch, l1_penalty, main, train_run
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = {"config.json", "model.pt", "weights.dat", "metrics.json", "train.log"}
+CONFIG_KEYS = {"run_id", "arch", "hidden_sizes", "l1", "adv", "adv_eps", "adv_steps", "adv_step_size", "dropout",
+               "epochs", "seed", "lr", "momentum", "batch_size", "lr_step", "lr_gamma", "train_subset", "device",
+               "threads", "versions"}
+
+
+def test_one_epoch_beats_chance(tmp_path):
+    cfg = TrainConfig(run_id=7, arch="mlp:32", epochs=1, train_subset=3000, seed=0)
+    m = train_run(cfg, tmp_path / "run", quiet=True)
+    d = tmp_path / "run"
+    assert {p.name for p in d.iterdir()} == FILES
+    assert m["complete"] is True and m["test_accuracy"] > 0.5  # chance is 0.1
+    saved = json.loads((d / "metrics.json").read_text())
+    assert saved["complete"] is True and len(saved["epochs"]) == 1
+    assert set(saved["epochs"][0]) == {"epoch", "loss", "train_acc", "test_acc", "seconds"}
+    conf = json.loads((d / "config.json").read_text())
+    assert set(conf) == CONFIG_KEYS and conf["hidden_sizes"] == [32] and conf["train_subset"] == 3000
+    # weights.dat and model.pt hold the same net, and its float64 accuracy matches the metrics
+    net = ReluNet.load(d / "weights.dat")
+    state = torch.load(d / "model.pt", weights_only=True)
+    for a, b in zip(net.weights, ReluNet.from_state_dict(state).weights):
+        assert np.array_equal(a, b)
+    X, y = load_mnist_arrays("test")
+    assert abs(net.accuracy(X, y) - m["test_accuracy"]) <= 2e-4
+    assert "Classification accuracy = " in (d / "weights.dat").read_text().splitlines()[1]
+
+
+def test_training_is_deterministic(tmp_path):
+    cfg = dict(run_id=1, arch="mlp:6", epochs=1, train_subset=500, dropout=0.3, adv="pgd", adv_steps=2)
+    a = train_run(TrainConfig(**cfg), tmp_path / "a", quiet=True)
+    b = train_run(TrainConfig(**cfg), tmp_path / "b", quiet=True)
+    assert a["epochs"][0]["loss"] == b["epochs"][0]["loss"]
+    assert (tmp_path / "a/weights.dat").read_text().splitlines()[2:] == \
+        (tmp_path / "b/weights.dat").read_text().splitlines()[2:]
+
+
+@pytest.mark.parametrize("method", ["pgd", "fgsm"])
+def test_adversarial_batch_stays_in_ball_and_hurts(method):
+    torch.manual_seed(0)
+    model = build_model("mlp:20", seed=0)
+    X, y = load_mnist_arrays("test")
+    x, t = torch.tensor(X[:200]), torch.tensor(y[:200])
+    xa = adversarial_batch(model, x, t, method, eps=0.1, steps=5, step_size=0.03)
+    assert float((xa - x).abs().max()) <= 0.1 + 1e-6
+    assert float(xa.min()) >= 0.0 and float(xa.max()) <= 1.0
+    loss = torch.nn.functional.cross_entropy
+    with torch.no_grad():
+        assert float(loss(model(xa), t)) > float(loss(model(x), t)) + 0.05
+    assert model.training  # mode restored
+
+
+def test_l1_penalty_counts_weights_not_biases():
+    model = build_model("mlp:3", seed=0)
+    with torch.no_grad():
+        for mod in model:
+            if isinstance(mod, torch.nn.Linear):
+                mod.bias.fill_(100.0)
+    expected = sum(float(m.weight.detach().abs().sum()) for m in model if isinstance(m, torch.nn.Linear))
+    assert abs(float(l1_penalty(model).detach()) - expected) < 1e-4
+
+
+SWEEP = ["-a", "mlp:4", "--epochs", "1", "--train-subset", "256", "--adv-steps", "2", "-q"]
+
+
+def test_sweep_creates_12_runs_then_skips(tmp_path, capsys):
+    models = tmp_path / "models"
+    assert main(["-s", "100", "--models-dir", str(models)] + SWEEP) == 0
+    out = capsys.readouterr().out
+    dirs = sorted(p.name for p in models.iterdir())
+    assert dirs == [f"fcnn_run_{i}" for i in range(100, 112)]
+    expected = [(l1, adv, p) for l1 in (0.0, 2e-4, 1e-3) for adv in ("none", "pgd") for p in (0.0, 0.3)]
+    for i, (l1, adv, p) in enumerate(expected):
+        d = models / f"fcnn_run_{100 + i}"
+        assert {f.name for f in d.iterdir()} == FILES
+        conf = json.loads((d / "config.json").read_text())
+        assert (conf["run_id"], conf["l1"], conf["adv"], conf["dropout"]) == (100 + i, l1, adv, p)
+        assert conf["arch"] == "mlp:4" and conf["epochs"] == 1 and conf["lr"] == 0.01 and conf["batch_size"] == 128
+        assert json.loads((d / "metrics.json").read_text())["complete"] is True
+    table = out.splitlines()
+    assert table[0].split() == ["id", "arch", "l1", "adv", "dropout", "epochs", "status"]
+    assert table[1].split()[:5] == ["100", "mlp:4", "0", "none", "0"]
+    assert table[12].split()[:5] == ["111", "mlp:4", "0.001", "pgd", "0.3"]
+
+    stamps = {p: (p / "model.pt").stat().st_mtime_ns for p in models.iterdir()}
+    assert main(["-s", "100", "--models-dir", str(models)] + SWEEP) == 0
+    out = capsys.readouterr().out
+    assert "skipping 12 complete run(s)" in out and out.count(" done") == 12
+    assert stamps == {p: (p / "model.pt").stat().st_mtime_ns for p in models.iterdir()}
+
+    # --force retrains; a different config on a complete run is refused
+    assert main(["-s", "100", "--models-dir", str(models), "--l1", "0", "--adv", "none", "--dropout", "0",
+                 "--force"] + SWEEP) == 0
+    assert (models / "fcnn_run_100/model.pt").stat().st_mtime_ns != stamps[models / "fcnn_run_100"]
+    assert (models / "fcnn_run_101/model.pt").stat().st_mtime_ns == stamps[models / "fcnn_run_101"]
+    with pytest.raises(ToolError, match="different configuration.*epochs"):
+        main(["-s", "100", "--models-dir", str(models), "--epochs", "2", "--l1", "0", "--adv", "none",
+              "--dropout", "0", "-a", "mlp:4", "-q", "--train-subset", "256"])
+
+
+def test_interrupted_run_is_not_complete_and_is_redone(tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real = training.evaluate
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # during epoch 2
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(training, "evaluate", flaky)
+    args = ["-s", "5", "--models-dir", str(tmp_path), "--l1", "0", "--adv", "none", "--dropout", "0",
+            "-a", "mlp:4", "--epochs", "3", "--train-subset", "256", "-q"]
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    d = tmp_path / "fcnn_run_5"
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["complete"] is False and len(metrics["epochs"]) == 1
+    assert not (d / "weights.dat").exists() and "interrupted" in (d / "train.log").read_text()
+    assert not training.is_complete(d)
+    monkeypatch.setattr(training, "evaluate", real)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "restart" in capsys.readouterr().out
+    assert training.is_complete(d) and len(json.loads((d / "metrics.json").read_text())["epochs"]) == 3
+
+
+def test_parallel_jobs(tmp_path):
+    args = ["-s", "0", "--models-dir", str(tmp_path), "--l1", "0", "--adv", "none", "--dropout", "0,0.3",
+            "--jobs", "2", "-a", "mlp:4", "--epochs", "1", "--train-subset", "256", "-q"]
+    assert main(args) == 0
+    for i in (0, 1):
+        assert training.is_complete(tmp_path / f"fcnn_run_{i}")
+        assert json.loads((tmp_path / f"fcnn_run_{i}/config.json").read_text())["threads"] == 1
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / "train_bulk_script.py"), *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+
+
+def test_cli_errors(tmp_path):
+    r = _cli("-s", "1", "-a", "fcnn99", "--models-dir", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.startswith("error: unknown arch 'fcnn99'") and "fcnn4b" in r.stderr
+    r = _cli("--no-such-flag")
+    assert r.returncode == 2 and "unrecognized arguments: --no-such-flag" in r.stderr
+    r = _cli("--l1", "0,abc", "--models-dir", str(tmp_path))
+    assert r.returncode == 2 and "error: --l1: bad value 'abc'" in r.stderr
+    r = _cli("--adv", "none,pgdd", "--models-dir", str(tmp_path))
+    assert r.returncode == 2 and "error: --adv: bad value 'pgdd'" in r.stderr
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_cli_help_lists_flags():
+    r = _cli("--help")
+    assert r.returncode == 0
+    for flag in ("--start", "--arch", "--l1", "--adv", "--dropout", "--epochs", "--seed", "--models-dir", "--jobs",
+                 "--threads", "--device", "--force", "--adv-method", "--adv-eps", "--adv-steps", "--adv-step-size",
+                 "--train-subset", "--quiet"):
+        assert flag in r.stdout
