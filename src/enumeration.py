@@ -5,6 +5,19 @@ a pattern S (uint8 over all hidden units, layer by layer) is feasible iff some x
 has g > tol on every unit with bit 1 and g <= 0 on every unit with bit 0. Stable units
 (problem.stability) have their bit fixed. Backends are registered by name in BACKENDS and
 imported lazily, so a missing solver package only matters when that backend is asked for.
+
+Contract of `Backend.enumerate(problem, sink, time_limit=, threads=, resume_state=)`:
+- every feasible pattern goes to `sink.add` (repeats are fine: the sink de-duplicates);
+  patterns already in `sink.known` (from --resume) count as found and need not be found again;
+- returns EnumerationResult(complete=True) only when the search proved that no other pattern
+  exists; a time limit or Ctrl-C returns complete=False (never raises KeyboardInterrupt after
+  patterns were streamed, so that the driver can write what was found);
+- `frontier` (JSON-serialisable) is the backend's own resumable state of an incomplete search;
+  the driver writes it to `frontier_<domain>.json` and hands it back as `resume_state` on
+  --resume (`resume_state` is None when there is none: then the backend must still produce
+  every pattern that is not in `sink.known`);
+- a backend that cannot run this problem (e.g. a licence size limit) raises BackendUnavailable
+  (ProblemTooLarge for size limits), with a one-line message saying why and what to do.
 """
 from __future__ import annotations
 
@@ -25,6 +38,15 @@ class EnumerationProblem:
     box: Box
     stability: Stability
     tol: float = 1e-6
+    _formulation: object = field(default=None, repr=False, compare=False)
+
+    def formulation(self):
+        """The lean MILP of src/milp.py for this problem, built once and cached."""
+        if self._formulation is None:
+            from .milp import build_formulation
+
+            self._formulation = build_formulation(self.net, self.box, self.stability, self.tol)
+        return self._formulation
 
 
 @dataclass
@@ -32,10 +54,15 @@ class EnumerationResult:
     complete: bool                      # False after a time limit or Ctrl-C
     stats: dict = field(default_factory=dict)   # backend-specific, JSON-serialisable
     frontier: list | None = None        # resumable state of an incomplete search (LP engine)
+    interrupted: bool = False           # True when the search stopped because of Ctrl-C
 
 
 class BackendUnavailable(ToolError):
     """The backend's solver package is missing or unusable; the message says which package provides it."""
+
+
+class ProblemTooLarge(BackendUnavailable):
+    """The solver is installed but refuses this problem (e.g. Gurobi's size-limited pip licence)."""
 
 
 class PatternSink:
@@ -52,6 +79,7 @@ class PatternSink:
         self.known = np.zeros((0, 0), np.uint8) if known is None else np.asarray(known, np.uint8)
         for p in self.known:
             self.add(p)
+        self.n_known = len(self._seen)
 
     def add(self, pattern) -> bool:
         """Record one pattern; True if it was new."""
@@ -90,19 +118,51 @@ class Backend:
     def check_available(cls) -> None:
         """Raise BackendUnavailable (naming the package) if the solver cannot be used."""
 
+    def check_problem(self, problem: EnumerationProblem) -> None:
+        """Raise ProblemTooLarge if this backend cannot take `problem` (checked before enumerate)."""
+
     def enumerate(self, problem: EnumerationProblem, sink: PatternSink, *, time_limit: float | None = None,
                   threads: int = 1, resume_state: dict | None = None) -> EnumerationResult:
         raise NotImplementedError
 
 
 # name -> "module:Class", imported on demand
-BACKENDS: dict[str, str] = {}
+BACKENDS: dict[str, str] = {
+    "gurobi": "src.backends.gurobi:GurobiBackend",
+    "scip": "src.backends.scip:ScipBackend",
+    "lp": "src.backends.lp:LpBackend",
+}
+
+# name -> the pip package that provides its solver (for "which package provides what" messages)
+PACKAGES: dict[str, str] = {"gurobi": "gurobipy", "scip": "pyscipopt", "lp": "highspy"}
+
+# The order in which `--backend auto` tries backends: the first one that is available and accepts
+# the problem wins (Gurobi falls through to SCIP when its licence is too small for the model).
+# This is the one place to change the default: put "lp" first once it has been shown to agree
+# with the MILP backends.
+AUTO_ORDER: tuple[str, ...] = ("gurobi", "scip")
+
+
+def packages_line() -> str:
+    """One line naming the backends and the pip package behind each."""
+    return "backends and the pip packages that provide them: " + ", ".join(
+        f"{name} ({PACKAGES.get(name, '?')})" for name in BACKENDS)
 
 
 def get_backend(name: str) -> Backend:
+    """An instance of the named backend, after check_available(); ToolError for unknown names."""
     if name not in BACKENDS:
-        raise ToolError(f"--backend {name!r}: unknown backend; choose from {', '.join(sorted(BACKENDS))} or auto")
+        raise ToolError(f"--backend {name!r}: unknown backend; choose auto or one of {', '.join(BACKENDS)} "
+                        f"({packages_line()})")
     mod, cls = BACKENDS[name].split(":")
-    klass = getattr(importlib.import_module(mod), cls)
+    try:
+        module = importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name == mod:
+            raise BackendUnavailable(f"backend {name!r} is not part of this checkout ({mod} is missing); "
+                                     f"{packages_line()}") from None
+        raise BackendUnavailable(f"backend {name!r} needs the pip package {PACKAGES.get(name, e.name)!r} "
+                                 f"(import of {e.name!r} failed); {packages_line()}") from None
+    klass = getattr(module, cls)
     klass.check_available()
     return klass()

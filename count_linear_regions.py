@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Count the linear regions of a trained ReLU net: list every feasible activation pattern exactly.
+
+Example:
+    python count_linear_regions.py -w forward_pass/activation_pattern/models/fcnn_run_100/weights.dat
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from src.domain import add_domain_arguments, box_from_args  # noqa: E402
+from src.enumeration import AUTO_ORDER, BACKENDS, PACKAGES  # noqa: E402
+from src.ioutils import ToolError, run_main  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Enumerate every feasible activation pattern (= linear region) of the ReLU net in a "
+                    "weights.dat file over an input box, exactly, with a MILP in one search tree (one lazy "
+                    "no-good cut per pattern). Writes activation_pattern_abhinav_<domain>.dat, "
+                    "regions_<domain>.json, stable_units_<domain>.json and inactive_<domain>.dat next to the "
+                    "weights (or in --out-dir).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("-w", "--weights", required=True, metavar="FILE", help="the net, in the authors' weights.dat format")
+    names = ", ".join(f"{n} ({PACKAGES.get(n, '?')})" for n in BACKENDS)
+    p.add_argument("--backend", default="auto", metavar="NAME",
+                   help=f"enumeration engine: auto or one of {names}; auto tries {' then '.join(AUTO_ORDER)} "
+                        f"(Gurobi only when the model fits its licence)")
+    p.add_argument("--tol", type=float, default=1e-6,
+                   help="a unit with bit 1 needs g > tol somewhere in the region, a unit with bit 0 needs g <= 0")
+    p.add_argument("--time-limit", type=float, default=None, metavar="S",
+                   help="wall-clock limit in seconds for the whole count; what was found is written, "
+                        "marked complete: false (continue with --resume)")
+    p.add_argument("--threads", type=int, default=1, help="solver threads (Gurobi; SCIP's tree search is sequential)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the patterns already in the pattern file (they become no-good cuts)")
+    p.add_argument("-o", "--out-dir", metavar="DIR", default=None,
+                   help="where to write the outputs (default: the directory of the weights file)")
+    p.add_argument("--exact-stability", action="store_true",
+                   help="settle the units that LP bounds leave undecided with an exact MILP per unit")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
+    add_domain_arguments(p)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from src.network import ReluNet
+    from src.regions import count_regions, final_line
+
+    net = ReluNet.load(args.weights)
+    box = box_from_args(args, net.n_inputs)
+    if args.threads < 1:
+        raise ToolError(f"--threads must be >= 1, got {args.threads}")
+    summary = count_regions(args.weights, box, backend=args.backend, tol=args.tol, time_limit=args.time_limit,
+                            threads=args.threads, resume=args.resume, out_dir=args.out_dir,
+                            exact_stability=args.exact_stability, progress=not args.quiet, net=net)
+    out_dir = args.out_dir if args.out_dir is not None else str(Path(args.weights).parent)
+    print(final_line(summary, out_dir))
+    return 130 if summary.get("interrupted") else 0
+
+
+if __name__ == "__main__":
+    run_main(main)
