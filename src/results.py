@@ -308,7 +308,7 @@ COLUMNS = [
     "run", "arch", "hidden_sizes", "l1", "adv", "dropout", "epochs", "test_accuracy",
     "stable_active", "stable_inactive", "unstable", "stable_total",
     "regions", "regions_complete", "regions_backend", "regions_seconds",
-    "feasible_patterns", "two_hidden_all_log10_params", "two_hidden_feasible_naive_params",
+    "feasible_patterns", "two_hidden_all_params_log10", "two_hidden_feasible_naive_params",
     "two_hidden_feasible_shared_params", "two_hidden_feasible_shared_layers", "two_hidden_verified",
     "compressed_units_before", "compressed_units_after", "compressed_params_before",
     "compressed_params_after", "compression_ratio", "compression_verified",
@@ -317,7 +317,8 @@ COLUMNS = [
 
 
 def _per_layer(vals) -> str:
-    return "+".join(str(v) for v in vals)
+    """Per-layer values written like hidden sizes: '5-0-2'."""
+    return "-".join(str(v) for v in vals)
 
 
 def _verification_ok(ver) -> str:
@@ -363,13 +364,15 @@ def record_row(rec: RunRecord) -> dict:
     if th_all:
         s = two_hidden_sizes(th_all, "naive") or two_hidden_sizes(th_all, "shared")
         if s and s["params_log10"] is not None:
-            row["two_hidden_all_log10_params"] = round(s["params_log10"], 2)
+            row["two_hidden_all_params_log10"] = round(s["params_log10"], 2)
     if th_f:
         row["feasible_patterns"] = th_f.get("patterns", "")
         for which in ("naive", "shared"):
             s = two_hidden_sizes(th_f, which)
             if s:
-                row[f"two_hidden_feasible_{which}_params"] = fmt_size(s["params_log10"], s["params"])
+                row[f"two_hidden_feasible_{which}_params"] = (s["params"] if s["params"] is not None else
+                                                             "" if s["params_log10"] is None
+                                                             else f"10^{s['params_log10']:.3f}")
                 if which == "shared" and s["H1"] is not None:
                     row["two_hidden_feasible_shared_layers"] = f"{s['H1']}-{s['H2']}"
         row["two_hidden_verified"] = _verification_ok(th_f.get("verification"))
@@ -384,7 +387,7 @@ def record_row(rec: RunRecord) -> dict:
         if pb and pa is not None:
             row["compression_ratio"] = round(pa / pb, 4)
         row["compression_verified"] = _verification_ok(cp.get("verification"))
-    notes = list(rec.missing) + list(rec.problems)
+    notes = (["missing: " + ", ".join(rec.missing)] if rec.missing else []) + list(rec.problems)
     row["missing"] = "; ".join(notes)
     return row
 
@@ -409,7 +412,7 @@ MD_HEADERS = {
     "stable_inactive": "stable inactive", "unstable": "unstable", "stable_total": "stable total",
     "regions": "regions", "regions_complete": "complete", "regions_backend": "backend",
     "regions_seconds": "count s", "feasible_patterns": "patterns used",
-    "two_hidden_all_log10_params": "log10 params (all 2^N)",
+    "two_hidden_all_params_log10": "log10 params (all 2^N)",
     "two_hidden_feasible_naive_params": "params feasible naive",
     "two_hidden_feasible_shared_params": "params feasible shared",
     "two_hidden_feasible_shared_layers": "H1-H2 shared", "two_hidden_verified": "2-layer verified",
@@ -422,6 +425,8 @@ MD_HEADERS = {
 
 def rows_to_markdown(rows, columns=COLUMNS) -> str:
     def cell(v):
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 10 ** 9:
+            v = fmt_size(log10_size(v))
         s = "" if v is None else str(v)
         return s.replace("|", "\\|").replace("\n", " ")
 
@@ -511,7 +516,7 @@ def missing_report(records) -> list[str]:
     """One line per run with absent or unreadable files."""
     out = []
     for r in records:
-        notes = r.missing + r.problems
+        notes = (["missing " + ", ".join(r.missing)] if r.missing else []) + r.problems
         if notes:
             out.append(f"run {r.run_id} ({r.path}): " + "; ".join(notes))
     return out
@@ -531,3 +536,33 @@ def collect_results(models_dir, runs, out_dir, domain: str = DEFAULT_DOMAIN, ste
           + rows_to_markdown(rows) + "\n" + trend.summary() + "\n")
     atomic_write_text(md_path, md)
     return {"rows": rows, "csv": csv_path, "md": md_path, "records": records, "trend": trend}
+
+
+def collect_main(argv=None) -> int:
+    """CLI of collect_results.py."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(description=(
+        "One row per run (arch, l1, adv, dropout, test accuracy, stable units, regions and whether the count "
+        "is complete, sizes of the two-hidden-layer nets, compression), written as <out>/<stem>.csv and "
+        "<out>/<stem>.md. Everything is read from the run directories' JSON files (docs/formats.md); a run "
+        "with missing files is listed in the 'missing' column and on stderr, not dropped."))
+    p.add_argument("--models-dir", default="forward_pass/activation_pattern/models",
+                   help="directory holding fcnn_run_<id>/ (default forward_pass/activation_pattern/models)")
+    p.add_argument("--runs", required=True, metavar="IDS", help="run ids: 100-111, 100,103 or 100-103,110")
+    p.add_argument("--domain", default=DEFAULT_DOMAIN, help="domain name of the analysis files (default input_0_1)")
+    p.add_argument("--out", default="plots/out", help="output directory (default plots/out)")
+    p.add_argument("--stem", default="results", help="output file stem (default results)")
+    p.add_argument("--print", dest="print_table", action="store_true", help="also print the Markdown table")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    args = p.parse_args(argv)
+    res = collect_results(args.models_dir, args.runs, args.out, args.domain, args.stem)
+    if not args.quiet:
+        for line in missing_report(res["records"]):
+            print(f"warning: {line}", file=sys.stderr)
+        if args.print_table:
+            print(rows_to_markdown(res["rows"]))
+        print(res["trend"].summary())
+        print(f"wrote {res['csv']} and {res['md']} ({len(res['rows'])} runs)")
+    return 0
