@@ -1,0 +1,129 @@
+"""The results table: rows and columns, missing files reported, huge sizes, run-id parsing, the trend judge."""
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from run_fixtures import SWEEP, write_run, write_sweep
+
+from src import results
+from src.ioutils import ToolError
+
+
+def test_parse_runs():
+    assert results.parse_runs("100-103") == [100, 101, 102, 103]
+    assert results.parse_runs("5, 3,10-11,3") == [3, 5, 10, 11]
+    for bad in ("", "a", "5-3", "1-2-3"):
+        with pytest.raises(ToolError, match="--runs"):
+            results.parse_runs(bad)
+
+
+def test_table_rows_and_columns(tmp_path):
+    models = tmp_path / "models"
+    write_sweep(models, start=100, hidden=(6, 6), incomplete=(101,))
+    res = results.collect_results(models, "100-111", tmp_path / "out")
+    rows = list(csv.DictReader(io.StringIO(res["csv"].read_text())))
+    assert [int(r["run"]) for r in rows] == list(range(100, 112))
+    assert list(rows[0].keys()) == results.COLUMNS
+    for r, (l1, adv, p) in zip(rows, SWEEP):
+        # settings come from config.json
+        assert float(r["l1"]) == l1 and r["adv"] == adv and float(r["dropout"]) == p
+        assert r["arch"] == "mlp:6-6" and r["hidden_sizes"] == "6-6"
+        cfg = json.loads((models / f"fcnn_run_{r['run']}" / "config.json").read_text())
+        reg = json.loads((models / f"fcnn_run_{r['run']}" / "regions_input_0_1.json").read_text())
+        met = json.loads((models / f"fcnn_run_{r['run']}" / "metrics.json").read_text())
+        assert int(r["regions"]) == reg["count"]
+        assert float(r["test_accuracy"]) == pytest.approx(met["test_accuracy"], abs=1e-4)
+        assert cfg["l1"] == l1
+        st = json.loads((models / f"fcnn_run_{r['run']}" / "stable_units_input_0_1.json").read_text())["counts"]
+        assert r["stable_active"] == "-".join(str(c["active"]) for c in st)
+        assert int(r["stable_total"]) == sum(c["active"] + c["inactive"] for c in st)
+        assert r["two_hidden_verified"] == "yes" and r["compression_verified"] == "yes"
+        assert float(r["two_hidden_all_params_log10"]) > 3
+    assert rows[1]["regions_complete"] == "no" and "lower bound" in rows[1]["missing"]
+    assert rows[0]["regions_complete"] == "yes" and rows[0]["missing"] == ""
+    md = res["md"].read_text().splitlines()
+    table = [ln for ln in md if ln.startswith("|")]
+    assert len(table) == 2 + 12
+    assert all(ln.count("|") == len(results.COLUMNS) + 1 for ln in table)
+
+
+def test_run_missing_files_is_reported_not_crashed(tmp_path):
+    models = tmp_path / "models"
+    write_run(models, 1, 0.0, "none", 0.0)
+    write_run(models, 2, 1e-3, "pgd", 0.3, files=("config", "metrics"))
+    d3 = write_run(models, 3, 1e-3, "none", 0.0)
+    (d3 / "regions_input_0_1.json").write_text("{not json")
+    res = results.collect_results(models, "1-4", tmp_path / "out")
+    rows = {r["run"]: r for r in res["rows"]}
+    assert set(rows) == {1, 2, 3, 4}
+    assert rows[1]["missing"] == ""
+    assert "regions_input_0_1.json" in rows[2]["missing"] and "compressed_input_0_1.json" in rows[2]["missing"]
+    assert rows[2]["regions"] == "" and rows[2]["adv"] == "pgd" and rows[2]["test_accuracy"] != ""
+    assert "unreadable" in rows[3]["missing"] and rows[3]["regions"] == ""
+    assert rows[4]["missing"] == "missing: <run directory>"
+    report = results.missing_report(res["records"])
+    assert [line.split()[1] for line in report] == ["2", "3", "4"]
+    # and through the command line: exit 0, warnings on stderr
+    r = subprocess.run([sys.executable, str(ROOT / "collect_results.py"), "--models-dir", str(models), "--runs",
+                        "1-4", "--out", str(tmp_path / "cli")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "warning: run 2" in r.stderr and "warning: run 4" in r.stderr
+    assert (tmp_path / "cli" / "results.csv").is_file()
+
+
+def test_no_run_exists_is_an_error(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "collect_results.py"), "--models-dir", str(tmp_path),
+                        "--runs", "1-3", "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    assert r.returncode == 2 and "none of the runs" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_log10_sizes():
+    assert results.log10_size(1000) == pytest.approx(3)
+    assert results.log10_size(2 ** 400) == pytest.approx(400 * 0.30102999566398)
+    assert results.log10_size(str(10 ** 500)) == pytest.approx(500)
+    assert results.log10_size("1.5e3") == pytest.approx(3.176091259)
+    assert results.log10_size({"log10": 123.4}) == 123.4
+    assert results.log10_size("10^77.5") == 77.5
+    assert results.log10_size(None) is None and results.log10_size("x") is None
+    assert results.size_log10({"params_log10": 99.0, "params": None}, "params") == 99.0
+    th = {"sizes": {"naive": {"layer_sizes": [784, 2 ** 300, 2 ** 300, 10], "params": 2 ** 310}}}
+    s = results.two_hidden_sizes(th, "naive")
+    assert s["hidden_log10"] == pytest.approx(301 * 0.30102999566398)
+    assert s["params"] == 2 ** 310
+    th = {"sizes": {"naive": {"layer_sizes_log10": [2.0, 100.0, 100.0, 1.0], "params_log10": 103.0}}}
+    s = results.two_hidden_sizes(th, "naive")
+    assert s["hidden_log10"] == pytest.approx(100 + 0.30103, abs=1e-4) and s["params_log10"] == 103.0
+    assert results.fmt_size(results.log10_size(2 ** 400)) == "10^120.4"
+    assert results.fmt_size(3.0, 1000) == "1000"
+
+
+class _R:
+    def __init__(self, l1, count, complete, group=("none", 0.0)):
+        self.l1, self.region_count, self.regions_complete, self.group = l1, count, complete, group
+
+
+def test_trend_judge_uses_lower_bounds_correctly():
+    t = results.l1_trend([_R(0, 100, True), _R(1e-3, 50, True), _R(1e-2, 10, True)])
+    assert (t.fewer, t.more, t.undetermined) == (3, 0, 0) and t.shows
+    t = results.l1_trend([_R(0, 100, True), _R(1e-3, 150, True)])
+    assert (t.fewer, t.more) == (0, 1) and not t.shows
+    # an incomplete count at the stronger l1 that is below the weaker one proves nothing
+    t = results.l1_trend([_R(0, 100, True), _R(1e-3, 50, False)])
+    assert (t.fewer, t.more, t.undetermined) == (0, 0, 1) and not t.shows
+    # an incomplete weaker-l1 count above a complete stronger one: fewer is established
+    t = results.l1_trend([_R(0, 100, False), _R(1e-3, 50, True)])
+    assert (t.fewer, t.undetermined) == (1, 0)
+    # an incomplete stronger-l1 count already above a complete weaker one: more is established
+    t = results.l1_trend([_R(0, 100, True), _R(1e-3, 150, False)])
+    assert t.more == 1
+    # pairs are only formed within a group
+    t = results.l1_trend([_R(0, 100, True, ("none", 0.0)), _R(1e-3, 50, True, ("pgd", 0.0))])
+    assert t.fewer + t.more + t.equal + t.undetermined == 0 and not t.shows
+    assert "does NOT show" in t.summary()
