@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact-stability", action="store_true",
                    help="settle the units that LP bounds leave undecided with an exact MILP per unit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
+    p.add_argument("--summary-path", action="store_true",
+                   help="only print the path of the regions_<domain>.json these arguments would write, and exit "
+                        "(used by count_linear_regions_script.sh)")
     add_domain_arguments(p)
     return p
 
@@ -52,12 +55,17 @@ def main(argv=None) -> int:
 
     net = ReluNet.load(args.weights)
     box = box_from_args(args, net.n_inputs)
+    out_dir = args.out_dir if args.out_dir is not None else str(Path(args.weights).parent)
+    if args.summary_path:
+        from src.regions import regions_file_name
+
+        print(Path(out_dir) / regions_file_name(box.name))
+        return 0
     if args.threads < 1:
         raise ToolError(f"--threads must be >= 1, got {args.threads}")
     summary = count_regions(args.weights, box, backend=args.backend, tol=args.tol, time_limit=args.time_limit,
                             threads=args.threads, resume=args.resume, out_dir=args.out_dir,
                             exact_stability=args.exact_stability, progress=not args.quiet, net=net)
-    out_dir = args.out_dir if args.out_dir is not None else str(Path(args.weights).parent)
     print(final_line(summary, out_dir))
     return 130 if summary.get("interrupted") else 0
 

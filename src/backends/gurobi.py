@@ -148,15 +148,24 @@ class GurobiBackend(Backend):
             m.setParam("BestBdStop", tol)
             if time_limit is not None:
                 m.setParam("TimeLimit", max(float(time_limit), 0.0))
-            state = {"resume_added": False}
+            state = {"resume_added": False, "error": None}
 
             def add_cut(model, pattern):
                 idx, coef, rhs = form.nogood_cut(pattern)
                 model.cbLazy(gp.LinExpr(coef.tolist(), [allv[i] for i in idx]) <= rhs)
 
             def callback(model, where):
-                if where != GRB.Callback.MIPSOL:
+                # gurobipy swallows exceptions raised in a callback and goes on (a solution whose cut
+                # was not added would then be accepted): keep the first one, stop, re-raise after optimize
+                if where != GRB.Callback.MIPSOL or state["error"] is not None:
                     return
+                try:
+                    on_mipsol(model)
+                except BaseException as e:  # noqa: BLE001 (incl. KeyboardInterrupt)
+                    state["error"] = e
+                    model.terminate()
+
+            def on_mipsol(model):
                 if not state["resume_added"]:
                     state["resume_added"] = True
                     for p in known:
@@ -167,10 +176,10 @@ class GurobiBackend(Backend):
                 if form.f_index >= 0 and sol[form.f_index] <= tol:
                     return                     # not a region (and below the cutoff anyway)
                 pattern = form.pattern_from_solution(sol)
-                if not sink.add(pattern):
-                    stats["duplicates"] += 1
                 add_cut(model, pattern)
                 stats["lazy_cuts"] += 1
+                if not sink.add(pattern):
+                    stats["duplicates"] += 1
 
             try:
                 m.optimize(callback)
@@ -179,14 +188,19 @@ class GurobiBackend(Backend):
                     raise GurobiLicenceLimit(licence_message(size)) from None
                 raise
             status = m.Status
-            complete = status in (GRB.INFEASIBLE, GRB.CUTOFF, GRB.USER_OBJ_LIMIT, GRB.INF_OR_UNBD, GRB.OPTIMAL)
-            if status == GRB.OPTIMAL and m.SolCount and m.ObjVal > tol:
+            err = state["error"]
+            if err is not None and not isinstance(err, KeyboardInterrupt):
+                raise err
+            interrupted = status == GRB.INTERRUPTED or err is not None
+            complete = not interrupted and status in (GRB.INFEASIBLE, GRB.CUTOFF, GRB.USER_OBJ_LIMIT,
+                                                      GRB.INF_OR_UNBD, GRB.OPTIMAL)
+            if complete and status == GRB.OPTIMAL and m.SolCount and m.ObjVal > tol:
                 raise RuntimeError(f"gurobi accepted a solution with f = {m.ObjVal:g} > tol despite its no-good cut")
             status_names = {GRB.INFEASIBLE: "infeasible", GRB.CUTOFF: "cutoff", GRB.USER_OBJ_LIMIT: "bound_stop",
                             GRB.OPTIMAL: "optimal", GRB.INF_OR_UNBD: "inf_or_unbd", GRB.TIME_LIMIT: "time_limit",
                             GRB.INTERRUPTED: "interrupted"}
-            stats.update(status=status_names.get(status, str(status)), nodes=int(m.NodeCount),
+            stats.update(status="interrupted" if interrupted else status_names.get(status, str(status)), nodes=int(m.NodeCount),
                          seconds=round(time.perf_counter() - t0, 3), threads=int(threads),
                          gurobi_version=".".join(map(str, gp.gurobi.version())), size=size)
             m.dispose()
-        return EnumerationResult(complete=complete, stats=stats, interrupted=status == GRB.INTERRUPTED)
+        return EnumerationResult(complete=complete, stats=stats, interrupted=interrupted)

@@ -44,6 +44,7 @@ def _make_handler_class():
             self.cut_keys: set[bytes] = set()
             self.pending: list[np.ndarray] = []
             self.tvars = None
+            self.error: BaseException | None = None
             self.stats = {"check_rejects": 0, "enfo_cuts": 0, "recorded_in_check": 0, "recorded_in_enfo": 0,
                           "duplicates": 0}
 
@@ -86,7 +87,22 @@ def _make_handler_class():
             return added
 
         # ---- callbacks ---------------------------------------------------------------------
+        # An exception inside a callback would surface as "SCIP: unspecified error": keep the first
+        # one, reject the solution, stop the solve and let enumerate() re-raise it (Ctrl-C -> incomplete).
+        def _guard(self, fn, *args):
+            if self.error is not None:
+                return {"result": SCIP_RESULT.INFEASIBLE}
+            try:
+                return fn(*args)
+            except BaseException as e:  # noqa: BLE001
+                self.error = e
+                self.model.interruptSolve()
+                return {"result": SCIP_RESULT.INFEASIBLE}
+
         def conscheck(self, constraints, solution, checkintegrality, checklprows, printreason, completely):
+            return self._guard(self._check, solution, completely)
+
+        def _check(self, solution, completely):
             f, p = self._read(solution)
             if f <= self.tol:
                 return {"result": SCIP_RESULT.FEASIBLE}
@@ -106,10 +122,10 @@ def _make_handler_class():
             return {"result": SCIP_RESULT.FEASIBLE}
 
         def consenfolp(self, constraints, nusefulconss, solinfeasible):
-            return self._enforce(solinfeasible)
+            return self._guard(self._enforce, solinfeasible)
 
         def consenfops(self, constraints, nusefulconss, solinfeasible, objinfeasible):
-            return self._enforce(solinfeasible)
+            return self._guard(self._enforce, solinfeasible)
 
         def conslock(self, constraint, locktype, nlockspos, nlocksneg):
             n = nlockspos + nlocksneg
@@ -192,10 +208,15 @@ class ScipBackend(Backend):
         m.addPyCons(cons)
         m.optimize()
         status = m.getStatus()
-        complete = status in ("infeasible", "optimal", "inforunbd")
-        if status == "optimal" and m.getNSols() and m.getObjVal() > tol:
+        err = handler.error
+        if err is not None and not isinstance(err, KeyboardInterrupt):
+            m.freeProb()
+            raise err
+        interrupted = status == "userinterrupt" or err is not None
+        complete = not interrupted and status in ("infeasible", "optimal", "inforunbd")
+        if complete and status == "optimal" and m.getNSols() and m.getObjVal() > tol:
             raise RuntimeError(f"SCIP accepted a solution with f = {m.getObjVal():g} > tol despite its no-good cut")
-        stats = dict(handler.stats, status=status, nodes=int(m.getNTotalNodes()),
+        stats = dict(handler.stats, status="interrupted" if interrupted else status, nodes=int(m.getNTotalNodes()),
                      seconds=round(time.perf_counter() - t0, 3), threads=1, resume_cuts=int(len(sink.known)))
         m.freeProb()
-        return EnumerationResult(complete=complete, stats=stats, interrupted=status == "userinterrupt")
+        return EnumerationResult(complete=complete, stats=stats, interrupted=interrupted)
