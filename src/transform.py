@@ -1,0 +1,851 @@
+"""Transformation of a ReLU net into a net with two hidden layers, built from activation patterns.
+
+Original net: x in D = [lo,hi]^n0, hidden layers l = 1..L (W_l, b_l), linear output (W_{L+1}, b_{L+1}).
+For a pattern S = (s_1..s_L) the pre-activation of layer l is g_l = A_l^S x + c_l^S, which depends
+only on s_1..s_{l-1}; the output is F^S x + e^S. The new net (issue 5):
+
+  hidden layer 1: violation units  v_{S,l,i} = ReLU(-sigma (A_l^S x + c_l^S)_i), sigma = +1 for bit 1, -1 for bit 0
+                  value units      u_{S,k}   = ReLU(F_k^S x + e_k^S + K_{S,k}),  K = max(0, -min_D(F_k^S x + e_k^S))
+  hidden layer 2: z_{S,k} = ReLU(u_{S,k} - M V_S),  t_S = ReLU(1 - M V_S),  V_S = sum of S's violation units
+  output:         y_k = sum_S (z_{S,k} - K_{S,k} t_S)
+
+It equals the original net on D except where some hidden pre-activation g of the original net has
+|g| <= band_width = max(1, max_D u)/M (see `band_width` below).
+
+Sharing (`share`):
+  "none": the naive net, |P|(N+m) / |P|(m+1) units.
+  "trie": v_{S,l,i} is shared by all patterns with the same prefix s_1..s_{l-1} and bit s_{l,i}
+          (the nodes of a prefix trie); sizes equal `formula_sizes`.
+  "full": trie + drop violation units identically zero on D (box bound of the affine function),
+          leave out patterns that are provably empty on D (a unit whose side of S cannot hold anywhere
+          on D by the same bound), and merge units with bit-identical weights and bias (e.g. value units
+          of patterns that differ only in units with zero outgoing weights, or dead prefixes).
+Everything here is pure numpy/scipy; `run_transform` is the body of transform_networks_using_all_nodes.py.
+"""
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .domain import Box
+from .ioutils import ToolError, atomic_open, atomic_write_json
+from .network import ReluNet
+
+SHARE_MODES = ("full", "trie", "none")
+DEFAULT_BIG_M = 1e6
+MAX_BIG_M = 1e150          # M * V must stay far below the float64 overflow
+DEFAULT_MAX_UNITS = 4_000_000
+DEFAULT_MAX_PARAMS = 100_000_000
+DEFAULT_MAX_FILE_PARAMS = 50_000_000
+HUGE = 10 ** 15            # integers at least this large are also reported as log10
+_PATTERN_FILE = re.compile(r"^activation_pattern_abhinav_(.+)\.dat$")
+
+
+# ---------------------------------------------------------------------------------------------
+# The new net
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class TwoHiddenNet:
+    """y = W3 ReLU(W2 ReLU(W1 x + b1) + b2) + b3 with a dense W1 and sparse (CSR) W2, W3."""
+
+    W1: np.ndarray
+    b1: np.ndarray
+    W2: sp.csr_matrix
+    b2: np.ndarray
+    W3: sp.csr_matrix
+    b3: np.ndarray
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        return [int(self.W1.shape[1]), int(self.W1.shape[0]), int(self.W2.shape[0]), int(self.W3.shape[0])]
+
+    @property
+    def n_params(self) -> int:
+        """Parameters of the dense net of this shape (what weights.dat holds)."""
+        return dense_params(self.layer_sizes)
+
+    @property
+    def nonzeros(self) -> int:
+        """Nonzero weights and biases actually stored."""
+        return int(np.count_nonzero(self.W1) + np.count_nonzero(self.b1) + self.W2.count_nonzero()
+                   + np.count_nonzero(self.b2) + self.W3.count_nonzero() + np.count_nonzero(self.b3))
+
+    def forward(self, x, batch: int | None = None) -> np.ndarray:
+        """Outputs (batch, m), float64, in batches that keep the hidden activations small."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.W1.shape[1]:
+            raise ValueError(f"inputs must have {self.W1.shape[1]} features, got shape {x.shape}")
+        h = max(self.W1.shape[0], self.W2.shape[0], 1)
+        bs = batch or int(max(1, min(4096, 2e7 // h)))
+        out = np.empty((x.shape[0], self.W3.shape[0]))
+        for s in range(0, x.shape[0], bs):
+            h1 = np.maximum(x[s:s + bs] @ self.W1.T + self.b1, 0.0)
+            h2 = np.maximum(np.asarray(self.W2 @ h1.T).T + self.b2, 0.0)
+            out[s:s + bs] = np.asarray(self.W3 @ h2.T).T + self.b3
+        return out
+
+    def to_relunet(self) -> ReluNet:
+        """The same net as a dense ReluNet (only for nets that fit in memory densely)."""
+        return ReluNet([self.W1, self.W2.toarray(), self.W3.toarray()], [self.b1, self.b2, self.b3])
+
+    def save(self, path, model_path: str = "", accuracy: float | None = None) -> None:
+        """Write weights.dat (levels = 3, n = [n0, H1, H2, m]) atomically, streaming the sparse rows.
+
+        Same layout as src.weights_io.write_weights; zeros of W2/W3 are written as `0`, every other
+        value as its shortest round-trip decimal, so ReluNet.load gives back exactly these numbers.
+        """
+        sizes = self.layer_sizes
+        acc = "n/a" if accuracy is None else f"{100.0 * accuracy:.2f}%"
+        with atomic_open(path, "w") as fh:
+            fh.write(f"//Model path = {model_path}\n")
+            fh.write(f"//Classification accuracy = {acc}\n")
+            fh.write("levels = 3;\n")
+            fh.write(f"n = [{', '.join(map(str, sizes))}];\n")
+            fh.write("W = [\n")
+            first = True
+            for row in self.W1.tolist():
+                fh.write(("" if first else ",") + ",".join(map(repr, row)) + "\n")
+                first = False
+            for mat in (self.W2, self.W3):
+                mat = mat.tocsr()
+                mat.sort_indices()
+                n_cols = mat.shape[1]
+                for r in range(mat.shape[0]):
+                    toks = ["0"] * n_cols
+                    lo, hi = mat.indptr[r], mat.indptr[r + 1]
+                    for j, v in zip(mat.indices[lo:hi].tolist(), mat.data[lo:hi].tolist()):
+                        if v != 0.0:
+                            toks[j] = repr(v)
+                    fh.write(("" if first else ",") + ",".join(toks) + "\n")
+                    first = False
+            fh.write("];\nB = [\n")
+            for i, b in enumerate((self.b1, self.b2, self.b3)):
+                fh.write(("" if i == 0 else ",") + ",".join(map(repr, np.asarray(b, np.float64).tolist())) + "\n")
+            fh.write("];\n")
+
+
+@dataclass
+class TransformResult:
+    """The built net plus what the construction did."""
+
+    net: TwoHiddenNet
+    share: str
+    big_m: float
+    band_width: float                 # max(1, u_max) / M, in pre-activation units
+    u_max: float                      # max over value units of max_D u
+    patterns: int                     # patterns given
+    patterns_used: np.ndarray         # indices (into the given patterns) of those in the net
+    pruned: np.ndarray                # indices of patterns left out as provably empty on D
+    violation_units: list[int]        # per hidden layer of the original net, in the new net
+    value_units: int
+    dropped_units: int                # violation units identically zero on D (left out)
+    merged_units: int                 # units equal to an earlier one (shared)
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def size_entry(self) -> dict:
+        """Sizes of the built net: layer widths, dense parameter count, nonzeros and unit counts."""
+        return size_entry(self.net.layer_sizes, counted="built", nonzeros=self.net.nonzeros,
+                          violation_units=int(sum(self.violation_units)),
+                          violation_units_per_layer=[int(v) for v in self.violation_units],
+                          value_units=int(self.value_units), patterns=int(len(self.patterns_used)),
+                          dropped_units=int(self.dropped_units), merged_units=int(self.merged_units),
+                          pruned_patterns=int(len(self.pruned)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes
+# ---------------------------------------------------------------------------------------------
+def dense_params(layer_sizes) -> int:
+    """Weights and biases of the fully connected net with these layer sizes (exact Python int)."""
+    s = [int(v) for v in layer_sizes]
+    return sum(a * b + b for a, b in zip(s[:-1], s[1:]))
+
+
+def _log10(v: int) -> float:
+    return round(math.log10(v), 3) if v > 0 else float("-inf")
+
+
+def size_entry(layer_sizes, **extra) -> dict:
+    """{"layer_sizes", "params"} as exact integers (+ their log10 when huge) and extra keys."""
+    sizes = [int(v) for v in layer_sizes]
+    params = dense_params(sizes)
+    d = {"layer_sizes": sizes, "params": params}
+    if params >= HUGE:
+        d["log10_layer_sizes"] = [_log10(v) for v in sizes]
+        d["log10_params"] = _log10(params)
+    d.update(extra)
+    return d
+
+
+def all_nodes_violation_counts(hidden_sizes) -> list[int]:
+    """Trie violation units per layer for all 2^N patterns: 2 n_l 2^(n_1 + ... + n_{l-1})."""
+    out, before = [], 0
+    for n in hidden_sizes:
+        out.append(2 * int(n) * 2 ** before)
+        before += int(n)
+    return out
+
+
+def trie_violation_counts(patterns, hidden_sizes) -> list[int]:
+    """Trie violation units per layer for a list of patterns: distinct (prefix s_<l, unit i, bit s_l,i)."""
+    P = np.asarray(patterns, dtype=np.uint8)
+    out = []
+    node = np.zeros(len(P), dtype=np.int64)
+    off = 0
+    for n in hidden_sizes:
+        S = P[:, off:off + n].astype(np.int64)
+        keys = np.sort(node[:, None] * 2 + S, axis=0)
+        out.append(int(n * min(len(P), 1) + (np.diff(keys, axis=0) != 0).sum()) if len(P) else 0)
+        node = np.unique(np.column_stack([node, S]), axis=0, return_inverse=True)[1].reshape(-1)
+        off += n
+    return out
+
+
+def formula_sizes(layer_sizes, patterns=None) -> dict:
+    """Sizes by formula, exact integers: the naive net and the trie-shared net (no stable-unit dropping).
+
+    patterns=None means all 2^N patterns (computed without enumerating them).
+    """
+    n0, hidden, m = int(layer_sizes[0]), [int(v) for v in layer_sizes[1:-1]], int(layer_sizes[-1])
+    N = sum(hidden)
+    if patterns is None:
+        p = 2 ** N
+        viol = all_nodes_violation_counts(hidden)
+    else:
+        p = int(len(patterns))
+        viol = trie_violation_counts(patterns, hidden)
+    h2 = p * (m + 1)
+    naive = size_entry([n0, p * (N + m), h2, m], counted="formula", violation_units=p * N, value_units=p * m,
+                       patterns=p)
+    value = p * m
+    shared = size_entry([n0, sum(viol) + value, h2, m], counted="formula", violation_units=sum(viol),
+                        violation_units_per_layer=viol, value_units=value, patterns=p,
+                        note="prefix-trie sharing only; no dropping of stable units, no merging of equal units "
+                             "(the built net with full sharing is at most this large)")
+    return {"patterns": p, "naive": naive, "shared": shared}
+
+
+def memory_params(entry: dict, n_hidden_units: int) -> int:
+    """Numbers the build holds (dense layer 1 + nonzeros of layers 2 and 3), from a size entry."""
+    n0, h1, h2, m = entry["layer_sizes"]
+    p = entry["patterns"]
+    return h1 * (n0 + 1) + p * (m + 1) * (n_hidden_units + 1) + 2 * p * m + h2 + m
+
+
+# ---------------------------------------------------------------------------------------------
+# Construction
+# ---------------------------------------------------------------------------------------------
+def check_big_m(big_m) -> float:
+    m = float(big_m)
+    if not np.isfinite(m) or m <= 0:
+        raise ToolError(f"--big-m must be a finite number > 0, got {big_m}")
+    if m > MAX_BIG_M:
+        raise ToolError(f"--big-m {big_m:g} is too large for float64 (M times a violation could overflow); "
+                        f"use at most {MAX_BIG_M:g}")
+    return m
+
+
+def all_patterns(n_units: int, limit: int = 1 << 24) -> np.ndarray:
+    """All 2^N patterns as uint8 (2^N, N), first unit most significant (itertools.product order)."""
+    if 2 ** n_units > limit:
+        raise ValueError(f"2^{n_units} patterns are too many to list")
+    idx = np.arange(2 ** n_units, dtype=np.int64)
+    shifts = np.arange(n_units - 1, -1, -1, dtype=np.int64)
+    return ((idx[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
+
+
+def box_min_max(R: np.ndarray, d: np.ndarray, box: Box):
+    """Row-wise exact min and max of R x + d over the box (up to float rounding)."""
+    Rp = np.maximum(R, 0.0)
+    Rn = np.minimum(R, 0.0)
+    mn = d + Rp @ box.lo + Rn @ box.hi
+    mx = d + Rp @ box.hi + Rn @ box.lo
+    return mn, mx
+
+
+class _RowPool:
+    """Rows (w, b) of hidden layer 1; with merge=True a bit-identical row is stored once."""
+
+    def __init__(self, merge: bool):
+        self.merge = merge
+        self.R: list[np.ndarray] = []
+        self.d: list[np.ndarray] = []
+        self.count = 0
+        self.offered = 0
+        self._index: dict[bytes, int] = {}
+
+    def add(self, R: np.ndarray, d: np.ndarray) -> np.ndarray:
+        n = len(d)
+        self.offered += n
+        if not self.merge:
+            idx = np.arange(self.count, self.count + n, dtype=np.int64)
+            if n:
+                self.R.append(np.ascontiguousarray(R))
+                self.d.append(np.ascontiguousarray(d))
+            self.count += n
+            return idx
+        Rn = np.ascontiguousarray(R + 0.0)   # + 0.0 turns -0.0 into 0.0
+        dn = np.ascontiguousarray(d + 0.0)
+        idx = np.empty(n, dtype=np.int64)
+        new = []
+        for j in range(n):
+            key = Rn[j].tobytes() + dn[j:j + 1].tobytes()
+            k = self._index.get(key)
+            if k is None:
+                k = self._index[key] = self.count + len(new)
+                new.append(j)
+            idx[j] = k
+        if new:
+            self.R.append(Rn[new])
+            self.d.append(dn[new])
+        self.count += len(new)
+        return idx
+
+    def stacked(self, n_cols: int):
+        if not self.R:
+            return np.zeros((0, n_cols)), np.zeros(0)
+        return np.concatenate(self.R, axis=0), np.concatenate(self.d)
+
+
+def _advance(A, c, parent, bits, W, b, chunk_numbers: int = 4_000_000):
+    """Children's affine maps: A' = W diag(bits) A[parent], c' = W (bits * c[parent]) + b."""
+    q, n_in, n0 = len(parent), A.shape[1], A.shape[2]
+    out_A = np.empty((q, W.shape[0], n0))
+    chunk = max(1, chunk_numbers // max(1, n_in * n0))
+    bf = bits.astype(np.float64)
+    for s in range(0, q, chunk):
+        X = A[parent[s:s + chunk]] * bf[s:s + chunk, :, None]
+        out_A[s:s + chunk] = np.matmul(W, X)
+    out_c = (bf * c[parent]) @ W.T + b
+    return out_A, out_c
+
+
+def _child_nodes(node: np.ndarray, bits: np.ndarray):
+    """Node ids of (parent node, layer bits) per pattern, and the first pattern of each node."""
+    key = np.column_stack([node, bits.astype(np.int64)])
+    _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return inv.reshape(-1), first
+
+
+def check_patterns(net: ReluNet, patterns) -> np.ndarray:
+    P = np.asarray(patterns)
+    N = net.n_hidden_units
+    if P.ndim != 2 or P.shape[1] != N:
+        raise ValueError(f"patterns must have shape (P, {N}), got {P.shape}")
+    if P.size and not np.isin(P, (0, 1)).all():
+        raise ValueError("patterns must be 0/1")
+    P = P.astype(np.uint8)
+    if len(np.unique(P, axis=0)) != len(P):
+        raise ValueError("patterns must be distinct (a repeated pattern would be counted twice)")
+    return P
+
+
+def build_two_hidden(net: ReluNet, box: Box, patterns, big_m: float = DEFAULT_BIG_M, share: str = "full",
+                     progress: bool = False) -> TransformResult:
+    """Build the two-hidden-layer net of issue 5 for the given distinct 0/1 patterns (P, N)."""
+    if share not in SHARE_MODES:
+        raise ValueError(f"share must be one of {SHARE_MODES}, got {share!r}")
+    if net.n_hidden_layers < 1:
+        raise ToolError("the network has no hidden layer: there is nothing to transform")
+    M = check_big_m(big_m)
+    t0 = time.perf_counter()
+    P = check_patterns(net, patterns)
+    p, N = P.shape
+    hs, m, n0 = net.hidden_sizes, net.n_outputs, net.n_inputs
+    offs = np.concatenate([[0], np.cumsum(hs)]).astype(int)
+    full, per_pattern = share == "full", share == "none"
+    viol_pool, val_pool = _RowPool(full), _RowPool(full)
+    alive = np.ones(p, dtype=bool)
+    unit_idx = np.full((p, N), -1, dtype=np.int64)
+    node = np.zeros(p, dtype=np.int64)
+    A, c = net.weights[0][None], net.biases[0][None]
+    dropped = 0
+    viol_counts = []
+    bar = _bar(len(hs) + 2, progress, "build")
+    for l, n_l in enumerate(hs):
+        S = P[:, offs[l]:offs[l + 1]]
+        if full:                                   # leave out patterns provably empty on D
+            ia = np.flatnonzero(alive)
+            for i in range(n_l):
+                uk, inv = np.unique(node[ia] * 2 + S[ia, i], return_inverse=True)
+                nd, bit = uk // 2, uk % 2
+                sg = np.where(bit == 1, -1.0, 1.0)
+                mn, _ = box_min_max(sg[:, None] * A[nd, i, :], sg * c[nd, i], box)
+                empty = (mn > 0) | ((bit == 1) & (mn >= 0))   # bit 1 needs g > 0, bit 0 needs g <= 0
+                if empty.any():
+                    alive[ia[empty[inv.reshape(-1)]]] = False
+        ia = np.flatnonzero(alive)
+        before = viol_pool.count
+        for i in range(n_l):
+            if per_pattern:
+                nd, bit = node[ia], S[ia, i]
+                sg = np.where(bit == 1, -1.0, 1.0)
+                unit_idx[ia, offs[l] + i] = viol_pool.add(sg[:, None] * A[nd, i, :], sg * c[nd, i])
+                continue
+            uk, inv = np.unique(node[ia] * 2 + S[ia, i], return_inverse=True)
+            nd, bit = uk // 2, uk % 2
+            sg = np.where(bit == 1, -1.0, 1.0)
+            R, d = sg[:, None] * A[nd, i, :], sg * c[nd, i]
+            idx = np.full(len(uk), -1, dtype=np.int64)
+            keep = np.ones(len(uk), dtype=bool)
+            if full:
+                _, mx = box_min_max(R, d, box)
+                keep = mx > 0                      # mx <= 0: the unit is identically zero on D
+                dropped += int((~keep).sum())
+            idx[keep] = viol_pool.add(R[keep], d[keep])
+            unit_idx[ia, offs[l] + i] = idx[inv.reshape(-1)]
+        viol_counts.append(viol_pool.count - before)
+        # next layer's affine maps, one per trie node (distinct prefix s_1..s_l)
+        child, first = _child_nodes(node[ia], S[ia])
+        A, c = _advance(A, c, node[ia][first], S[ia][first], net.weights[l + 1], net.biases[l + 1])
+        node = np.full(p, -1, dtype=np.int64)
+        node[ia] = child
+        bar.update(1)
+    # value units from the output maps F^S, e^S (one node per pattern)
+    ia = np.flatnonzero(alive)
+    F, e = A, c
+    nodes = node[ia] if per_pattern else np.arange(len(F))
+    Fr = F[nodes].reshape(-1, n0)
+    er = e[nodes].reshape(-1)
+    mn, mx = box_min_max(Fr, er, box)
+    K = np.maximum(0.0, -mn)
+    u_max = float((mx + K).max()) if len(K) else 0.0
+    vidx = val_pool.add(Fr, er + K).reshape(len(nodes), m)
+    Kn = K.reshape(len(nodes), m)
+    if per_pattern:
+        value_idx, Kp = vidx, Kn
+    else:
+        value_idx, Kp = vidx[node[ia]], Kn[node[ia]]
+    bar.update(1)
+    W1v, b1v = viol_pool.stacked(n0)
+    W1u, b1u = val_pool.stacked(n0)
+    W1 = np.concatenate([W1v, W1u], axis=0)
+    b1 = np.concatenate([b1v, b1u])
+    U = unit_idx[ia]
+    W2, b2, W3, b3 = _layers_two_and_out(U, value_idx + viol_pool.count, Kp, m, M, W1.shape[0])
+    bar.update(1)
+    bar.close()
+    band = max(1.0, u_max) / M
+    two = TwoHiddenNet(W1, b1, W2, b2, W3, b3)
+    merged = (viol_pool.offered - viol_pool.count) + (val_pool.offered - val_pool.count)
+    return TransformResult(two, share, M, band, u_max, p, ia, np.flatnonzero(~alive), viol_counts,
+                           val_pool.count, dropped, merged, time.perf_counter() - t0)
+
+
+def _layers_two_and_out(U, V, K, m, M, h1, chunk: int = 20000):
+    """Layer 2 (z_{S,k}, t_S per pattern) and the output layer from unit indices.
+
+    U (p, N): H1 index of each violation unit of each pattern (-1: dropped); V (p, m): value units;
+    K (p, m): the shifts K_{S,k}.
+    """
+    p = len(U)
+    h2 = p * (m + 1)
+    blocks = []
+    ar_m = np.arange(m)
+    for s in range(0, p, chunk):
+        Ub, Vb = U[s:s + chunk], V[s:s + chunk]
+        q = len(Ub)
+        jj, ii = np.nonzero(Ub >= 0)
+        cols = Ub[jj, ii]
+        rz = (jj[:, None] * (m + 1) + ar_m[None, :]).ravel()
+        cz = np.repeat(cols, m)
+        rt = jj * (m + 1) + m
+        ru = (np.arange(q)[:, None] * (m + 1) + ar_m[None, :]).ravel()
+        rows = np.concatenate([rz, rt, ru])
+        colsall = np.concatenate([cz, cols, Vb.ravel()])
+        data = np.concatenate([np.full(len(rz) + len(rt), -M), np.ones(len(ru))])
+        blocks.append(sp.coo_matrix((data, (rows, colsall)), shape=(q * (m + 1), h1)).tocsr())
+    W2 = sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, h1))
+    W2.sum_duplicates()
+    b2 = np.zeros(h2)
+    b2[m::m + 1] = 1.0
+    j = np.arange(p)
+    rz = np.repeat(ar_m[None, :], p, axis=0).ravel()
+    cz = (j[:, None] * (m + 1) + ar_m[None, :]).ravel()
+    nz = K.ravel() != 0
+    rt = rz[nz]
+    ct = np.repeat(j * (m + 1) + m, m)[nz]
+    W3 = sp.coo_matrix((np.concatenate([np.ones(len(rz)), -K.ravel()[nz]]),
+                        (np.concatenate([rz, rt]), np.concatenate([cz, ct]))), shape=(m, h2)).tocsr()
+    return W2, b2, W3, np.zeros(m)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification
+# ---------------------------------------------------------------------------------------------
+def min_abs_preactivation(net: ReluNet, x, batch: int = 4096) -> np.ndarray:
+    """min over all hidden units of |g(x)| of the original net, per point (the distance to the band)."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    out = np.empty(len(x))
+    for s in range(0, len(x), batch):
+        gs = net.preactivations(x[s:s + batch])
+        out[s:s + batch] = np.min(np.abs(np.concatenate(gs, axis=1)), axis=1) if gs else np.inf
+    return out
+
+
+def _forward(net: ReluNet, x, batch: int = 4096) -> np.ndarray:
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    return np.concatenate([net.forward(x[s:s + batch]) for s in range(0, len(x), batch)]) if len(x) \
+        else np.zeros((0, net.n_outputs))
+
+
+def _match(y0, y1, rtol):
+    err = np.abs(y1 - y0).max(axis=1) if y0.size else np.zeros(len(y0))
+    scale = np.maximum(1.0, np.abs(y0).max(axis=1)) if y0.size else np.ones(len(y0))
+    return err, err / scale, err <= rtol * scale
+
+
+def _pattern_keys(P) -> set:
+    packed = np.packbits(np.asarray(P, dtype=np.uint8), axis=1)
+    return {r.tobytes() for r in packed}
+
+
+def verify_interior(net: ReluNet, two: TwoHiddenNet, box: Box, patterns, band_width: float,
+                    tol: float = 1e-6, rtol: float = 1e-6, limit: int = 0, seed: int = 0,
+                    progress: bool = False) -> dict:
+    """At one interior point per pattern (max two-sided margin by LP): the outputs must match to rtol.
+
+    Patterns with LP margin <= tol have no interior point; points whose margin min|g| <= band_width
+    lie in the band and are not held to rtol (reported). `limit` > 0 checks a seeded sample of that many.
+    """
+    from .region_lp import max_margin_point
+
+    t0 = time.perf_counter()
+    P = np.asarray(patterns, dtype=np.uint8)
+    sel = np.arange(len(P))
+    if limit and limit < len(P):
+        sel = np.sort(np.random.default_rng(seed).choice(len(P), size=limit, replace=False))
+    xs, idx, no_int = [], [], 0
+    for j in _iter(sel, progress, "interior points (LP)"):
+        x, t = max_margin_point(net, box, P[j], two_sided=True)
+        if x is None or t <= tol:
+            no_int += 1
+            continue
+        xs.append(np.clip(x, box.lo, box.hi))
+        idx.append(j)
+    res = {"patterns": int(len(P)), "sampled": int(len(sel)), "with_interior_point": int(len(xs)),
+           "no_interior_point": int(no_int), "tol": tol, "rtol": rtol}
+    if xs:
+        X = np.array(xs)
+        idx = np.array(idx)
+        y0, y1 = _forward(net, X), two.forward(X)
+        err, rel, ok = _match(y0, y1, rtol)
+        on = (net.patterns(X) == P[idx]).all(axis=1)
+        mu = min_abs_preactivation(net, X)
+        in_band = mu <= band_width
+        fail = ~ok & ~in_band & on
+        res.update(off_pattern=int((~on).sum()), in_band=int(in_band.sum()),
+                   max_abs_error=float(err.max()), max_rel_error=float(rel.max()),
+                   min_margin=float(mu.min()), failures=int(fail.sum()),
+                   failed_patterns=[int(v) for v in idx[fail][:20]])
+    else:
+        res.update(off_pattern=0, in_band=0, max_abs_error=None, max_rel_error=None, min_margin=None,
+                   failures=0, failed_patterns=[])
+    res["ok"] = res["failures"] == 0
+    res["seconds"] = round(time.perf_counter() - t0, 3)
+    return res
+
+
+def compare_on_points(net: ReluNet, two: TwoHiddenNet, X, band_width: float, pattern_keys: set | None = None,
+                      rtol: float = 1e-6, labels=None) -> dict:
+    """Original vs new net on points X: errors, matches to rtol, argmax agreement (and accuracy with labels).
+
+    Points whose pattern is not among `pattern_keys` (an incomplete pattern list) are reported apart.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y0, y1 = _forward(net, X), two.forward(X)
+    err, rel, ok = _match(y0, y1, rtol)
+    agree = y0.argmax(axis=1) == y1.argmax(axis=1)
+    in_band = min_abs_preactivation(net, X) <= band_width
+    if pattern_keys is None:
+        known = np.ones(len(X), dtype=bool)
+    else:
+        packed = np.packbits(net.patterns(X), axis=1)
+        known = np.array([r.tobytes() in pattern_keys for r in packed], dtype=bool)
+
+    def part(mask):
+        if not mask.any():
+            return None
+        out_band = mask & ~in_band
+        return {"points": int(mask.sum()), "max_abs_error": float(err[mask].max()),
+                "max_rel_error": float(rel[mask].max()), "fraction_match": float(ok[mask].mean()),
+                "argmax_agreement": float(agree[mask].mean()), "in_band": int((mask & in_band).sum()),
+                "mismatch_outside_band": int((out_band & ~ok).sum()),
+                "max_abs_error_outside_band": float(err[out_band].max()) if out_band.any() else 0.0}
+
+    res = {"points": int(len(X)), "missing_pattern": int((~known).sum()), "in_band": int(in_band.sum()),
+           "known": part(known), "missing": part(~known),
+           "all": {"fraction_match": float(ok.mean()) if len(X) else None,
+                   "argmax_agreement": float(agree.mean()) if len(X) else None,
+                   "max_abs_error": float(err.max()) if len(X) else None}}
+    if labels is not None:
+        y = np.asarray(labels)
+        res["accuracy_original"] = float((y0.argmax(axis=1) == y).mean())
+        res["accuracy_transformed"] = float((y1.argmax(axis=1) == y).mean())
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------
+def _bar(total, progress, desc):
+    if progress:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+
+    class _Null:
+        def update(self, n=1):
+            pass
+
+        def close(self):
+            pass
+
+    return _Null()
+
+
+def _iter(seq, progress, desc):
+    if progress:
+        from tqdm import tqdm
+
+        return tqdm(seq, desc=desc, file=sys.stderr, leave=False)
+    return seq
+
+
+def fmt_int(v: int) -> str:
+    """An exact integer, with '(~10^x)' appended when huge."""
+    v = int(v)
+    return f"{v} (~10^{math.log10(v):.2f})" if v >= HUGE else str(v)
+
+
+def domain_from_pattern_file(path) -> str | None:
+    """`<domain>` of `activation_pattern_abhinav_<domain>.dat`, else None."""
+    m = _PATTERN_FILE.match(Path(path).name)
+    return m.group(1) if m else None
+
+
+def output_paths(weights, tag: str, out=None) -> tuple[Path, Path]:
+    dat = Path(out) if out else Path(weights).parent / f"two_hidden_{tag}.dat"
+    return dat, dat.with_suffix(".json")
+
+
+def _size_lines(sizes: dict) -> list[str]:
+    lines = []
+    names = ["original", "naive", "shared_formula" if "shared_formula" in sizes else "shared", "built"]
+    for name in names:
+        e = sizes.get(name)
+        if e is None:
+            continue
+        label = {"shared_formula": "trie", "shared": "trie"}.get(name, name)
+        widths = ", ".join(fmt_int(v) for v in e["layer_sizes"])
+        extra = f"  [{e['counted']}]" if "counted" in e else ""
+        lines.append(f"  {label:8s} n = [{widths}]  params = {fmt_int(e['params'])}{extra}")
+    return lines
+
+
+def run_transform(args) -> int:
+    """The body of transform_networks_using_all_nodes.py (args from its parser)."""
+    from .domain import box_from_args
+    from .patterns_io import read_patterns
+
+    progress = not args.quiet
+    say = print
+    M = check_big_m(args.big_m)
+    for flag, v in (("--max-units", args.max_units), ("--max-params", args.max_params),
+                    ("--max-file-params", args.max_file_params)):
+        if v < 0:
+            raise ToolError(f"{flag} must be >= 0, got {v}")
+    if args.verify_points < 0 or args.verify_patterns < 0:
+        raise ToolError("--verify-points and --verify-patterns must be >= 0")
+    if not (args.rtol > 0 and args.tol >= 0):
+        raise ToolError("--rtol must be > 0 and --tol >= 0")
+    net = ReluNet.load(args.weights)
+    if net.n_hidden_layers < 1:
+        raise ToolError(f"{args.weights}: the network has no hidden layer; there is nothing to transform")
+    box = box_from_args(args, net.n_inputs, data_root=args.data_root) if args.data_root else \
+        box_from_args(args, net.n_inputs)
+    share = "none" if args.no_share else ("trie" if args.trie_only else "full")
+    N, m = net.n_hidden_units, net.n_outputs
+
+    if args.patterns:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            P = read_patterns(args.patterns, net.layer_sizes)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        mode = "feasible"
+        file_domain = domain_from_pattern_file(args.patterns)
+        domain_name = file_domain or box.name
+        if file_domain and file_domain != box.name:
+            print(f"warning: {args.patterns} is named for domain '{file_domain}' but the flags give "
+                  f"'{box.name}'; K, the box bounds and the verification use the flags' box",
+                  file=sys.stderr)
+        tag = f"feasible_{domain_name}"
+        formulas = formula_sizes(net.layer_sizes, P)
+    else:
+        P = None
+        mode = "all"
+        tag = "all_nodes"
+        formulas = formula_sizes(net.layer_sizes, None)
+    dat_path, json_path = output_paths(args.weights, tag, args.output)
+    sizes = {"original": size_entry(net.layer_sizes), "naive": formulas["naive"], "shared": formulas["shared"]}
+    plan = formulas["naive"] if share == "none" else formulas["shared"]
+    n_pat = formulas["patterns"]
+    head = (f"{net!r}: {N} hidden units, {'all 2^%d = %s' % (N, fmt_int(n_pat)) if mode == 'all' else n_pat} "
+            f"patterns, domain {box.name}, big-M {M:g}, sharing: {share}")
+    say(head)
+    if args.size_only:
+        say("sizes (by formula; not built):")
+        for line in _size_lines(sizes):
+            say(line)
+        say(f"  note: {formulas['shared']['note']}")
+        return 0
+
+    units = plan["layer_sizes"][1] + plan["layer_sizes"][2]
+    mem = memory_params(plan, N)
+    reason = None
+    if units > args.max_units:
+        reason = (f"it would have {fmt_int(units)} hidden units, more than --max-units {args.max_units}")
+    elif mem > args.max_params:
+        reason = (f"building it would hold {fmt_int(mem)} numbers (dense layer 1 + sparse layers 2, 3), "
+                  f"more than --max-params {args.max_params}")
+    record = {"weights": str(args.weights), "mode": mode,
+              "pattern_file": str(args.patterns) if args.patterns else None,
+              "domain": box.to_json(), "patterns": n_pat, "big_m": M, "band_width": None,
+              "built": False, "shared": share != "none", "share": share, "sizes": sizes,
+              "build_seconds": None, "verification": None}
+    if args.patterns and domain_name != box.name:
+        record["pattern_domain"] = domain_name
+    if reason:
+        say(f"not built: {reason}. Sizes it would have (by formula):")
+        for line in _size_lines(sizes):
+            say(line)
+        say(f"  note: {formulas['shared']['note']}")
+        record["not_built_reason"] = reason
+        atomic_write_json(json_path, record)
+        say(f"wrote {json_path}")
+        return 0
+
+    if P is None:
+        P = all_patterns(N)
+    res = build_two_hidden(net, box, P, M, share=share, progress=progress)
+    two = res.net
+    built = res.size_entry()
+    sizes["built"] = built
+    if share != "none":
+        sizes["shared"] = built
+        sizes["shared_formula"] = formulas["shared"]
+    record.update(built=True, band_width=res.band_width, u_max=res.u_max, build_seconds=round(res.seconds, 3))
+    say(f"built in {res.seconds:.2f} s: band width {res.band_width:.3g} (max u = {res.u_max:.4g}); "
+        f"{len(res.pruned)} patterns left out as empty on D, {res.dropped_units} stable violation units "
+        f"dropped, {res.merged_units} equal units merged")
+    for line in _size_lines(sizes):
+        say(line)
+
+    ok = True
+    accuracy = None
+    if not args.no_verify:
+        t0 = time.perf_counter()
+        ver = {"rtol": args.rtol, "band_width": res.band_width}
+        ver["interior"] = verify_interior(net, two, box, P, res.band_width, tol=args.tol, rtol=args.rtol,
+                                          limit=args.verify_patterns, seed=args.seed, progress=progress)
+        keys = _pattern_keys(P) if mode == "feasible" else None
+        if args.verify_points:
+            X = box.sample(args.verify_points, np.random.default_rng(args.seed))
+            ver["uniform"] = compare_on_points(net, two, X, res.band_width, keys, args.rtol)
+            ver["uniform"]["seed"] = args.seed
+        if net.n_inputs == 784 and not args.no_mnist:
+            ver["mnist_test"] = _mnist_check(net, two, box, res.band_width, keys, args.rtol, args.data_root)
+            accuracy = ver["mnist_test"].get("accuracy_transformed")
+        ver["seconds"] = round(time.perf_counter() - t0, 3)
+        ok = ver["interior"]["ok"]
+        ver["ok"] = ok
+        record["verification"] = ver
+        for line in _verification_lines(ver):
+            say(line)
+
+    record["weights_file"] = None
+    if not ok:
+        record["weights_file_note"] = "not written: the interior-point check failed"
+    elif two.n_params > args.max_file_params:
+        note = (f"not written: the dense weights.dat would hold {fmt_int(two.n_params)} numbers, more than "
+                f"--max-file-params {args.max_file_params}")
+        record["weights_file_note"] = note
+        say(note)
+    else:
+        two.save(dat_path, model_path=str(args.weights), accuracy=accuracy)
+        record["weights_file"] = str(dat_path)
+        say(f"wrote {dat_path}")
+    atomic_write_json(json_path, record)
+    say(f"wrote {json_path}")
+    if not ok:
+        it = record["verification"]["interior"]
+        print(f"error: interior-point check failed for {it['failures']} patterns (outputs differ by more than "
+              f"rtol {args.rtol:g} at points outside the band); first: {it['failed_patterns'][:5]}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _mnist_check(net, two, box, band_width, keys, rtol, data_root) -> dict:
+    try:
+        from .data import load_mnist_arrays
+
+        X, y = load_mnist_arrays("test", root=data_root)
+    except (ImportError, ToolError, OSError) as e:
+        print(f"warning: MNIST test set not available ({e}); skipped", file=sys.stderr)
+        return {"skipped": f"MNIST test set not available: {e}"}
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    inside = box.contains(X)
+    res = {"images": int(len(X)), "in_domain": int(inside.sum())}
+    if inside.any():
+        res.update(compare_on_points(net, two, X[inside], band_width, keys, rtol, labels=np.asarray(y)[inside]))
+    return res
+
+
+def _verification_lines(ver: dict) -> list[str]:
+    it = ver["interior"]
+    lines = [f"verify interior: {it['with_interior_point']}/{it['sampled']} patterns have an interior point "
+             f"({it['no_interior_point']} none), {it['in_band']} in the band, {it['failures']} failures, "
+             f"max rel error {_g(it['max_rel_error'])}  -> {'OK' if it['ok'] else 'FAILED'}"]
+    for name in ("uniform", "mnist_test"):
+        r = ver.get(name)
+        if r is None:
+            continue
+        if "skipped" in r:
+            lines.append(f"verify {name}: skipped ({r['skipped']})")
+            continue
+        if "points" not in r:
+            lines.append(f"verify {name}: no image lies in the domain")
+            continue
+        k = r["known"] or {}
+        s = (f"verify {name}: {r['points']} points, max abs error {_g(k.get('max_abs_error'))}, "
+             f"match {_pct(k.get('fraction_match'))}, argmax agreement {_pct(k.get('argmax_agreement'))}, "
+             f"{r['in_band']} in the band, {k.get('mismatch_outside_band', 0)} mismatches outside it")
+        if r["missing_pattern"]:
+            s += (f"; {r['missing_pattern']} points have a pattern missing from the list "
+                  f"(there: match {_pct(r['missing']['fraction_match'])}, "
+                  f"argmax {_pct(r['missing']['argmax_agreement'])})")
+        if "accuracy_original" in r:
+            s += f"; test accuracy {r['accuracy_original']:.4f} -> {r['accuracy_transformed']:.4f}"
+        lines.append(s)
+    return lines
+
+
+def _g(v):
+    return "n/a" if v is None else f"{v:.3g}"
+
+
+def _pct(v):
+    return "n/a" if v is None else f"{100 * v:.2f}%"
