@@ -440,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-s", "--start", type=int, default=100, help="id of the first run")
     g.add_argument("-a", "--arch", default="fcnn4b", help="zoo name (fcnn1 ... fcnn6b) or mlp:W1-W2-...")
     g.add_argument("--l1", default="0,2e-4,1e-3", help="comma-separated l1 coefficients lambda (loss += lambda*sum|W|)")
-    g.add_argument("--adv", default=None,
+    g.add_argument("--adv", default=argparse.SUPPRESS,
                    help="comma-separated adversarial settings: none, pgd, fgsm (default: none,<--adv-method>)")
     g.add_argument("--dropout", default="0,0.3", help="comma-separated dropout p after the last hidden layer")
     g.add_argument("--models-dir", default=str(DEFAULT_MODELS_DIR), help="where the run directories go")
@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     l1s = _parse_list(args.l1, "--l1", float, lambda v: math.isfinite(v) and v >= 0, "must be finite and >= 0")
-    advs = _parse_list(args.adv if args.adv is not None else f"none,{args.adv_method}", "--adv", _adv_value)
+    advs = _parse_list(getattr(args, "adv", f"none,{args.adv_method}"), "--adv", _adv_value)
     dropouts = _parse_list(args.dropout, "--dropout", float, lambda v: 0 <= v < 1, "must be in [0, 1)")
     if args.start < 0:
         raise ToolError(f"--start must be >= 0, got {args.start}")
