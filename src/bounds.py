@@ -366,8 +366,8 @@ class _LayerMILP:
 
     def _on_interrupt(self, e):
         t = self._task
-        if t is not None and (t["done"] or t["stop_bound"](float(e.data_out.mip_dual_bound))):
-            e.interrupt()
+        # always write the flag: HiGHS keeps it between runs of the same model
+        e.interrupt(bool(t is not None and (t["done"] or t["stop_bound"](float(e.data_out.mip_dual_bound)))))
 
     def solve(self, unit: int, sense: str, tol: float, early_stop: bool, time_limit: float | None):
         """Maximise ('max') or minimise ('min') g of `unit`. Returns (bound, points, finished).
@@ -430,9 +430,10 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
                 progress=None) -> Stability:
     """Settle every unit still undecided by the exact MILP (HiGHS), stopping each solve early.
 
-    A unit needs at most one solve: if no witness has g > 0 it is maximised (inactive iff max g <= 0),
-    otherwise minimised (active iff min g > tol). Each layer's MILP uses the settled earlier layers.
-    `exact` is set when every unit ended stable or certified unstable (no time limit hit, no bound
+    If no witness has g > 0 the unit is maximised (inactive iff max g <= 0); if no witness has
+    g <= tol it is minimised (active iff min g > tol). The sample witnesses usually answer one of the
+    two questions, and an incumbent of the first solve often answers the other. Each layer's MILP
+    uses the settled earlier layers. `exact` is set when every unit ended stable or certified unstable (no time limit hit, no bound
     within the solver margin of its threshold).
     """
     from .milp import build_formulation
@@ -452,33 +453,28 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
         st.lower[l] = np.maximum(st.lower[l], lo_i)
         st.upper[l] = np.minimum(st.upper[l], up_i)
         und = [int(i) for i in np.flatnonzero(st.unstable[l])]
-        if bar is not None:
-            bar.update(0)
         model = None
         for i in und:
-            sense = _needs(st, l, i)
-            if sense is None:
-                if bar is not None:
-                    bar.update(1)
-                continue
-            left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
-            if left is not None and left <= 0:
-                timed_out = True
-                ambiguous += 1
-                continue
-            if model is None:
-                model = _LayerMILP(net, box, build_formulation(net, box, st, tol=tol, upto_layer=l), l)
-            bound, points, finished = model.solve(i, sense, tol, early_stop=True, time_limit=left)
-            solves += 1
-            if sense == "max":
-                st.upper[l][i] = min(st.upper[l][i], bound)
-            else:
-                st.lower[l][i] = max(st.lower[l][i], bound)
-            if points:
-                _record_witnesses(st, net, box, np.array(points))
+            tried = set()
+            while (sense := _needs(st, l, i)) is not None and sense not in tried:
+                tried.add(sense)
+                left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+                if left is not None and left <= 0:
+                    timed_out = True
+                    break
+                if model is None:
+                    model = _LayerMILP(net, box, build_formulation(net, box, st, tol=tol, upto_layer=l), l)
+                bound, points, finished = model.solve(i, sense, tol, early_stop=True, time_limit=left)
+                solves += 1
+                timed_out |= not finished
+                if sense == "max":
+                    st.upper[l][i] = min(st.upper[l][i], bound)
+                else:
+                    st.lower[l][i] = max(st.lower[l][i], bound)
+                if points:
+                    _record_witnesses(st, net, box, np.array(points))
             if _needs(st, l, i) is not None:
                 ambiguous += 1
-                timed_out |= not finished
             if bar is not None:
                 bar.update(1)
     if bar is not None:
