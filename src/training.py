@@ -61,8 +61,11 @@ class TrainConfig:
     threads: int = 1
 
     def __post_init__(self):
+        widths = parse_arch(self.arch)
         if not self.hidden_sizes:
-            self.hidden_sizes = parse_arch(self.arch)
+            self.hidden_sizes = widths
+        elif list(self.hidden_sizes) != widths:
+            raise ToolError(f"hidden_sizes {self.hidden_sizes} do not match arch {self.arch!r} ({widths})")
         self.validate()
 
     def validate(self) -> None:
