@@ -1,0 +1,318 @@
+"""The two-hidden-layer transformation (issue 5) against brute force on tiny nets, sizes, I/O and the CLI."""
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bruteforce import brute_force_patterns
+from conftest import ROOT, random_net
+from src.domain import Box
+from src.ioutils import ToolError
+from src.network import ReluNet
+from src.patterns_io import write_patterns
+from src.region_lp import max_margin_point
+from src.transform import (all_nodes_violation_counts, all_patterns, build_two_hidden, check_big_m,
+                           compare_on_points, dense_params, formula_sizes, min_abs_preactivation,
+                           trie_violation_counts, verify_interior)
+
+SCRIPT = ROOT / "transform_networks_using_all_nodes.py"
+NETS = {"h33": ([2, 3, 3, 2], 0), "h432": ([3, 4, 3, 2, 2], 1)}
+
+
+@pytest.fixture(scope="module")
+def cases():
+    out = {}
+    for name, (sizes, seed) in NETS.items():
+        net = random_net(sizes, seed=seed)
+        box = Box.uniform(sizes[0])
+        feasible = np.array(sorted(brute_force_patterns(net, box)), dtype=np.uint8)
+        out[name] = (net, box, feasible)
+    return out
+
+
+def _close(y0, y1, rtol):
+    return np.abs(y1 - y0).max(axis=1) <= rtol * np.maximum(1.0, np.abs(y0).max(axis=1))
+
+
+@pytest.mark.parametrize("name", list(NETS))
+@pytest.mark.parametrize("mode", ["all", "feasible"])
+@pytest.mark.parametrize("share", ["full", "trie", "none"])
+def test_exact_at_region_interiors_and_outside_band(cases, name, mode, share):
+    net, box, feasible = cases[name]
+    P = all_patterns(net.n_hidden_units) if mode == "all" else feasible
+    res = build_two_hidden(net, box, P, big_m=1e6, share=share)
+    two = res.net
+    assert len(feasible) > 3
+    for p in feasible:                              # every region's interior point
+        x, t = max_margin_point(net, box, p, two_sided=True)
+        assert t > 1e-6
+        assert min_abs_preactivation(net, x)[0] > res.band_width
+        assert _close(net.forward(x), two.forward(x), 1e-9).all()
+    X = box.sample(20000, np.random.default_rng(7))
+    out = min_abs_preactivation(net, X) > res.band_width
+    assert out.mean() > 0.99                        # the band is thin
+    assert _close(net.forward(X[out]), two.forward(X[out]), 1e-9).all()
+
+
+@pytest.mark.parametrize("share", ["full", "none"])
+def test_band_is_where_errors_live(cases, share):
+    """With a small M the band is wide: errors occur inside it, never outside it."""
+    net, box, feasible = cases["h33"]
+    P = all_patterns(net.n_hidden_units)
+    res = build_two_hidden(net, box, P, big_m=20.0, share=share)
+    assert res.band_width == pytest.approx(max(1.0, res.u_max) / 20.0)
+    X = box.sample(20000, np.random.default_rng(3))
+    y0, y1 = net.forward(X), res.net.forward(X)
+    ok = _close(y0, y1, 1e-9)
+    in_band = min_abs_preactivation(net, X) <= res.band_width
+    assert ok[~in_band].all()
+    assert (~ok[in_band]).sum() > 50
+
+
+def test_naive_trie_full_compute_the_same_function(cases):
+    net, box, feasible = cases["h432"]
+    for P in (feasible, all_patterns(net.n_hidden_units)):
+        nets = {s: build_two_hidden(net, box, P, share=s) for s in ("none", "trie", "full")}
+        rng = np.random.default_rng(11)
+        X_wide = Box.uniform(3, -2.0, 3.0).sample(5000, rng)   # naive and trie: identical units, everywhere
+        np.testing.assert_allclose(nets["trie"].net.forward(X_wide), nets["none"].net.forward(X_wide),
+                                   rtol=1e-12, atol=1e-9)
+        X = box.sample(20000, rng)                               # full: the same on D outside the band
+        band = max(r.band_width for r in nets.values())
+        out = min_abs_preactivation(net, X) > band
+        assert _close(nets["none"].net.forward(X[out]), nets["full"].net.forward(X[out]), 1e-9).all()
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_sizes_match_formula_and_sharing_shrinks(cases, name):
+    net, box, feasible = cases[name]
+    n0, m, N = net.n_inputs, net.n_outputs, net.n_hidden_units
+    for P, patterns_arg in ((feasible, feasible), (all_patterns(N), None)):
+        f = formula_sizes(net.layer_sizes, patterns_arg)
+        p = len(P)
+        assert f["patterns"] == p
+        naive = build_two_hidden(net, box, P, share="none")
+        trie = build_two_hidden(net, box, P, share="trie")
+        full = build_two_hidden(net, box, P, share="full")
+        assert naive.net.layer_sizes == f["naive"]["layer_sizes"] == [n0, p * (N + m), p * (m + 1), m]
+        assert naive.net.n_params == f["naive"]["params"]
+        assert trie.net.layer_sizes == f["shared"]["layer_sizes"]
+        assert trie.violation_units == f["shared"]["violation_units_per_layer"]
+        assert trie.net.n_params == f["shared"]["params"] == dense_params(f["shared"]["layer_sizes"])
+        assert f["shared"]["layer_sizes"][1] < f["naive"]["layer_sizes"][1]
+        assert f["shared"]["params"] < f["naive"]["params"]
+        assert full.net.layer_sizes[1] <= trie.net.layer_sizes[1]
+        assert full.net.layer_sizes[2] <= trie.net.layer_sizes[2]
+        assert full.net.n_params < naive.net.n_params
+    # all nodes: the trie of all 2^N patterns has 2 n_l 2^(n_1+..+n_{l-1}) violation units in layer l
+    hs = net.hidden_sizes
+    expect = [2 * n * 2 ** sum(hs[:l]) for l, n in enumerate(hs)]
+    assert all_nodes_violation_counts(hs) == expect == trie_violation_counts(all_patterns(N), hs)
+
+
+def test_huge_all_nodes_sizes_are_exact_integers():
+    sizes = [784, 100, 100, 100, 100, 10]
+    f = formula_sizes(sizes)
+    p = 2 ** 400
+    assert f["patterns"] == p
+    assert f["naive"]["layer_sizes"] == [784, p * 410, p * 11, 10]
+    viol = sum(200 * 2 ** (100 * l) for l in range(4))
+    assert f["shared"]["layer_sizes"] == [784, viol + 10 * p, 11 * p, 10]
+    h1, h2 = viol + 10 * p, 11 * p
+    assert f["shared"]["params"] == 784 * h1 + h1 + h1 * h2 + h2 + h2 * 10 + 10
+    assert f["naive"]["log10_params"] > 240
+
+
+def test_weights_file_round_trip(cases, tmp_path):
+    net, box, feasible = cases["h432"]
+    res = build_two_hidden(net, box, feasible)
+    path = tmp_path / "two.dat"
+    res.net.save(path, model_path="orig.dat")
+    back = ReluNet.load(path)
+    dense = res.net.to_relunet()
+    assert back.layer_sizes == res.net.layer_sizes
+    for a, b in zip(back.weights + back.biases, dense.weights + dense.biases):
+        np.testing.assert_array_equal(a, b)
+    X = box.sample(500, np.random.default_rng(0))
+    np.testing.assert_allclose(back.forward(X), res.net.forward(X), rtol=1e-12, atol=1e-12)
+
+
+def test_verification_catches_a_wrong_net_and_missing_patterns(cases):
+    net, box, feasible = cases["h33"]
+    res = build_two_hidden(net, box, feasible)
+    good = verify_interior(net, res.net, box, feasible, res.band_width)
+    assert good["ok"] and good["with_interior_point"] == len(feasible) and good["max_rel_error"] < 1e-12
+    res.net.W3.data[0] += 1e-3                      # corrupt one output weight
+    bad = verify_interior(net, res.net, box, feasible, res.band_width)
+    assert not bad["ok"] and bad["failures"] > 0
+    # an incomplete list: the points of the missing region are counted apart
+    X = box.sample(5000, np.random.default_rng(1))
+    counts = {}
+    for p in net.patterns(X):
+        counts[tuple(p)] = counts.get(tuple(p), 0) + 1
+    drop = max(counts, key=counts.get)
+    keep = np.array([p for p in feasible if tuple(p) != drop], dtype=np.uint8)
+    res2 = build_two_hidden(net, box, keep)
+    from src.transform import _pattern_keys
+    r = compare_on_points(net, res2.net, X, res2.band_width, _pattern_keys(keep))
+    assert r["missing_pattern"] == counts[drop]
+    assert r["known"]["mismatch_outside_band"] == 0
+    assert r["missing"]["fraction_match"] < 0.5
+
+
+def test_big_m_checks():
+    assert check_big_m(1e6) == 1e6
+    for bad in (0, -1, float("nan"), float("inf"), 1e200):
+        with pytest.raises(ToolError):
+            check_big_m(bad)
+
+
+def test_duplicate_patterns_rejected_by_the_builder(cases):
+    net, box, feasible = cases["h33"]
+    with pytest.raises(ValueError, match="distinct"):
+        build_two_hidden(net, box, np.vstack([feasible, feasible[:1]]))
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI
+# ---------------------------------------------------------------------------------------------
+def _load_script():
+    spec = importlib.util.spec_from_file_location("transform_cli", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, cases):
+    d = tmp_path_factory.mktemp("run")
+    net, box, feasible = cases["h33"]
+    net.save(d / "weights.dat")
+    write_patterns(d / "activation_pattern_abhinav_input_0_1.dat", net.layer_sizes, feasible)
+    return d
+
+
+FORMAT_KEYS = {"weights", "mode", "pattern_file", "domain", "patterns", "big_m", "band_width", "built", "shared",
+               "sizes", "build_seconds", "verification"}
+
+
+def test_cli_seed_commands(run_dir, cases, capsys):
+    cli = _load_script()
+    w = run_dir / "weights.dat"
+    assert cli.main(["-w", str(w), "-q", "--verify-points", "2000"]) == 0
+    rec = json.loads((run_dir / "two_hidden_all_nodes.json").read_text())
+    assert FORMAT_KEYS <= set(rec) and rec["mode"] == "all" and rec["built"] and rec["patterns"] == 64
+    assert {"original", "naive", "shared"} <= set(rec["sizes"])
+    assert rec["verification"]["interior"]["ok"]
+    assert rec["verification"]["uniform"]["known"]["mismatch_outside_band"] == 0
+    net2 = ReluNet.load(run_dir / "two_hidden_all_nodes.dat")
+    assert net2.layer_sizes == rec["sizes"]["shared"]["layer_sizes"]
+
+    pf = run_dir / "activation_pattern_abhinav_input_0_1.dat"
+    assert cli.main(["-w", str(w), "-i", str(pf), "-q", "--verify-points", "2000"]) == 0
+    rec = json.loads((run_dir / "two_hidden_feasible_input_0_1.json").read_text())
+    feasible = cases["h33"][2]
+    assert rec["mode"] == "feasible" and rec["patterns"] == len(feasible)
+    v = rec["verification"]
+    assert v["interior"]["with_interior_point"] == len(feasible) and v["interior"]["failures"] == 0
+    assert v["uniform"]["missing_pattern"] == 0 and v["uniform"]["known"]["fraction_match"] > 0.99
+    X = Box.uniform(2).sample(1000, np.random.default_rng(5))
+    net = cases["h33"][0]
+    net2 = ReluNet.load(run_dir / "two_hidden_feasible_input_0_1.dat")
+    out = min_abs_preactivation(net, X) > rec["band_width"]
+    assert _close(net.forward(X[out]), net2.forward(X[out]), 1e-9).all()
+    capsys.readouterr()
+
+
+def test_cli_incomplete_file_reports_missing(run_dir, cases, tmp_path, capsys):
+    net, box, feasible = cases["h33"]
+    pf = tmp_path / "activation_pattern_abhinav_input_0_1.dat"
+    counts = {}
+    for p in net.patterns(box.sample(2000, np.random.default_rng(0))):
+        counts[tuple(p)] = counts.get(tuple(p), 0) + 1
+    drop = max(counts, key=counts.get)
+    write_patterns(pf, net.layer_sizes, [p for p in feasible if tuple(p) != drop])
+    out = tmp_path / "x.dat"
+    assert _load_script().main(["-w", str(run_dir / "weights.dat"), "-i", str(pf), "-o", str(out), "-q",
+                                "--verify-points", "2000"]) == 0
+    rec = json.loads(out.with_suffix(".json").read_text())
+    u = rec["verification"]["uniform"]
+    assert u["missing_pattern"] > 0 and u["missing"]["points"] == u["missing_pattern"]
+    assert u["known"]["mismatch_outside_band"] == 0
+    assert "pattern missing" in capsys.readouterr().out
+
+
+def test_cli_interior_failure_is_an_error_exit(run_dir, tmp_path, monkeypatch, capsys):
+    import src.transform as tr
+
+    real = tr.build_two_hidden
+
+    def broken(*a, **k):
+        res = real(*a, **k)
+        res.net.b3[0] += 1.0
+        return res
+
+    monkeypatch.setattr(tr, "build_two_hidden", broken)
+    out = tmp_path / "bad.dat"
+    rc = _load_script().main(["-w", str(run_dir / "weights.dat"), "-o", str(out), "-q", "--verify-points", "100"])
+    assert rc == 1
+    assert not out.exists()
+    assert json.loads(out.with_suffix(".json").read_text())["verification"]["ok"] is False
+    assert "interior-point check failed" in capsys.readouterr().err
+
+
+def test_cli_big_net_reports_sizes_without_building(tmp_path):
+    net = random_net([784, 100, 100, 100, 100, 10], seed=0)
+    w = tmp_path / "weights.dat"
+    net.save(w)
+    r = _run("-w", w, "-q")
+    assert r.returncode == 0, r.stderr
+    assert "not built" in r.stdout and "--max-units" in r.stdout
+    assert str(2 ** 400 * 410) in r.stdout and "~10^" in r.stdout
+    assert not (tmp_path / "two_hidden_all_nodes.dat").exists()
+    rec = json.loads((tmp_path / "two_hidden_all_nodes.json").read_text())
+    assert rec["built"] is False and rec["sizes"]["naive"]["layer_sizes"][1] == 2 ** 400 * 410
+    (tmp_path / "two_hidden_all_nodes.json").unlink()
+    r = _run("-w", w, "--size-only")
+    assert r.returncode == 0 and "not built" in r.stdout and str(2 ** 400 * 11) in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.dat"]
+
+
+@pytest.mark.parametrize("text,args,needle", [
+    ("n = [2, 4, 2, 2]\n1 0 1 0 1 0\n", [], "n = [2, 4, 2, 2]"),
+    ("n = [2, 3, 3, 2]\n1 0 1 0 1\n", [], "5 values, expected 6"),
+    ("n = [2, 3, 3, 2]\n1 0 1 0 1 x\n", [], "must be 0 or 1"),
+    ("", [], "empty pattern file"),
+    ("n = [2, 3, 3, 2]\n", [], "no patterns"),
+    (None, ["--big-m", "0"], "--big-m"),
+    (None, ["--big-m", "-5"], "--big-m"),
+    (None, ["--verify-points", "-1"], "--verify-points"),
+])
+def test_cli_errors(run_dir, tmp_path, text, args, needle):
+    cmd = ["-w", run_dir / "weights.dat", "-o", tmp_path / "o.dat", *args]
+    if text is not None:
+        pf = tmp_path / "activation_pattern_abhinav_input_0_1.dat"
+        pf.write_text(text)
+        cmd += ["-i", pf]
+    r = _run(*cmd)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error:") and needle in r.stderr
+    assert not (tmp_path / "o.dat").exists() and not (tmp_path / "o.json").exists()
+
+
+def test_cli_duplicates_warn_and_dedupe(run_dir, cases, tmp_path):
+    net, box, feasible = cases["h33"]
+    pf = tmp_path / "activation_pattern_abhinav_input_0_1.dat"
+    write_patterns(pf, net.layer_sizes, np.vstack([feasible, feasible[:2]]))
+    r = _run("-w", run_dir / "weights.dat", "-i", pf, "-o", tmp_path / "o.dat", "-q", "--verify-points", "200")
+    assert r.returncode == 0, r.stderr
+    assert "2 duplicate patterns dropped" in r.stderr
+    assert json.loads((tmp_path / "o.json").read_text())["patterns"] == len(feasible)
