@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from . import all_stable_result
 from ..enumeration import (Backend, BackendUnavailable, EnumerationProblem, EnumerationResult, PatternSink,
                            ProblemTooLarge, packages_line)
 
@@ -130,6 +131,9 @@ class GurobiBackend(Backend):
         import gurobipy as gp
         from gurobipy import GRB
 
+        trivial = all_stable_result(problem, sink)
+        if trivial is not None:
+            return trivial
         form = problem.formulation()
         tol = float(problem.tol)
         size = gurobi_size(form)

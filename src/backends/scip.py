@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from . import all_stable_result
 from ..enumeration import (Backend, BackendUnavailable, EnumerationProblem, EnumerationResult, PatternSink,
                            packages_line)
 
@@ -180,6 +181,9 @@ class ScipBackend(Backend):
                   threads: int = 1, resume_state: dict | None = None) -> EnumerationResult:
         from pyscipopt import quicksum
 
+        trivial = all_stable_result(problem, sink)
+        if trivial is not None:
+            return trivial
         form = problem.formulation()
         tol = float(problem.tol)
         t0 = time.perf_counter()
