@@ -24,6 +24,7 @@ Everything here is pure numpy/scipy; `run_transform` is the body of transform_ne
 """
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import sys
@@ -78,19 +79,30 @@ class TwoHiddenNet:
         return int(np.count_nonzero(self.W1) + np.count_nonzero(self.b1) + self.W2.count_nonzero()
                    + np.count_nonzero(self.b2) + self.W3.count_nonzero() + np.count_nonzero(self.b3))
 
-    def forward(self, x, batch: int | None = None) -> np.ndarray:
-        """Outputs (batch, m), float64, in batches that keep the hidden activations small."""
+    def forward(self, x, batch: int | None = None, progress: bool = False) -> np.ndarray:
+        """Outputs (batch, m), float64. Points go in batches and W1 in row blocks (with the matching
+        column blocks of W2), so that no intermediate holds more than a few million numbers."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim == 1:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != self.W1.shape[1]:
             raise ValueError(f"inputs must have {self.W1.shape[1]} features, got shape {x.shape}")
-        h = max(self.W1.shape[0], self.W2.shape[0], 1)
-        bs = batch or int(max(1, min(4096, 2e7 // h)))
+        h1_n, h2_n = self.W1.shape[0], self.W2.shape[0]
+        bs = batch or int(max(1, min(2048, 4e6 // max(h2_n, 1))))
+        rc = int(max(1, 4e6 // bs))
+        if rc >= h1_n:
+            blocks = [(0, h1_n, self.W2)]
+        else:
+            csc = self.W2.tocsc()
+            blocks = [(a, min(a + rc, h1_n), csc[:, a:a + rc].tocsr()) for a in range(0, h1_n, rc)]
         out = np.empty((x.shape[0], self.W3.shape[0]))
-        for s in range(0, x.shape[0], bs):
-            h1 = np.maximum(x[s:s + bs] @ self.W1.T + self.b1, 0.0)
-            h2 = np.maximum(np.asarray(self.W2 @ h1.T).T + self.b2, 0.0)
+        for s in _iter(range(0, x.shape[0], bs), progress, "evaluate new net"):
+            xb = x[s:s + bs]
+            acc = np.zeros((h2_n, len(xb)))
+            for a, b, W2b in blocks:
+                h1 = np.maximum(xb @ self.W1[a:b].T + self.b1[a:b], 0.0)
+                acc += W2b @ h1.T
+            h2 = np.maximum(acc.T + self.b2, 0.0)
             out[s:s + bs] = np.asarray(self.W3 @ h2.T).T + self.b3
         return out
 
@@ -265,68 +277,134 @@ def all_patterns(n_units: int, limit: int = 1 << 24) -> np.ndarray:
     return ((idx[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
 
 
-def box_min_max(R: np.ndarray, d: np.ndarray, box: Box):
-    """Row-wise exact min and max of R x + d over the box (up to float rounding)."""
-    Rp = np.maximum(R, 0.0)
-    Rn = np.minimum(R, 0.0)
-    mn = d + Rp @ box.lo + Rn @ box.hi
-    mx = d + Rp @ box.hi + Rn @ box.lo
-    return mn, mx
+def box_min_max(R: np.ndarray, d: np.ndarray, box: Box, chunk_numbers: int = 4_000_000):
+    """min and max over the box of the affine functions R[..., :] x + d (any leading shape).
+
+    Exact up to float rounding: with centre m and radius r of the box, value(m) -/+ |R| r.
+    """
+    mid, rad = (box.lo + box.hi) / 2.0, (box.hi - box.lo) / 2.0
+    lead = R.shape[:-1]
+    Rf = R.reshape(-1, R.shape[-1])
+    gm, gr = np.empty(len(Rf)), np.empty(len(Rf))
+    chunk = max(1, chunk_numbers // max(1, R.shape[-1]))
+    for s in range(0, len(Rf), chunk):
+        gm[s:s + chunk] = Rf[s:s + chunk] @ mid
+        gr[s:s + chunk] = np.abs(Rf[s:s + chunk]) @ rad
+    gm = gm.reshape(lead) + d
+    gr = gr.reshape(lead)
+    return gm - gr, gm + gr
+
+
+_COEFS: dict[int, np.ndarray] = {}
+
+
+def _row_hashes(R: np.ndarray, d: np.ndarray, salt: int, chunk_numbers: int = 2_000_000) -> np.ndarray:
+    """A 64-bit hash of each row's bytes (w, b): integer arithmetic on the bit patterns, so equal rows
+    always hash equally."""
+    n0 = R.shape[1]
+    if n0 + 1 not in _COEFS:
+        _COEFS[n0 + 1] = np.random.default_rng(20190527).integers(1, 2 ** 63, size=n0 + 1, dtype=np.uint64) \
+            | np.uint64(1)
+    coef = _COEFS[n0 + 1]
+    V = R.view(np.uint64)
+    h = np.empty(len(R), dtype=np.uint64)
+    chunk = max(1, chunk_numbers // max(1, n0))
+    for s in range(0, len(R), chunk):
+        h[s:s + chunk] = (V[s:s + chunk] * coef[:-1]).sum(axis=1, dtype=np.uint64)
+    h += d.view(np.uint64) * coef[-1]
+    return h ^ np.uint64(salt)
 
 
 class _RowPool:
-    """Rows (w, b) of hidden layer 1; with merge=True a bit-identical row is stored once."""
+    """Rows (w, b) of hidden layer 1 in order; with merge=True a row bit-identical to an earlier one of
+    the same kind is stored once (hash lookup, always confirmed by exact comparison)."""
 
     def __init__(self, merge: bool):
         self.merge = merge
         self.R: list[np.ndarray] = []
         self.d: list[np.ndarray] = []
+        self.starts: list[int] = []
         self.count = 0
         self.offered = 0
-        self._index: dict[bytes, int] = {}
+        self._index: dict[int, list[int]] = {}
 
-    def add(self, R: np.ndarray, d: np.ndarray) -> np.ndarray:
+    def _stored(self, k: int):
+        b = bisect.bisect_right(self.starts, k) - 1
+        return self.R[b][k - self.starts[b]], self.d[b][k - self.starts[b]]
+
+    def add(self, R: np.ndarray, d: np.ndarray, kind: int = 0) -> np.ndarray:
+        """Store rows R (n, n0) with biases d (n,) (the pool takes the arrays over); returns their indices."""
         n = len(d)
         self.offered += n
+        R = np.ascontiguousarray(R, dtype=np.float64)
+        d = np.ascontiguousarray(d, dtype=np.float64)
+        base = self.count
         if not self.merge:
-            idx = np.arange(self.count, self.count + n, dtype=np.int64)
             if n:
-                self.R.append(np.ascontiguousarray(R))
-                self.d.append(np.ascontiguousarray(d))
+                self.starts.append(base)
+                self.R.append(R)
+                self.d.append(d)
             self.count += n
-            return idx
-        Rn = np.ascontiguousarray(R + 0.0)   # + 0.0 turns -0.0 into 0.0
-        dn = np.ascontiguousarray(d + 0.0)
-        idx = np.empty(n, dtype=np.int64)
+            return np.arange(base, base + n, dtype=np.int64)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        R += 0.0                                     # -0.0 -> 0.0, so equal numbers have equal bytes
+        d += 0.0
+        h = _row_hashes(R, d, kind)
+        order = np.argsort(h, kind="stable")
+        hs = h[order]
+        start = np.r_[True, hs[1:] != hs[:-1]]
+        rep = order[np.maximum.accumulate(np.where(start, np.arange(n), 0))]
+        eq = np.empty(n, dtype=bool)                 # row equals the first row of its hash group?
+        chunk = max(1, 2_000_000 // max(1, R.shape[1]))
+        for s in range(0, n, chunk):
+            o, r = order[s:s + chunk], rep[s:s + chunk]
+            eq[s:s + chunk] = (R[o] == R[r]).all(axis=1) & (d[o] == d[r])
+        owner = np.empty(n, dtype=np.int64)
+        owner[order] = np.where(eq, rep, order)      # a hash collision keeps its own row
+        reps = np.flatnonzero(owner == np.arange(n))
+        target = np.empty(n, dtype=np.int64)
         new = []
-        for j in range(n):
-            key = Rn[j].tobytes() + dn[j:j + 1].tobytes()
-            k = self._index.get(key)
-            if k is None:
-                k = self._index[key] = self.count + len(new)
+        for j, key in zip(reps.tolist(), h[reps].tolist()):
+            found = -1
+            for k in self._index.get(key, ()):
+                r, b = self._stored(k) if k < base else (R[new[k - base]], d[new[k - base]])
+                if b == d[j] and np.array_equal(r, R[j]):
+                    found = k
+                    break
+            if found < 0:
+                found = base + len(new)
+                self._index.setdefault(key, []).append(found)
                 new.append(j)
-            idx[j] = k
+            target[j] = found
         if new:
-            self.R.append(Rn[new])
-            self.d.append(dn[new])
+            self.starts.append(base)
+            keep_all = len(new) == n
+            self.R.append(R if keep_all else R[new])
+            self.d.append(d if keep_all else d[new])
         self.count += len(new)
-        return idx
+        return target[owner]
 
-    def stacked(self, n_cols: int):
+    def take(self, n_cols: int):
+        """All rows as one (count, n_cols) array and the biases; the pool is emptied."""
         if not self.R:
-            return np.zeros((0, n_cols)), np.zeros(0)
-        return np.concatenate(self.R, axis=0), np.concatenate(self.d)
+            R = np.zeros((0, n_cols))
+        else:
+            R = self.R[0] if len(self.R) == 1 else np.concatenate(self.R, axis=0)
+        d = np.concatenate(self.d) if self.d else np.zeros(0)
+        self.R, self.d = [], []
+        return R, d
 
 
 def _advance(A, c, parent, bits, W, b, chunk_numbers: int = 4_000_000):
-    """Children's affine maps: A' = W diag(bits) A[parent], c' = W (bits * c[parent]) + b."""
-    q, n_in, n0 = len(parent), A.shape[1], A.shape[2]
+    """Children's affine maps: A' = (W diag(bits)) A[parent], c' = W (bits * c[parent]) + b."""
+    q, n0 = len(parent), A.shape[2]
     out_A = np.empty((q, W.shape[0], n0))
-    chunk = max(1, chunk_numbers // max(1, n_in * n0))
+    chunk = max(1, chunk_numbers // max(1, A.shape[1] * n0))
     bf = bits.astype(np.float64)
     for s in range(0, q, chunk):
-        X = A[parent[s:s + chunk]] * bf[s:s + chunk, :, None]
-        out_A[s:s + chunk] = np.matmul(W, X)
+        Wb = W[None, :, :] * bf[s:s + chunk, None, :]
+        np.matmul(Wb, A[parent[s:s + chunk]], out=out_A[s:s + chunk])
     out_c = (bf * c[parent]) @ W.T + b
     return out_A, out_c
 
@@ -353,7 +431,11 @@ def check_patterns(net: ReluNet, patterns) -> np.ndarray:
 
 def build_two_hidden(net: ReluNet, box: Box, patterns, big_m: float = DEFAULT_BIG_M, share: str = "full",
                      progress: bool = False) -> TransformResult:
-    """Build the two-hidden-layer net of issue 5 for the given distinct 0/1 patterns (P, N)."""
+    """Build the two-hidden-layer net of issue 5 for the given distinct 0/1 patterns (P, N).
+
+    The affine maps (A_l, c_l) are computed once per node of the prefix trie in every mode; `share`
+    decides which units are shared (see the module docstring).
+    """
     if share not in SHARE_MODES:
         raise ValueError(f"share must be one of {SHARE_MODES}, got {share!r}")
     if net.n_hidden_layers < 1:
@@ -365,7 +447,7 @@ def build_two_hidden(net: ReluNet, box: Box, patterns, big_m: float = DEFAULT_BI
     hs, m, n0 = net.hidden_sizes, net.n_outputs, net.n_inputs
     offs = np.concatenate([[0], np.cumsum(hs)]).astype(int)
     full, per_pattern = share == "full", share == "none"
-    viol_pool, val_pool = _RowPool(full), _RowPool(full)
+    pool = _RowPool(full)
     alive = np.ones(p, dtype=bool)
     unit_idx = np.full((p, N), -1, dtype=np.int64)
     node = np.zeros(p, dtype=np.int64)
@@ -375,72 +457,64 @@ def build_two_hidden(net: ReluNet, box: Box, patterns, big_m: float = DEFAULT_BI
     bar = _bar(len(hs) + 2, progress, "build")
     for l, n_l in enumerate(hs):
         S = P[:, offs[l]:offs[l + 1]]
-        if full:                                   # leave out patterns provably empty on D
+        if full:
+            gmin, gmax = box_min_max(A, c, box)      # (nodes, n_l): bounds of g_l over D per trie node
             ia = np.flatnonzero(alive)
-            for i in range(n_l):
-                uk, inv = np.unique(node[ia] * 2 + S[ia, i], return_inverse=True)
-                nd, bit = uk // 2, uk % 2
-                sg = np.where(bit == 1, -1.0, 1.0)
-                mn, _ = box_min_max(sg[:, None] * A[nd, i, :], sg * c[nd, i], box)
-                empty = (mn > 0) | ((bit == 1) & (mn >= 0))   # bit 1 needs g > 0, bit 0 needs g <= 0
-                if empty.any():
-                    alive[ia[empty[inv.reshape(-1)]]] = False
+            nd, bits = node[ia], S[ia]
+            # bit 1 needs g > 0 somewhere, bit 0 needs g <= 0: otherwise the pattern is empty on D
+            empty = np.where(bits == 1, gmax[nd] <= 0, gmin[nd] > 0).any(axis=1)
+            alive[ia[empty]] = False
         ia = np.flatnonzero(alive)
-        before = viol_pool.count
+        before = pool.count
         for i in range(n_l):
             if per_pattern:
-                nd, bit = node[ia], S[ia, i]
-                sg = np.where(bit == 1, -1.0, 1.0)
-                unit_idx[ia, offs[l] + i] = viol_pool.add(sg[:, None] * A[nd, i, :], sg * c[nd, i])
-                continue
-            uk, inv = np.unique(node[ia] * 2 + S[ia, i], return_inverse=True)
-            nd, bit = uk // 2, uk % 2
+                nd, bit = node[ia], S[ia, i].astype(np.int64)
+                inv = None
+            else:
+                uk, inv = np.unique(node[ia] * 2 + S[ia, i], return_inverse=True)
+                nd, bit = uk // 2, uk % 2
             sg = np.where(bit == 1, -1.0, 1.0)
-            R, d = sg[:, None] * A[nd, i, :], sg * c[nd, i]
-            idx = np.full(len(uk), -1, dtype=np.int64)
-            keep = np.ones(len(uk), dtype=bool)
-            if full:
-                _, mx = box_min_max(R, d, box)
-                keep = mx > 0                      # mx <= 0: the unit is identically zero on D
+            keep = np.ones(len(nd), dtype=bool)
+            if full:                                 # v = ReLU(-sigma g) identically zero on D: drop it
+                keep = ~np.where(bit == 1, gmin[nd, i] >= 0, gmax[nd, i] <= 0)
                 dropped += int((~keep).sum())
-            idx[keep] = viol_pool.add(R[keep], d[keep])
-            unit_idx[ia, offs[l] + i] = idx[inv.reshape(-1)]
-        viol_counts.append(viol_pool.count - before)
+            idx = np.full(len(nd), -1, dtype=np.int64)
+            ndk = nd[keep]
+            idx[keep] = pool.add(A[ndk, i, :] * sg[keep, None], c[ndk, i] * sg[keep], kind=1)
+            unit_idx[ia, offs[l] + i] = idx if inv is None else idx[inv.reshape(-1)]
+        viol_counts.append(pool.count - before)
         # next layer's affine maps, one per trie node (distinct prefix s_1..s_l)
         child, first = _child_nodes(node[ia], S[ia])
         A, c = _advance(A, c, node[ia][first], S[ia][first], net.weights[l + 1], net.biases[l + 1])
         node = np.full(p, -1, dtype=np.int64)
         node[ia] = child
         bar.update(1)
-    # value units from the output maps F^S, e^S (one node per pattern)
+    n_viol = pool.count
+    # value units from the output maps F^S, e^S (one trie leaf per pattern)
     ia = np.flatnonzero(alive)
-    F, e = A, c
-    nodes = node[ia] if per_pattern else np.arange(len(F))
-    Fr = F[nodes].reshape(-1, n0)
-    er = e[nodes].reshape(-1)
-    mn, mx = box_min_max(Fr, er, box)
-    K = np.maximum(0.0, -mn)
-    u_max = float((mx + K).max()) if len(K) else 0.0
-    vidx = val_pool.add(Fr, er + K).reshape(len(nodes), m)
-    Kn = K.reshape(len(nodes), m)
+    fmin, fmax = box_min_max(A, c, box)             # (leaves, m)
+    K = np.maximum(0.0, -fmin)
+    u_max = float((fmax + K).max()) if K.size else 0.0
     if per_pattern:
-        value_idx, Kp = vidx, Kn
+        vidx = pool.add(A[node[ia]].reshape(-1, n0), (c + K)[node[ia]].reshape(-1), kind=2)
     else:
-        value_idx, Kp = vidx[node[ia]], Kn[node[ia]]
+        vidx = pool.add(A.reshape(-1, n0), (c + K).reshape(-1), kind=2)
+    vidx = vidx.reshape(-1, m)
+    n_value = pool.count - n_viol
+    del A
+    if per_pattern:
+        value_idx, Kp = vidx, K[node[ia]]
+    else:
+        value_idx, Kp = vidx[node[ia]], K[node[ia]]
     bar.update(1)
-    W1v, b1v = viol_pool.stacked(n0)
-    W1u, b1u = val_pool.stacked(n0)
-    W1 = np.concatenate([W1v, W1u], axis=0)
-    b1 = np.concatenate([b1v, b1u])
-    U = unit_idx[ia]
-    W2, b2, W3, b3 = _layers_two_and_out(U, value_idx + viol_pool.count, Kp, m, M, W1.shape[0])
+    W1, b1 = pool.take(n0)
+    W2, b2, W3, b3 = _layers_two_and_out(unit_idx[ia], value_idx, Kp, m, M, W1.shape[0])
     bar.update(1)
     bar.close()
     band = max(1.0, u_max) / M
     two = TwoHiddenNet(W1, b1, W2, b2, W3, b3)
-    merged = (viol_pool.offered - viol_pool.count) + (val_pool.offered - val_pool.count)
     return TransformResult(two, share, M, band, u_max, p, ia, np.flatnonzero(~alive), viol_counts,
-                           val_pool.count, dropped, merged, time.perf_counter() - t0)
+                           n_value, dropped, pool.offered - pool.count, time.perf_counter() - t0)
 
 
 def _layers_two_and_out(U, V, K, m, M, h1, chunk: int = 20000):
@@ -642,12 +716,12 @@ def output_paths(weights, tag: str, out=None) -> tuple[Path, Path]:
 
 def _size_lines(sizes: dict) -> list[str]:
     lines = []
-    names = ["original", "naive", "shared_formula" if "shared_formula" in sizes else "shared", "built"]
-    for name in names:
+    for name in ("original", "naive", "shared_formula", "shared", "built"):
         e = sizes.get(name)
         if e is None:
             continue
-        label = {"shared_formula": "trie", "shared": "trie"}.get(name, name)
+        label = "trie" if name == "shared_formula" or e.get("counted") == "formula" and name == "shared" \
+            else ("built" if name == "shared" else name)
         widths = ", ".join(fmt_int(v) for v in e["layer_sizes"])
         extra = f"  [{e['counted']}]" if "counted" in e else ""
         lines.append(f"  {label:8s} n = [{widths}]  params = {fmt_int(e['params'])}{extra}")
@@ -742,8 +816,9 @@ def run_transform(args) -> int:
     res = build_two_hidden(net, box, P, M, share=share, progress=progress)
     two = res.net
     built = res.size_entry()
-    sizes["built"] = built
-    if share != "none":
+    if share == "none":
+        sizes["built"] = built
+    else:
         sizes["shared"] = built
         sizes["shared_formula"] = formulas["shared"]
     record.update(built=True, band_width=res.band_width, u_max=res.u_max, build_seconds=round(res.seconds, 3))

@@ -51,7 +51,7 @@ def test_exact_at_region_interiors_and_outside_band(cases, name, mode, share):
         assert t > 1e-6
         assert min_abs_preactivation(net, x)[0] > res.band_width
         assert _close(net.forward(x), two.forward(x), 1e-9).all()
-    X = box.sample(20000, np.random.default_rng(7))
+    X = box.sample(8000, np.random.default_rng(7))
     out = min_abs_preactivation(net, X) > res.band_width
     assert out.mean() > 0.99                        # the band is thin
     assert _close(net.forward(X[out]), two.forward(X[out]), 1e-9).all()
@@ -77,10 +77,10 @@ def test_naive_trie_full_compute_the_same_function(cases):
     for P in (feasible, all_patterns(net.n_hidden_units)):
         nets = {s: build_two_hidden(net, box, P, share=s) for s in ("none", "trie", "full")}
         rng = np.random.default_rng(11)
-        X_wide = Box.uniform(3, -2.0, 3.0).sample(5000, rng)   # naive and trie: identical units, everywhere
+        X_wide = Box.uniform(3, -2.0, 3.0).sample(2000, rng)   # naive and trie: identical units, everywhere
         np.testing.assert_allclose(nets["trie"].net.forward(X_wide), nets["none"].net.forward(X_wide),
                                    rtol=1e-12, atol=1e-9)
-        X = box.sample(20000, rng)                               # full: the same on D outside the band
+        X = box.sample(8000, rng)                                # full: the same on D outside the band
         band = max(r.band_width for r in nets.values())
         out = min_abs_preactivation(net, X) > band
         assert _close(nets["none"].net.forward(X[out]), nets["full"].net.forward(X[out]), 1e-9).all()
