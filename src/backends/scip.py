@@ -46,7 +46,7 @@ def _make_handler_class():
             self.pending: list[np.ndarray] = []
             self.tvars = None
             self.error: BaseException | None = None
-            self.stats = {"check_rejects": 0, "enfo_cuts": 0, "recorded_in_check": 0, "recorded_in_enfo": 0,
+            self.stats = {"check_unverified": 0, "check_rejects": 0, "enfo_cuts": 0, "recorded_in_check": 0, "recorded_in_enfo": 0,
                           "duplicates": 0}
 
         # ---- solution -> (f, pattern) ------------------------------------------------------
@@ -57,6 +57,24 @@ def _make_handler_class():
                 z = np.fromiter((self.model.getSolVal(sol, v) for v in self.zvars), np.float64, len(self.zvars))
                 p[self.unstable] = (z > 0.5).astype(np.uint8)
             return f, p
+
+        def _satisfies_rows(self, sol) -> bool:
+            """Defence in depth before recording a checked solution: bounds, rows and integrality hold.
+
+            (SCIP checks our handler last and stops at the first handler that rejects, so this
+            should always be true; it costs one sparse product per checked solution.)
+            """
+            v = np.fromiter((self.model.getSolVal(sol, x) for x in self.allvars), np.float64, len(self.allvars))
+            eps = 1e-6
+            form = self.form
+            if np.any(v < form.lb - eps) or np.any(v > form.ub + eps):
+                return False
+            z = v[form.is_binary]
+            if np.any(np.minimum(np.abs(z), np.abs(z - 1.0)) > eps):
+                return False
+            av = form.A @ v
+            scale = 1.0 + np.abs(av)
+            return bool(np.all(av >= form.row_lo - eps * scale) and np.all(av <= form.row_hi + eps * scale))
 
         def _record(self, pattern, where):
             if self.sink.add(pattern):
@@ -108,7 +126,10 @@ def _make_handler_class():
             if f <= self.tol:
                 return {"result": SCIP_RESULT.FEASIBLE}
             if not completely:
-                self._record(p, "check")
+                if self._satisfies_rows(solution):
+                    self._record(p, "check")
+                else:
+                    self.stats["check_unverified"] += 1
             self.stats["check_rejects"] += 1
             return {"result": SCIP_RESULT.INFEASIBLE}
 
