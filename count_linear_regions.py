@@ -41,9 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact-stability", action="store_true",
                    help="settle the units that LP bounds leave undecided with an exact MILP per unit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
-    p.add_argument("--summary-path", action="store_true",
-                   help="only print the path of the regions_<domain>.json these arguments would write, and exit "
-                        "(used by count_linear_regions_script.sh)")
+    p.add_argument("--status", action="store_true",
+                   help="only print 'STATUS PATH' of an earlier count with these arguments and exit: STATUS is "
+                        "complete, incomplete, stale (other weights or tol) or none; PATH is its "
+                        "regions_<domain>.json (used by count_linear_regions_script.sh)")
     add_domain_arguments(p)
     return p
 
@@ -56,10 +57,11 @@ def main(argv=None) -> int:
     net = ReluNet.load(args.weights)
     box = box_from_args(args, net.n_inputs)
     out_dir = args.out_dir if args.out_dir is not None else str(Path(args.weights).parent)
-    if args.summary_path:
-        from src.regions import regions_file_name
+    if args.status:
+        from src.regions import count_status
 
-        print(Path(out_dir) / regions_file_name(box.name))
+        status, path = count_status(args.weights, box, args.tol, out_dir)
+        print(f"{status} {path}")
         return 0
     if args.threads < 1:
         raise ToolError(f"--threads must be >= 1, got {args.threads}")

@@ -11,7 +11,8 @@ Runs count_linear_regions.py on MODELS_DIR/fcnn_run_<id>/weights.dat for id = ST
   -e END         last run id (inclusive)
   -m MODELS_DIR  where the runs live (default forward_pass/activation_pattern/models)
   -f             force: count again from scratch even when a run's regions_<domain>.json says complete
-                 (without -f, complete runs are skipped and incomplete ones continue with --resume)
+                 (without -f, complete runs are skipped, incomplete ones continue with --resume, and
+                 outputs of other weights or another --tol are recounted from scratch)
   -- ARGS        passed on to count_linear_regions.py (e.g. -- --backend scip --time-limit 600 -q)
 Keeps going when a run fails; prints a table (run, regions, complete, seconds, status) at the end
 and exits non-zero if any run failed or is missing (130 after Ctrl-C).
@@ -74,20 +75,23 @@ for ((id = START; id <= END; id++)); do
         nbad=$((nbad + 1))
         continue
     fi
-    summary="$("$PY" "$CLI" -w "$w" ${EXTRA[@]+"${EXTRA[@]}"} --summary-path)"
-    if [ $? -ne 0 ] || [ -z "$summary" ]; then
+    line="$("$PY" "$CLI" -w "$w" ${EXTRA[@]+"${EXTRA[@]}"} --status)"
+    if [ $? -ne 0 ] || [ -z "$line" ]; then
         rows+=("$run - - - FAILED")
         nbad=$((nbad + 1))
         continue
     fi
+    before="${line%% *}"
+    summary="${line#* }"
     status="done"
-    if [ "$FORCE" -eq 0 ] && [ -f "$summary" ] && [ "$(json_field "$summary" | cut -d' ' -f2)" = "true" ]; then
+    if [ "$FORCE" -eq 0 ] && [ "$before" = "complete" ]; then
         status="skipped"
         echo "== $run: complete ($summary), skipped" >&2
     else
         echo "== $run" >&2
         args=(-w "$w")
-        [ "$FORCE" -eq 0 ] && args+=(--resume)
+        # continue an incomplete count of these weights; start over on -f or stale outputs
+        [ "$FORCE" -eq 0 ] && [ "$before" = "incomplete" ] && args+=(--resume)
         "$PY" "$CLI" "${args[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
         rc=$?
         if [ $rc -eq 130 ]; then

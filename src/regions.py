@@ -91,6 +91,42 @@ def prev_complete(json_path, n_patterns: int, sha, tol: float, domain_name: str)
             and prev.get("tol") == float(tol) and (prev.get("domain") or {}).get("name") == domain_name)
 
 
+def count_pattern_lines(path) -> int:
+    """Patterns in a pattern file (non-empty lines after the header), without parsing them."""
+    n = 0
+    with open(path, "rb") as fh:
+        fh.readline()
+        for line in fh:
+            n += bool(line.strip())
+    return n
+
+
+def count_status(weights, box: Box, tol: float = 1e-6, out_dir=None) -> tuple[str, Path]:
+    """(status, summary path) of an earlier count with these arguments.
+
+    status: "complete" (its summary says complete for these very weights (sha256), tol and domain,
+    and the pattern file holds that many patterns), "incomplete" (a resumable earlier count of these
+    weights), "stale" (outputs of other weights or another tol) or "none".
+    """
+    weights = Path(weights)
+    out_dir = Path(out_dir) if out_dir is not None else weights.parent
+    json_path = out_dir / regions_file_name(box.name)
+    pattern_path = out_dir / pattern_file_name(box.name)
+    if not json_path.exists():
+        return "none", json_path
+    try:
+        prev = read_json(json_path)
+    except ToolError:
+        return "stale", json_path
+    sha = file_sha256(weights)
+    if prev.get("weights_sha256") != sha or prev.get("tol") != float(tol):
+        return "stale", json_path
+    if (prev.get("complete") is True and pattern_path.exists()
+            and prev_complete(json_path, count_pattern_lines(pattern_path), sha, tol, box.name)):
+        return "complete", json_path
+    return "incomplete", json_path
+
+
 def _validate_settings(tol, time_limit, threads) -> None:
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
         raise ToolError(f"--tol must be a finite number >= 0, got {tol}")

@@ -322,6 +322,13 @@ def test_bulk_script(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln.startswith("fcnn_run_")}
     assert rows["fcnn_run_3"][-1] == "skipped" and rows["fcnn_run_4"][-1] == "skipped"
+    make_net("2-3-3-1_seed1").save(models / "fcnn_run_3" / "weights.dat")      # retrained: outputs are stale
+    r = subprocess.run([script, "-s", "3", "-e", "4", "-m", str(models), "--", "-q"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln.startswith("fcnn_run_")}
+    assert rows["fcnn_run_3"][-1] == "done" and rows["fcnn_run_4"][-1] == "skipped"
+    assert rows["fcnn_run_3"][1] == str(len(reference("2-3-3-1_seed1")[0]))
     r = subprocess.run([script, "-s", "4", "-e", "3", "-m", str(models)], capture_output=True, text=True)
     assert r.returncode == 2 and "after" in r.stderr
 
