@@ -41,7 +41,7 @@ from .ioutils import ToolError, atomic_open, atomic_write_json
 from .network import ReluNet
 
 SHARE_MODES = ("full", "trie", "none")
-DEFAULT_BIG_M = 1e6
+DEFAULT_BIG_M = 1e9          # band width max(1, max u)/M; the interior is exact for any M (violations are exactly 0)
 MAX_BIG_M = 1e150          # M * V must stay far below the float64 overflow
 DEFAULT_MAX_UNITS = 4_000_000
 DEFAULT_MAX_PARAMS = 100_000_000

@@ -316,3 +316,23 @@ def test_cli_duplicates_warn_and_dedupe(run_dir, cases, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "2 duplicate patterns dropped" in r.stderr
     assert json.loads((tmp_path / "o.json").read_text())["patterns"] == len(feasible)
+
+
+def test_row_merging_is_exact_even_when_hashes_collide(monkeypatch):
+    import src.transform as tr
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(6, 5))
+    R = base[[0, 1, 2, 0, 3, 1, 4, 5, 0]].copy()
+    R[3, 0] = -0.0 if R[3, 0] == 0 else R[3, 0]
+    d = np.array([1.0, 2, 3, 1, 4, 2, 5, 6, 7])      # the last row equals row 0 except its bias
+    expect = [0, 1, 2, 0, 3, 1, 4, 5, 6]
+    pool = tr._RowPool(merge=True)
+    assert pool.add(R.copy(), d.copy(), kind=1).tolist() == expect
+    assert pool.add(R[:2].copy(), d[:2].copy(), kind=2).tolist() == [7, 8]   # other kind: not merged
+    assert pool.add(R[:2].copy(), d[:2].copy(), kind=1).tolist() == [0, 1]   # across calls
+    monkeypatch.setattr(tr, "_row_hashes", lambda R, d, salt: np.zeros(len(d), dtype=np.uint64))
+    pool = tr._RowPool(merge=True)                   # every row collides: equality still decides
+    assert pool.add(R.copy(), d.copy(), kind=1).tolist() == [0, 1, 2, 0, 3, 1, 4, 5, 6]
+    zeros = np.array([[0.0, -0.0], [-0.0, 0.0]])
+    assert tr._RowPool(merge=True).add(zeros, np.array([0.0, -0.0])).tolist() == [0, 0]
