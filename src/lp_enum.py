@@ -1,0 +1,884 @@
+"""Exact activation-pattern enumeration by an LP search over the region tree (numpy + highspy).
+
+Definition (identical to the MILP backends and tests/bruteforce.py): a pattern S is feasible iff
+some x in the box has g_j(x) > tol on every unit with bit 1 and g_j(x) <= 0 on every unit with
+bit 0. Stable units (fixed_bits >= 0) keep their bit; their constraint holds on the whole box.
+
+The search is a depth-first walk over the hidden units in layer order. A node is a prefix of
+bits; its region is {x in box : the prefix's constraints}. On it every unit of the current layer
+l is affine, g = A_l^S x + c_l^S, and the map depends only on the bits of earlier layers
+(A_1 = W_1, A_{l+1} = W_{l+1} diag(s_l) A_l: built once per layer region). At each node the
+two children of the next unit are decided, cheapest certificate first:
+
+1. box bounds of the affine function (sound interval bound with a rounding margin) refute a
+   side for the whole layer region;
+2. carried points: every node carries a few points of its region, verified by an exact
+   forward pass through the net against the strict definition; a point on a side certifies
+   that child;
+3. learned clauses: an LP refutation's dual certificate names the rows it used; it refutes the
+   same child at every node of the layer region that shares those rows' bits;
+4. a segment search: from every carried point towards the box vertex that pushes g across its
+   threshold; inside the region every unit is affine along the segment, so one vectorised
+   ratio test finds the longest admissible step; the point found is verified;
+5. one LP on a HiGHS model kept for the search path: maximise s subject to every decided row
+   with margin s (rows scaled to unit norm, s <= cap). The model holds one block of 2 n_l rows
+   per layer region on the path (unit i, bit b = row 2i+b; inactive rows are free), so moving
+   in the tree only changes row bounds, and every node keeps the optimal basis of the LP that
+   created it (warm start by setBasis). The LP's point certifies the child when the forward
+   pass verifies it; otherwise its row duals y give the bound
+       s <= sum_j y_j beta_j + max_box(-sum_j y_j alpha_j . x)      (y >= 0, sum y = 1),
+   recomputed here in numpy: a negative bound refutes the child rigorously;
+6. only when neither certificate is conclusive (a region that touches its boundary) the brute
+   force's definition LP (max t: g >= t on 1s, g <= 0 on 0s, t <= 1; feasible iff t > tol) is
+   solved from scratch with tight tolerances.
+
+Eager settlement: at every node, each later unit of the layer that the carried points show on
+one side only is checked once (steps 3-5): a refuted side stays refuted in the whole subtree, a
+new point enriches the node.
+
+A time limit, a stop request or Ctrl-C stops the walk and returns the unexplored frontier: a list
+of prefixes ("0110..." over the first k hidden units, pattern order) whose subtrees hold exactly
+the patterns not yet emitted. Passing it back as `roots` continues the search. With workers > 1
+the tree is cut into prefix subtrees walked by worker processes; the patterns are emitted in
+lexicographic order (the order of the sequential walk) whatever the number of workers.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ioutils import ToolError
+
+
+class SearchStopped(Exception):
+    """Raised inside the walk on a stop request; carries the unexplored frontier (prefix strings)."""
+
+    def __init__(self, frontier=None):
+        super().__init__("search stopped")
+        self.frontier = list(frontier or [])
+
+
+@dataclass
+class EngineOptions:
+    """Tuning knobs of the search; none of them changes the result."""
+
+    max_points: int = 8           # verified points carried per node
+    root_points: int = 32         # points kept at the first node of a layer region
+    root_samples: int = 64        # random box points drawn at the top of the tree
+    eager: bool = True            # settle one-sided units of the layer at every node
+    segment_search: bool = True
+    clauses: bool = True
+    cap: float = 1e-4             # margin cap of the LP, times the mean box width
+    seed: int = 0
+    highs_options: dict = field(default_factory=lambda: {"simplex_scale_strategy": 0})
+
+
+STAT_KEYS = ("nodes", "lps", "lp_feasible", "lp_refuted", "lp_seconds", "lp_iterations", "definition_lps",
+             "definition_feasible_without_point", "point_certified", "segment_certified", "clause_refuted",
+             "eager_checks", "regions", "patterns", "dead_ends", "blocks_added")
+
+
+def new_stats() -> dict:
+    return {k: (0.0 if k == "lp_seconds" else 0) for k in STAT_KEYS}
+
+
+def merge_stats(total: dict, part: dict) -> dict:
+    for k, v in part.items():
+        total[k] = total.get(k, 0) + v
+    return total
+
+
+def prefix_to_str(bits) -> str:
+    return "".join("1" if b else "0" for b in bits)
+
+
+def check_frontier(frontier, n_units: int) -> list[str]:
+    """Validate a frontier: a list of 0/1 strings, each at most n_units long (ToolError otherwise).
+
+    A prefix that contradicts a stable unit is kept: its subtree is simply empty (stable units can
+    differ between runs when the bounds were cut short by a time limit).
+    """
+    if not isinstance(frontier, (list, tuple)):
+        raise ToolError("frontier: expected a list of prefix strings")
+    out = []
+    for k, p in enumerate(frontier):
+        if not isinstance(p, str) or len(p) > n_units or any(ch not in "01" for ch in p):
+            raise ToolError(f"frontier item {k}: expected a string of 0/1 of length <= {n_units}, "
+                            f"got {str(p)[:40]!r}")
+        out.append(p)
+    return out
+
+
+class _Region:
+    """One layer region (all bits of earlier layers fixed): the layer's affine map and what is known on it."""
+
+    __slots__ = ("l", "A", "Af", "c", "alpha", "alpha_f", "nu", "rbeta", "lo", "hi", "possible", "redundant", "clauses",
+                 "parent_snap", "root_snap")
+
+
+class _PathModel:
+    """The HiGHS model of the search path: columns x (box), z = W_1 x (free; only when the first hidden
+    layer is narrower than the input, so that every unit row is short), s (<= cap); maximise s.
+
+    One block of 2 n_l rows per layer region on the path; row 2i+b of a block is
+    alpha_i^b . z + s <= beta_i^b (unit i with bit b, scaled), free (inactive) unless set.
+    """
+
+    def __init__(self, n0, lo, hi, cap, highs_options, W1=None):
+        import highspy
+
+        from .bounds import new_highs
+
+        self.hs = highspy
+        h = new_highs(1)
+        h.setOptionValue("presolve", "off")
+        for k, v in highs_options.items():
+            h.setOptionValue(k, v)
+        inf = self.inf = highspy.kHighsInf
+        nf = 0 if W1 is None else W1.shape[0]
+        ncol = n0 + nf + 1
+        cost = np.zeros(ncol)
+        cost[-1] = 1.0
+        h.addCols(ncol, cost, np.r_[lo, np.full(nf, -inf), -inf], np.r_[hi, np.full(nf, inf), cap], 0,
+                  np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
+        if nf:
+            E = np.hstack([W1, -np.eye(nf)])
+            nz = E != 0.0
+            starts = np.r_[0, np.cumsum(nz.sum(axis=1))[:-1]].astype(np.int32)
+            h.addRows(nf, np.zeros(nf), np.zeros(nf), int(nz.sum()), starts, np.nonzero(nz)[1].astype(np.int32), E[nz])
+        h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+        self.h = h
+        self.n0 = n0
+        self.feat = (np.arange(n0, n0 + nf) if nf else np.arange(n0)).astype(np.int32)
+        self.s_col = ncol - 1
+        self.blocks: list[_Region] = []
+        self.starts: list[int] = []
+        self.nrows = nf
+        self.active: dict[tuple[int, int], float] = {}   # (block depth, local row) -> upper bound
+
+    def pop_to(self, k):
+        if k >= len(self.blocks):
+            return
+        first = self.starts[k]
+        self.h.deleteRows(self.nrows - first, np.arange(first, self.nrows, dtype=np.int32))
+        del self.blocks[k:]
+        del self.starts[k:]
+        self.nrows = first
+        for key in [key for key in self.active if key[0] >= k]:
+            del self.active[key]
+
+    def push_block(self, R):
+        af = R.alpha_f
+        n, nf = af.shape
+        M = np.empty((2 * n, nf + 1))
+        M[0::2, :nf] = af
+        M[1::2, :nf] = -af
+        M[:, nf] = 1.0
+        cols = np.r_[self.feat, self.s_col].astype(np.int32)
+        nz = M != 0.0
+        starts = np.r_[0, np.cumsum(nz.sum(axis=1))[:-1]].astype(np.int32)
+        idx = cols[np.nonzero(nz)[1]]
+        self.h.addRows(2 * n, np.full(2 * n, -self.inf), np.full(2 * n, self.inf), int(nz.sum()), starts, idx, M[nz])
+        self.blocks.append(R)
+        self.starts.append(self.nrows)
+        self.nrows += 2 * n
+
+    def set_active(self, target: dict, upto: int):
+        """Make the active rows of blocks < upto exactly `target` ((depth, row) -> beta)."""
+        for key in [key for key in self.active if key[0] < upto and key not in target]:
+            self.h.changeRowBounds(self.starts[key[0]] + key[1], -self.inf, self.inf)
+            del self.active[key]
+        for key, beta in target.items():
+            if key[0] < upto and self.active.get(key) != beta:
+                self.h.changeRowBounds(self.starts[key[0]] + key[1], -self.inf, beta)
+                self.active[key] = beta
+
+    def row_index(self, key) -> int:
+        return self.starts[key[0]] + key[1]
+
+
+class LpSearch:
+    """The sequential search engine for one problem (net, box, stable bits, tol)."""
+
+    def __init__(self, net, box, fixed_bits, tol: float = 1e-6, options: EngineOptions | None = None):
+        self.opt = options or EngineOptions()
+        self.W = [np.ascontiguousarray(w, np.float64) for w in net.weights]
+        self.bvec = [np.ascontiguousarray(b, np.float64) for b in net.biases]
+        self.sizes = list(net.hidden_sizes)
+        self.L = len(self.sizes)
+        self.off = np.r_[0, np.cumsum(self.sizes)].astype(int)
+        self.N = int(self.off[-1])
+        self.n0 = int(net.n_inputs)
+        self.lo = np.asarray(box.lo, np.float64).copy()
+        self.hi = np.asarray(box.hi, np.float64).copy()
+        self.tol = float(tol)
+        self.fixed = np.asarray(fixed_bits, np.int8).reshape(-1)
+        if self.fixed.size != self.N:
+            raise ValueError(f"fixed_bits has {self.fixed.size} entries, the net has {self.N} hidden units")
+        self.unstable = self.fixed < 0
+        self.layer_of = np.repeat(np.arange(self.L), self.sizes)
+        # LP rows live in the feature space z = W_1 x when the first layer is narrower than the input
+        self.use_z = self.sizes[0] < self.n0
+        self.stats = new_stats()
+        self.rng = np.random.default_rng(self.opt.seed)
+        self._absbox = np.maximum(np.abs(self.lo), np.abs(self.hi))
+        self.cap = float(self.opt.cap) * float(np.mean(self.hi - self.lo))
+        self._model = None
+        self._reset_path()
+        self._deadline = None
+        self._stop_flag = None
+        self._emit = None
+        self._cut = None
+        self._tasks = None
+
+    def _reset_path(self):
+        self.bits = np.full(self.N, -1, np.int8)
+        self.settled = np.full(self.N, -1, np.int8)    # bit forced in the current subtree (other side refuted)
+        self.path_keys: list[tuple[int, int]] = []      # (unit, bit) of decided units with an active row
+        self.path_rows: list[tuple[int, int]] = []      # (layer, local row 2i+b)
+        self.path_alpha: list[np.ndarray] = []
+        self.path_beta: list[float] = []
+        self.regions: list[_Region] = []                # layer regions on the path
+        self.maps: list = [None] * self.L       # (A, c) in x-space per layer on the path
+        self.fmaps: list = [None] * self.L      # (A_f, c) in the LP's feature space
+
+    # ---- points ------------------------------------------------------------------------------
+    def forward(self, X) -> np.ndarray:
+        """Pre-activations of all hidden units for points X (m, n0) -> (m, N)."""
+        h = X
+        out = []
+        for l in range(self.L):
+            g = h @ self.W[l].T + self.bvec[l]
+            out.append(g)
+            h = np.maximum(g, 0.0)
+        return np.concatenate(out, axis=1)
+
+    def _verify(self, g, extra_unit=-1, extra_bit=-1) -> bool:
+        """Does a point with pre-activations g meet every decided unstable unit (and one extra) strictly?"""
+        bits = self.bits
+        dec = (bits >= 0) & self.unstable
+        if np.any(g[dec & (bits == 1)] <= self.tol) or np.any(g[dec & (bits == 0)] > 0.0):
+            return False
+        if extra_unit >= 0:
+            v = g[extra_unit]
+            return bool(v > self.tol) if extra_bit == 1 else bool(v <= 0.0)
+        return True
+
+    def _side_mask(self, G, u, b):
+        col = G[:, u]
+        return col > self.tol if b == 1 else col <= 0.0
+
+    # ---- layer maps and regions ---------------------------------------------------------------
+    def _make_region(self, l) -> _Region:
+        if l == 0:
+            Af = np.eye(self.sizes[0]) if self.use_z else self.W[0]
+            c = self.bvec[0]
+        else:
+            Ap, cp = self.fmaps[l - 1]
+            s = self.bits[self.off[l - 1]: self.off[l]].astype(np.float64)
+            Af = self.W[l] @ (s[:, None] * Ap)
+            c = self.W[l] @ (s * cp) + self.bvec[l]
+        A = (self.W[0] if l == 0 else Af @ self.W[0]) if self.use_z else Af
+        self.fmaps[l] = (Af, c)
+        self.maps[l] = (A, c)
+        R = _Region()
+        R.l, R.A, R.Af, R.c = l, A, Af, c
+        ap, an = np.maximum(A, 0.0), np.minimum(A, 0.0)
+        R.lo = ap @ self.lo + an @ self.hi + c
+        R.hi = ap @ self.hi + an @ self.lo + c
+        eps = 1e-12 * (np.abs(c) + np.abs(A) @ self._absbox) + 1e-300
+        R.nu = np.sqrt(np.einsum("ij,ij->i", A, A))
+        safe = np.where(R.nu > 0, R.nu, 1.0)
+        R.alpha = np.where(R.nu[:, None] > 0, A / safe[:, None], 0.0)
+        R.alpha_f = np.where(R.nu[:, None] > 0, Af / safe[:, None], 0.0)
+        rb = np.empty(2 * len(c))
+        rb[0::2] = -c / safe
+        rb[1::2] = (c - self.tol) / safe
+        R.rbeta = rb
+        const = R.nu == 0.0
+        p0 = np.where(const, c <= 0.0, ~(R.lo > eps))
+        p1 = np.where(const, c > self.tol, ~(R.hi <= self.tol - eps))
+        R.possible = (p0.astype(np.int8) | (p1.astype(np.int8) << 1)).astype(np.int8)
+        R.redundant = np.stack([const | (R.hi <= -eps), const | (R.lo > self.tol + eps)], axis=1)
+        R.clauses = {}
+        R.parent_snap = None
+        R.root_snap = None
+        return R
+
+    def _push(self, R, i, b):
+        u = self.off[R.l] + i
+        self.bits[u] = b
+        if self.unstable[u] and not R.redundant[i, b]:
+            self.path_keys.append((u, b))
+            self.path_rows.append((R.l, 2 * i + b))
+            self.path_alpha.append(R.alpha[i] if b == 0 else -R.alpha[i])
+            self.path_beta.append(float(R.rbeta[2 * i + b]))
+            return True
+        return False
+
+    def _pop(self, u, pushed):
+        self.bits[u] = -1
+        if pushed:
+            self.path_keys.pop()
+            self.path_rows.pop()
+            self.path_alpha.pop()
+            self.path_beta.pop()
+
+    # ---- LPs -----------------------------------------------------------------------------------
+    def _prepare_lp(self, snap):
+        """Bring the path model to the current node: blocks, active rows, warm-start basis."""
+        if self._model is None:
+            self._model = _PathModel(self.n0, self.lo, self.hi, self.cap, self.opt.highs_options,
+                                     self.W[0] if self.use_z else None)
+        M = self._model
+        path = self.regions
+        k = 0
+        while k < len(M.blocks) and k < len(path) and M.blocks[k] is path[k]:
+            k += 1
+        M.pop_to(k)
+        target = {key: beta for key, beta in zip(self.path_rows, self.path_beta)}
+        for j in range(k, len(path)):
+            Rj = path[j]
+            M.set_active(target, j)
+            if Rj.parent_snap is not None and Rj.parent_snap[0] == j:
+                M.h.setBasis(Rj.parent_snap[1])
+            M.push_block(Rj)
+            self.stats["blocks_added"] += 1
+            Rj.root_snap = (j + 1, M.h.getBasis())
+        M.set_active(target, len(path))
+        if snap is None or snap[0] != len(path):
+            snap = path[-1].root_snap
+        if snap is not None:
+            M.h.setBasis(snap[1])
+        return M
+
+    def _solve(self, M):
+        t0 = time.perf_counter()
+        M.h.run()
+        self.stats["lp_seconds"] += time.perf_counter() - t0
+        self.stats["lps"] += 1
+        self.stats["lp_iterations"] += int(M.h.getInfo().simplex_iteration_count)
+        return M.h.getModelStatus() == M.hs.HighsModelStatus.kOptimal
+
+    def _lp_check(self, R, i, b, snap):
+        """One margin LP for child (unit i of R, bit b) at the current node.
+
+        Returns ("point", x, g, snap), ("refuted", support) or, from the definition LP when the margin
+        LP is inconclusive, ("point", x, g, None), ("feasible", None, None, None) or ("refuted", None).
+        """
+        u = self.off[R.l] + i
+        M = self._prepare_lp(snap)
+        key = (R.l, 2 * i + b)
+        beta = float(R.rbeta[2 * i + b])
+        row = M.row_index(key)
+        M.h.changeRowBounds(row, -M.inf, beta)
+        result = None
+        try:
+            if self._solve(M):
+                sol = M.h.getSolution()
+                if M.h.getObjectiveValue() > 0:
+                    x = np.clip(np.array(sol.col_value)[: self.n0], self.lo, self.hi)
+                    g = self.forward(x[None, :])[0]
+                    if self._verify(g, u, b):
+                        self.stats["lp_feasible"] += 1
+                        result = ("point", x, g, (len(M.blocks), M.h.getBasis()))
+                if result is None:
+                    duals = np.array(sol.row_dual)
+                    a = R.alpha[i] if b == 0 else -R.alpha[i]
+                    support = self._dual_refutation(M, duals, row, a, beta)
+                    if support is not None:
+                        self.stats["lp_refuted"] += 1
+                        result = ("refuted", support)
+        finally:
+            M.h.changeRowBounds(row, -M.inf, M.inf)
+        if result is None:
+            result = self._definition_lp(R, i, b)
+        return result
+
+    def _dual_refutation(self, M, duals, test_row, a, beta):
+        """Rigorous refutation from the LP's row duals: any y >= 0 with sum 1 over the active rows bounds
+        s <= sum_j y_j beta_j + max_box(-sum_j y_j alpha_j . x); a negative bound means that no point of
+        the box meets the rows (margin 0). Returns the path keys of the support, or None."""
+        n = len(self.path_keys)
+        idx = [M.row_index(k) for k in self.path_rows] + [test_row]
+        if len(duals) != M.nrows:
+            return None
+        y = np.abs(duals[idx])
+        if not np.all(np.isfinite(y)) or y.sum() <= 0:
+            return None
+        y = np.where(y >= 1e-9 * y.max(), y, 0.0)
+        y = y / y.sum()
+        sup = np.flatnonzero(y)
+        alphas = np.vstack([self.path_alpha[j] if j < n else a for j in sup])
+        betas = np.array([self.path_beta[j] if j < n else beta for j in sup])
+        ys = y[sup]
+        v = -(ys @ alphas)
+        bound = float(ys @ betas + np.sum(np.maximum(v * self.lo, v * self.hi)))
+        mag = float(ys @ np.abs(betas) + np.abs(v) @ self._absbox)
+        if bound < -1e-11 * max(mag, 1.0):
+            return [self.path_keys[j] for j in sup if j < n]
+        return None
+
+    def _definition_lp(self, R, i, b):
+        """The brute force's LP for the current prefix + (unit i of R, bit b), from scratch, tight tolerances:
+        max t s.t. g >= t on bit-1 units, g <= 0 on bit-0 units, x in box, t <= 1; feasible iff t > tol."""
+        import highspy
+
+        self.stats["definition_lps"] += 1
+        u = -1 if i is None else self.off[R.l] + i
+        dec = np.flatnonzero((self.bits >= 0) & self.unstable)
+        units = [(int(j), int(self.bits[j])) for j in dec] + ([(u, b)] if u >= 0 else [])
+        n = self.n0
+        M = np.zeros((len(units), n + 1))
+        lo_r = np.full(len(units), -highspy.kHighsInf)
+        hi_r = np.full(len(units), highspy.kHighsInf)
+        for r, (j, bj) in enumerate(units):
+            l = self.layer_of[j]
+            A, c = self.maps[l]
+            M[r, :n] = A[j - self.off[l]]
+            cj = c[j - self.off[l]]
+            if bj == 1:      # a.x + cj >= t
+                M[r, n] = -1.0
+                lo_r[r] = -cj
+            else:            # a.x + cj <= 0
+                hi_r[r] = -cj
+        from .bounds import new_highs
+
+        h = new_highs(1)
+        h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+        h.setOptionValue("dual_feasibility_tolerance", 1e-9)
+        cost = np.zeros(n + 1)
+        cost[n] = 1.0
+        h.addCols(n + 1, cost, np.r_[self.lo, -highspy.kHighsInf], np.r_[self.hi, 1.0], 0,
+                  np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0))
+        if len(units):
+            nz = M != 0
+            starts = np.r_[0, np.cumsum(nz.sum(1))[:-1]].astype(np.int32)
+            h.addRows(len(units), lo_r, hi_r, int(nz.sum()), starts, np.nonzero(nz)[1].astype(np.int32), M[nz])
+        h.changeObjectiveSense(highspy.ObjSense.kMaximize)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal or not h.getObjectiveValue() > self.tol:
+            return ("refuted", None)
+        x = np.clip(np.array(h.getSolution().col_value)[:n], self.lo, self.hi)
+        g = self.forward(x[None, :])[0]
+        if self._verify(g, u, b):
+            return ("point", x, g, None)
+        self.stats["definition_feasible_without_point"] += 1
+        return ("feasible", None, None, None)
+
+    # ---- cheap certificates ---------------------------------------------------------------------
+    def _clause_refutes(self, R, u, b) -> bool:
+        for clause in R.clauses.get((u, b), ()):
+            if all(self.bits[j] == bj for j, bj in clause):
+                return True
+        return False
+
+    def _segment_search(self, R, i, b, X, G):
+        """From every carried point walk towards the box vertex extreme for g_i on side b.
+
+        Inside the node's region every decided unit is affine along a segment, so its value is the
+        interpolation between the point's pre-activation and the affine value at the vertex: one
+        vectorised ratio test per point; the best candidate is verified by a forward pass.
+        """
+        m = len(X)
+        if m == 0:
+            return None
+        l = R.l
+        u = self.off[l] + i
+        a = R.A[i]
+        v = np.where(a > 0, self.hi, self.lo) if b == 1 else np.where(a > 0, self.lo, self.hi)
+        end = self.off[l + 1]
+        dec = np.flatnonzero((self.bits[:end] >= 0) & self.unstable[:end])
+        gv_u = float(a @ v + R.c[i])
+        p_u = G[:, u]
+        d_u = gv_u - p_u
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if b == 1:
+                cross = np.where(d_u > 0, (self.tol - p_u) / d_u, np.inf)
+            else:
+                cross = np.where(d_u < 0, p_u / -d_u, np.inf)
+            cross = np.maximum(cross, 0.0)
+            if not np.any(cross < 1.0):
+                return None
+            lim = np.ones(m)
+            if dec.size:
+                gv = np.concatenate([self.maps[k][0] @ v + self.maps[k][1] for k in range(l + 1)])
+                P = G[:, dec]
+                D = gv[dec][None, :] - P
+                ones = self.bits[dec] == 1
+                l1 = np.where(ones & (D < 0), (P - self.tol) / -D, np.inf)
+                l0 = np.where(~ones & (D > 0), -P / D, np.inf)
+                lim = np.minimum(lim, np.minimum(l1.min(axis=1), l0.min(axis=1)))
+        gap = lim - cross
+        for k in np.argsort(-gap)[:2]:
+            if not gap[k] > 0:
+                break
+            t = cross[k] + 0.5 * gap[k]
+            xn = np.clip(X[k] + t * (v - X[k]), self.lo, self.hi)
+            gn = self.forward(xn[None, :])[0]
+            if self._verify(gn, u, b):
+                return xn, gn
+        return None
+
+    def _certify(self, R, i, b, X, G, snap):
+        """Decide child (unit i, bit b) at the current node when no carried point is on side b:
+        clause, segment search, LP. Returns ("point", x, g, snap), ("feasible", None, None, None) or ("refuted",)."""
+        u = self.off[R.l] + i
+        if self.opt.clauses and self._clause_refutes(R, u, b):
+            self.stats["clause_refuted"] += 1
+            return ("refuted",)
+        if self.opt.segment_search:
+            r = self._segment_search(R, i, b, X, G)
+            if r is not None:
+                self.stats["segment_certified"] += 1
+                return ("point", r[0], r[1], None)
+        res = self._lp_check(R, i, b, snap)
+        if res[0] != "refuted":
+            return res
+        support = res[1]
+        if support is not None and self.opt.clauses:
+            start = self.off[R.l]
+            clause = tuple((j, bj) for j, bj in support if j >= start)
+            if not clause:
+                R.possible[i] &= ~(1 << b)
+            R.clauses.setdefault((u, b), []).append(clause)
+        return ("refuted",)
+
+    # ---- the walk ---------------------------------------------------------------------------------
+    def _check_stop(self) -> bool:
+        return (self._deadline is not None and time.monotonic() >= self._deadline) or \
+            (self._stop_flag is not None and self._stop_flag())
+
+    def _prefix(self, upto) -> str:
+        return prefix_to_str(self.bits[:upto])
+
+    def _decide(self, R, i, X, G, snap):
+        """Certified children of unit i at the current node: {b: (X_b, G_b, snap_b)}."""
+        u = self.off[R.l] + i
+        poss = int(R.possible[i])
+        if self.settled[u] >= 0:
+            poss &= 1 << int(self.settled[u])
+        out = {}
+        for b in (0, 1):
+            if not poss & (1 << b):
+                continue
+            if len(X):
+                sel = self._side_mask(G, u, b)
+                if sel.any():
+                    out[b] = (X[sel], G[sel], snap)
+                    self.stats["point_certified"] += 1
+                    continue
+            res = self._certify(R, i, b, X, G, snap)
+            if res[0] == "point":
+                out[b] = (res[1][None, :], res[2][None, :], res[3] or snap)
+            elif res[0] == "feasible":
+                out[b] = (X[:0], G[:0], snap)
+        return out
+
+    def _eager(self, R, i, X, G, snap):
+        """Settle each later unit of the layer that the carried points show on one side only: refute the
+        other side here (it then stays refuted in the whole subtree) or find a point on it."""
+        undo = []
+        start = self.off[R.l]
+        for k in range(i + 1, self.sizes[R.l]):
+            if len(X) == 0:
+                break
+            u = start + k
+            if not self.unstable[u] or self.settled[u] >= 0 or R.possible[k] != 3:
+                continue
+            col = G[:, u]
+            has1 = bool((col > self.tol).any())
+            has0 = bool((col <= 0.0).any())
+            if has1 == has0:
+                continue
+            b = 0 if has1 else 1
+            self.stats["eager_checks"] += 1
+            res = self._certify(R, k, b, X, G, snap)
+            if res[0] == "refuted":
+                if R.possible[k] == 3:
+                    self.settled[u] = 1 - b
+                    undo.append(u)
+            elif res[0] == "point":
+                X = np.vstack([res[1][None, :], X])
+                G = np.vstack([res[2][None, :], G])
+        return X, G, undo
+
+    def _enter_region(self, l, i, X, G, snap):
+        """Start layer l at position i (0, or > 0 when resuming mid-layer)."""
+        self.stats["regions"] += 1
+        R = self._make_region(l)
+        R.parent_snap = snap
+        self.regions.append(R)
+        try:
+            self._node(R, i, X, G, None)
+        finally:
+            self.regions.pop()
+
+    def _node(self, R, i, X, G, snap):
+        self.stats["nodes"] += 1
+        l = R.l
+        u = self.off[l] + i
+        if self._check_stop():
+            raise SearchStopped([self._prefix(u)])
+        if self._cut is not None and u >= self._cut:
+            self._tasks.append(self._prefix(u))
+            return
+        if i == self.sizes[l]:
+            if l == self.L - 1:
+                self.stats["patterns"] += 1
+                self._emit(self.bits)
+                return
+            self._enter_region(l + 1, 0, X, G, snap)
+            return
+        if not self.unstable[u]:
+            b = int(self.fixed[u])
+            pushed = self._push(R, i, b)
+            try:
+                self._node(R, i + 1, X, G, snap)
+            finally:
+                self._pop(u, pushed)
+            return
+        undo = []
+        try:
+            if self.opt.eager:
+                X, G, undo = self._eager(R, i, X, G, snap)
+                cap = self.opt.root_points if i == 0 else self.opt.max_points
+                X, G = X[:cap], G[:cap]
+            out = self._decide(R, i, X, G, snap)
+            if not out:
+                self.stats["dead_ends"] += 1
+                return
+            children = sorted(out)
+            for k, b in enumerate(children):
+                Xb, Gb, sb = out[b]
+                pushed = self._push(R, i, b)
+                try:
+                    self._node(R, i + 1, Xb[: self.opt.max_points], Gb[: self.opt.max_points], sb)
+                except SearchStopped as e:
+                    pre = self._prefix(u)
+                    e.frontier.extend(pre + str(c) for c in children[k + 1:])
+                    raise
+                finally:
+                    self._pop(u, pushed)
+        finally:
+            for v in undo:
+                self.settled[v] = -1
+
+    # ---- entry points ---------------------------------------------------------------------------------
+    def _root_points(self):
+        m = self.opt.root_samples
+        if m <= 0:
+            return np.zeros((0, self.n0)), np.zeros((0, self.N))
+        r = self.rng
+        span = self.hi - self.lo
+        U = self.lo + span * r.random((m // 2, self.n0))
+        p = r.random((m - m // 2, 1))
+        B = self.lo + span * (r.random((m - m // 2, self.n0)) < p)
+        X = np.vstack([(self.lo + self.hi)[None, :] / 2, U, B])
+        return X, self.forward(X)
+
+    def _run_root(self, prefix: str, X, G):
+        """Walk the subtree of one prefix (the empty string is the whole tree)."""
+        self._reset_path()
+        k = len(prefix)
+        pbits = (np.frombuffer(prefix.encode(), np.uint8) - ord("0")).astype(np.int8)
+        if np.any((self.fixed[:k] >= 0) & (self.fixed[:k] != pbits)):
+            return                          # contradicts a stable unit: an empty subtree
+        # fix the prefix layer by layer (maps and rows), ending in the layer of unit k
+        l = 0
+        while True:
+            R = self._make_region(l)
+            R.parent_snap = None
+            self.regions.append(R)
+            start, end = self.off[l], self.off[l + 1]
+            for j in range(start, min(end, k)):
+                self._push(R, j - start, int(pbits[j]))
+            if k >= end and l + 1 < self.L:
+                l += 1
+                continue
+            break
+        if self._check_stop():
+            raise SearchStopped([prefix])
+        if len(X):
+            ok = np.array([self._verify(g) for g in G], bool)
+            X, G = X[ok], G[ok]
+        if k and len(X) == 0:
+            res = self._prefix_point()
+            if res is False:
+                return
+            if res is not None:
+                X, G = res[0][None, :], res[1][None, :]
+        self.regions.pop()
+        if k == self.N:
+            self.stats["patterns"] += 1
+            self._emit(self.bits)
+            return
+        self._enter_region(l, k - self.off[l], X, G, None)
+
+    def _prefix_point(self):
+        """Feasibility of a resumed prefix: (x, g), None (feasible without a point) or False (infeasible)."""
+        if not self.path_keys:
+            return None
+        M = self._prepare_lp(None)
+        if self._solve(M) and M.h.getObjectiveValue() > 0:
+            x = np.clip(np.array(M.h.getSolution().col_value)[: self.n0], self.lo, self.hi)
+            g = self.forward(x[None, :])[0]
+            if self._verify(g):
+                return x, g
+        res = self._definition_lp(None, None, None)
+        if res[0] == "point":
+            return res[1], res[2]
+        if res[0] == "feasible":
+            return None
+        return False
+
+    def run(self, emit, roots=None, deadline=None, stop_flag=None):
+        """Walk the subtrees of `roots` (prefix strings; None = the whole tree) in order.
+
+        emit(bits) receives every feasible pattern (an int8 array that is reused: copy it).
+        Returns (complete, frontier); the frontier lists the unexplored prefixes (empty when complete).
+        """
+        self._emit = emit
+        self._deadline = deadline
+        self._stop_flag = stop_flag
+        roots = [""] if roots is None else list(roots)
+        need = 6 * self.N + 500
+        if need > sys.getrecursionlimit():
+            sys.setrecursionlimit(need)
+        X0, G0 = self._root_points()
+        try:
+            for k, p in enumerate(roots):
+                try:
+                    self._run_root(p, X0, G0)
+                except SearchStopped as e:
+                    return False, e.frontier + list(roots[k + 1:])
+            return True, []
+        finally:
+            self._emit = None
+            self._reset_path()
+
+    def split(self, roots, depth, emit):
+        """Cut the subtrees of `roots` at unit index `depth`: the feasible prefixes of length >= depth there,
+        in lexicographic order (patterns of nets with at most `depth` units go to emit)."""
+        self._cut, self._tasks = depth, []
+        try:
+            complete, frontier = self.run(emit, roots=roots)
+            assert complete
+            return self._tasks
+        finally:
+            self._cut, tasks, self._tasks = None, self._tasks, None
+
+
+# ---- the driver: sequential or parallel, time limit, Ctrl-C -------------------------------------------
+@dataclass
+class SearchOutcome:
+    complete: bool
+    frontier: list
+    stats: dict
+    interrupted: bool = False
+    tasks: int = 1
+
+
+class _SigintFlag:
+    """While active (main thread only), Ctrl-C sets a flag (and an optional event) instead of raising."""
+
+    def __init__(self, event=None):
+        self.hit = False
+        self.event = event
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.hit = True
+        if self.event is not None:
+            self.event.set()
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+_W: dict = {}
+
+
+def _worker_init(net, box, fixed, tol, options, event):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _W["engine"] = LpSearch(net, box, fixed, tol, options)
+    _W["event"] = event
+
+
+def _worker_task(args):
+    prefix, deadline = args
+    eng = _W["engine"]
+    event = _W["event"]
+    eng.stats = new_stats()
+    found = []
+    complete, frontier = eng.run(lambda bits: found.append(bits.copy()), roots=[prefix], deadline=deadline,
+                                 stop_flag=event.is_set)
+    pats = np.array(found, np.uint8).reshape(len(found), eng.N)
+    return np.packbits(pats, axis=1), complete, frontier, eng.stats
+
+
+def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, workers: int = 1,
+               options: EngineOptions | None = None, tasks_per_worker: int = 8) -> SearchOutcome:
+    """Enumerate every feasible pattern below `roots` (None = the whole tree), streaming them to emit(bits).
+
+    Stops at the time limit or on Ctrl-C (then complete=False, interrupted=True for Ctrl-C) and returns
+    the unexplored frontier. workers > 1 walks prefix subtrees in that many processes; emission order is
+    lexicographic either way.
+    """
+    options = options or EngineOptions()
+    t_end = None if time_limit is None else time.monotonic() + max(0.0, float(time_limit))
+    fixed = np.asarray(fixed_bits, np.int8)
+    eng = LpSearch(net, box, fixed, tol, options)
+    if roots is not None:
+        roots = check_frontier(roots, eng.N)
+    workers = max(1, int(workers))
+    if workers == 1:
+        with _SigintFlag() as sig:
+            complete, frontier = eng.run(emit, roots=roots, deadline=t_end, stop_flag=lambda: sig.hit)
+        return SearchOutcome(complete, frontier, eng.stats, interrupted=sig.hit)
+
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
+    event = ctx.Event()
+    with _SigintFlag(event) as sig:
+        # cut the tree into enough prefix subtrees (in the main process; the top of the tree is cheap)
+        tasks = [""] if roots is None else list(roots)
+        n_unstable = np.cumsum(fixed < 0)
+        want = tasks_per_worker * workers
+        depth = 0
+        while len(tasks) < want and depth < eng.N and not sig.hit:
+            grow = max(1, int(np.ceil(np.log2(max(2.0, want / max(len(tasks), 1))))) + 1)
+            target = min(int(n_unstable[depth - 1]) if depth else 0, eng.N) + grow
+            new_depth = int(np.searchsorted(n_unstable, target)) + 1 if target <= n_unstable[-1] else eng.N
+            new_depth = max(new_depth, depth + 1)
+            tasks = [t for t in tasks if len(t) >= new_depth] + eng.split([t for t in tasks if len(t) < new_depth],
+                                                                          new_depth, emit)
+            tasks.sort()
+            depth = new_depth
+        stats = eng.stats
+        frontier: list = []
+        complete = True
+        with ctx.Pool(workers, initializer=_worker_init, initargs=(net, box, fixed, tol, options, event)) as pool:
+            for packed, ok, fr, st in pool.imap(_worker_task, [(t, t_end) for t in tasks], chunksize=1):
+                n = eng.N
+                for row in np.unpackbits(packed, axis=1, count=n).astype(np.int8):
+                    emit(row)
+                merge_stats(stats, st)
+                if not ok:
+                    complete = False
+                    frontier.extend(fr)
+    return SearchOutcome(complete and not sig.hit, frontier, stats, interrupted=sig.hit, tasks=len(tasks))
