@@ -833,12 +833,12 @@ def _worker_task(args):
 
 
 def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, workers: int = 1,
-               options: EngineOptions | None = None, tasks_per_worker: int = 8) -> SearchOutcome:
+               options: EngineOptions | None = None, tasks_per_worker: int = 8, stop_flag=None) -> SearchOutcome:
     """Enumerate every feasible pattern below `roots` (None = the whole tree), streaming them to emit(bits).
 
-    Stops at the time limit or on Ctrl-C (then complete=False, interrupted=True for Ctrl-C) and returns
-    the unexplored frontier. workers > 1 walks prefix subtrees in that many processes; emission order is
-    lexicographic either way.
+    Stops at the time limit, on Ctrl-C (then interrupted=True) or when the callable stop_flag() turns true
+    (checked in this process), with complete=False and the unexplored frontier. workers > 1 walks prefix
+    subtrees in that many processes; the emission order is lexicographic either way.
     """
     options = options or EngineOptions()
     t_end = None if time_limit is None else time.monotonic() + max(0.0, float(time_limit))
@@ -849,8 +849,9 @@ def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, 
     workers = max(1, int(workers))
     if workers == 1:
         with _SigintFlag() as sig:
-            complete, frontier = eng.run(emit, roots=roots, deadline=t_end, stop_flag=lambda: sig.hit)
-        return SearchOutcome(complete, frontier, eng.stats, interrupted=sig.hit)
+            complete, frontier = eng.run(emit, roots=roots, deadline=t_end,
+                                         stop_flag=lambda: sig.hit or (stop_flag is not None and stop_flag()))
+        return SearchOutcome(complete, frontier, eng.stats, interrupted=sig.hit and not complete)
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
     event = ctx.Event()
@@ -877,8 +878,10 @@ def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, 
                 n = eng.N
                 for row in np.unpackbits(packed, axis=1, count=n).astype(np.int8):
                     emit(row)
+                if stop_flag is not None and stop_flag():
+                    event.set()
                 merge_stats(stats, st)
                 if not ok:
                     complete = False
                     frontier.extend(fr)
-    return SearchOutcome(complete and not sig.hit, frontier, stats, interrupted=sig.hit, tasks=len(tasks))
+    return SearchOutcome(complete, frontier, stats, interrupted=sig.hit and not complete, tasks=len(tasks))
