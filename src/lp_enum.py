@@ -75,6 +75,7 @@ class EngineOptions:
     eager: bool = True            # settle one-sided units of the layer at every node
     segment_search: bool = True
     clauses: bool = True
+    crossing_points: bool = True  # give each child points from segments across the branching hyperplane
     cap: float = 1e-4             # margin cap of the LP, times the mean box width
     seed: int = 0
     highs_options: dict = field(default_factory=lambda: {"simplex_scale_strategy": 0})
@@ -610,6 +611,60 @@ class LpSearch:
                 G = np.vstack([res[2][None, :], G])
         return X, G, undo
 
+    def _crossing_points(self, u, b, Xb, Gb, Xo, Go):
+        """Points of child (u, b) from the segments between its points and the other child's points, taken
+        just before the segment crosses unit u's threshold: they lie in the node's region (convexity), on
+        side b of u, and inherit the other side's position with respect to later units."""
+        if len(Xb) == 0 or len(Xo) == 0:
+            return Xb, Gb
+        gi = Gb[:, u][:, None]
+        gj = Go[:, u][None, :]
+        thr = self.tol if b == 1 else 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = 0.999 * (gi - thr) / (gi - gj)
+        lam = np.where(np.isfinite(lam) & (lam > 0), np.minimum(lam, 1.0), 0.0)
+        ii, jj = np.nonzero(lam > 0)
+        if ii.size == 0:
+            return Xb, Gb
+        t = lam[ii, jj][:, None]
+        Z = np.clip(Xb[ii] + t * (Xo[jj] - Xb[ii]), self.lo, self.hi)
+        GZ = self.forward(Z)
+        ok = self._verify_batch(GZ, u, b)
+        if not ok.any():
+            return Xb, Gb
+        return np.vstack([Xb, Z[ok]]), np.vstack([Gb, GZ[ok]])
+
+    def _verify_batch(self, G, u, b):
+        bits = self.bits
+        dec = (bits >= 0) & self.unstable
+        ok = np.all(G[:, dec & (bits == 1)] > self.tol, axis=1) & np.all(G[:, dec & (bits == 0)] <= 0.0, axis=1)
+        return ok & (G[:, u] > self.tol if b == 1 else G[:, u] <= 0.0)
+
+    def _select(self, X, G, cap, after):
+        """At most `cap` points, chosen greedily to show both sides of as many later undecided units as possible."""
+        m = len(X)
+        if m <= cap:
+            return X, G
+        later = np.flatnonzero(self.unstable[after:] & (self.bits[after:] < 0)) + after
+        if later.size == 0:
+            return X[:cap], G[:cap]
+        F = np.concatenate([G[:, later] > self.tol, G[:, later] <= 0.0], axis=1)
+        covered = np.zeros(F.shape[1], bool)
+        chosen: list[int] = []
+        free = np.ones(m, bool)
+        while len(chosen) < cap:
+            gain = np.where(free, (F & ~covered).sum(axis=1), -1)
+            k = int(np.argmax(gain))
+            if gain[k] <= 0:
+                break
+            chosen.append(k)
+            free[k] = False
+            covered |= F[k]
+        if len(chosen) < cap:
+            chosen += list(np.flatnonzero(free)[: cap - len(chosen)])
+        idx = np.array(chosen, int)
+        return X[idx], G[idx]
+
     def _enter_region(self, l, i, X, G, snap):
         """Start layer l at position i (0, or > 0 when resuming mid-layer)."""
         self.stats["regions"] += 1
@@ -658,9 +713,12 @@ class LpSearch:
             children = sorted(out)
             for k, b in enumerate(children):
                 Xb, Gb, sb = out[b]
+                if len(children) == 2 and self.opt.crossing_points:
+                    Xb, Gb = self._crossing_points(u, b, Xb, Gb, out[1 - b][0], out[1 - b][1])
+                Xb, Gb = self._select(Xb, Gb, self.opt.max_points, u + 1)
                 pushed = self._push(R, i, b)
                 try:
-                    self._node(R, i + 1, Xb[: self.opt.max_points], Gb[: self.opt.max_points], sb)
+                    self._node(R, i + 1, Xb, Gb, sb)
                 except SearchStopped as e:
                     pre = self._prefix(u)
                     e.frontier.extend(pre + str(c) for c in children[k + 1:])

@@ -271,7 +271,7 @@ def check_big_m(big_m) -> float:
 def all_patterns(n_units: int, limit: int = 1 << 24) -> np.ndarray:
     """All 2^N patterns as uint8 (2^N, N), first unit most significant (itertools.product order)."""
     if 2 ** n_units > limit:
-        raise ValueError(f"2^{n_units} patterns are too many to list")
+        raise ToolError(f"2^{n_units} patterns are too many to list (at most {limit})")
     idx = np.arange(2 ** n_units, dtype=np.int64)
     shifts = np.arange(n_units - 1, -1, -1, dtype=np.int64)
     return ((idx[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
@@ -744,6 +744,8 @@ def run_transform(args) -> int:
         raise ToolError("--verify-points and --verify-patterns must be >= 0")
     if not (args.rtol > 0 and args.tol >= 0):
         raise ToolError("--rtol must be > 0 and --tol >= 0")
+    if args.output and Path(args.output).suffix == ".json":
+        raise ToolError(f"-o {args.output}: give the path of the weights file (.dat); the .json goes beside it")
     net = ReluNet.load(args.weights)
     if net.n_hidden_layers < 1:
         raise ToolError(f"{args.weights}: the network has no hidden layer; there is nothing to transform")

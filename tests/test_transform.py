@@ -336,3 +336,20 @@ def test_row_merging_is_exact_even_when_hashes_collide(monkeypatch):
     assert pool.add(R.copy(), d.copy(), kind=1).tolist() == [0, 1, 2, 0, 3, 1, 4, 5, 6]
     zeros = np.array([[0.0, -0.0], [-0.0, 0.0]])
     assert tr._RowPool(merge=True).add(zeros, np.array([0.0, -0.0])).tolist() == [0, 0]
+
+
+def test_cli_domain_name_from_the_pattern_file(run_dir, cases, tmp_path, capsys):
+    net, box, feasible = cases["h33"]
+    pf = tmp_path / "activation_pattern_abhinav_center_foo_width_0.1.dat"
+    write_patterns(pf, net.layer_sizes, feasible)
+    w = tmp_path / "weights.dat"
+    net.save(w)
+    assert _load_script().main(["-w", str(w), "-i", str(pf), "-q", "--no-verify"]) == 0
+    assert "is named for domain 'center_foo_width_0.1'" in capsys.readouterr().err
+    rec = json.loads((tmp_path / "two_hidden_feasible_center_foo_width_0.1.json").read_text())
+    assert rec["pattern_domain"] == "center_foo_width_0.1" and rec["domain"]["name"] == "input_0_1"
+    assert (tmp_path / "two_hidden_feasible_center_foo_width_0.1.dat").exists()
+    pf2 = tmp_path / "mine.dat"                      # another name: the flags' domain names the output
+    write_patterns(pf2, net.layer_sizes, feasible)
+    assert _load_script().main(["-w", str(w), "-i", str(pf2), "-q", "--no-verify", "--lo", "0", "--hi", "0.5"]) == 0
+    assert (tmp_path / "two_hidden_feasible_input_0_0.5.dat").exists()
