@@ -31,10 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("-w", "--weights", required=True, metavar="FILE", help="the net, in the authors' weights.dat format")
     p.add_argument("-i", "--patterns", metavar="FILE", default=None,
-                   help="use only the patterns in this activation_pattern_abhinav_<domain>.dat file "
-                        "(default: all 2^N patterns)")
+                   help="use only the patterns in this activation_pattern_abhinav_<domain>.dat file; "
+                        "without -i all 2^N patterns are used")
     p.add_argument("-o", "--output", metavar="FILE", default=None,
-                   help="write the new net here (the .json goes beside it, same stem); default: "
+                   help="write the new net here (the .json goes beside it, same stem); without -o: "
                         "two_hidden_<all_nodes|feasible_<domain>>.dat next to the weights")
     p.add_argument("--big-m", type=float, default=DEFAULT_BIG_M, metavar="M",
                    help="the big-M of layer 2; the net is exact wherever every hidden pre-activation of the "
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a pattern has an interior point when its LP margin min|g| exceeds this")
     v.add_argument("--seed", type=int, default=0, help="seed of the random points and the pattern sample")
     v.add_argument("--no-mnist", action="store_true", help="skip the MNIST test images (784-input nets)")
-    v.add_argument("--data-root", default=None, metavar="DIR", help="MNIST root (default: the repository's data/)")
+    v.add_argument("--data-root", default=None, metavar="DIR", help="MNIST root; without it the repository's data/")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars on stderr")
     add_domain_arguments(p)
     return p
