@@ -114,6 +114,17 @@ def _fmt_l1(v) -> str:
     return f"{m}e{int(e)}" if e is not None else s
 
 
+def _log_axis(axis):
+    """Readable log-axis labels: 1-2-5 ticks as plain numbers (10^k beyond a million), no minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(
+        lambda v, _: (f"{v:,.0f}" if v < 1e6 else f"$10^{{{math.log10(v):.0f}}}$"
+                      if abs(math.log10(v) - round(math.log10(v))) < 1e-9 else "")))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _usable(records, need) -> tuple[list, list]:
     good, skipped = [], []
     for r in records:
@@ -165,6 +176,7 @@ def plot_regions_vs_l1(records: list[RunRecord], out_base, title: str | None = N
                                 arrowprops=dict(arrowstyle="-|>", color=kw["color"], lw=1.4,
                                                 mutation_scale=9), zorder=3)
         ax.set_yscale("log")
+        _log_axis(ax.yaxis)
         lo = min(max(r.region_count, 1) for r in recs)
         ax.set_ylim(max(lo / 2.5, 0.6), ymax * (4.5 if any_incomplete else 2.0))
         _l1_axis(ax, l1s)
@@ -269,6 +281,7 @@ def plot_accuracy_vs_regions(records: list[RunRecord], out_base, title: str | No
                 ax.annotate("", xy=(x * 2.6, y), xytext=(x * 1.15, y),
                             arrowprops=dict(arrowstyle="-|>", color=c, lw=1.4, mutation_scale=9))
         ax.set_xscale("log")
+        _log_axis(ax.xaxis)
         xs = [max(r.region_count, 1) for r in recs]
         ax.set_xlim(min(xs) / 2, max(xs) * (5 if any_incomplete else 3))
         ys = [100 * r.test_accuracy for r in recs]
@@ -359,7 +372,7 @@ def plot_transform_sizes(records: list[RunRecord], out_base, title: str | None =
         handles, labels = axes[0].get_legend_handles_labels()
         if any(r.two_hidden_all and r.two_hidden_all.get("built") is False for r in recs):
             handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="///"))
-            labels.append("size only (too large to build)")
+            labels.append("hatched: sizes only (net not built)")
         fig.legend(handles, labels, loc="upper center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0.985))
         fig.suptitle(title or "Size of the equivalent net with two hidden layers", y=1.03)
         fig.tight_layout(rect=(0, 0, 1, 0.93))
@@ -434,10 +447,16 @@ def region_colours(k: int, seed: int = 0) -> np.ndarray:
 
 
 def compute_slice(net: ReluNet, origin, E, extent, resolution: int = 400, lo=0.0, hi=1.0) -> dict:
-    """Dense evaluation of activation patterns on a resolution^2 grid over extent (a0, a1, b0, b1)."""
+    """Dense evaluation of activation patterns on a grid over extent (a0, a1, b0, b1).
+
+    `resolution` grid points along the longer side, proportionally fewer along the other (square cells).
+    """
     a0, a1, b0, b1 = extent
-    av = np.linspace(a0, a1, resolution)
-    bv = np.linspace(b0, b1, resolution)
+    w, h = a1 - a0, b1 - b0
+    na = resolution if w >= h else max(2, round(resolution * w / h))
+    nb = resolution if h >= w else max(2, round(resolution * h / w))
+    av = np.linspace(a0, a1, na)
+    bv = np.linspace(b0, b1, nb)
     A, B = np.meshgrid(av, bv)            # rows: b, columns: a
     small = slice_net(net, origin, E)
     pats = small.patterns(np.stack([A.ravel(), B.ravel()], axis=1))
@@ -446,7 +465,7 @@ def compute_slice(net: ReluNet, origin, E, extent, resolution: int = 400, lo=0.0
     inside = domain_mask(origin, E, A.ravel(), B.ravel(), lo, hi).reshape(A.shape)
     k_inside = len(np.unique(ids[inside])) if inside.any() else 0
     return {"ids": ids, "n_regions": k, "n_regions_in_domain": k_inside, "inside": inside,
-            "extent": extent, "resolution": resolution}
+            "extent": extent, "resolution": resolution, "shape": A.shape}
 
 
 def _render_slice(ax, sl, marks, seed=0):
@@ -460,18 +479,26 @@ def _render_slice(ax, sl, marks, seed=0):
         a0, a1, b0, b1 = sl["extent"]
         ax.contour(np.linspace(a0, a1, inside.shape[1]), np.linspace(b0, b1, inside.shape[0]),
                    inside.astype(float), levels=[0.5], colors="k", linewidths=0.9, linestyles="--")
+    a0, a1, b0, b1 = sl["extent"]
     for (a, b, text) in marks:
         ax.plot(a, b, marker="o", markersize=5, markerfacecolor="k", markeredgecolor="white",
                 markeredgewidth=1.0, zorder=5)
-        ax.annotate(text, (a, b), xytext=(4, 4), textcoords="offset points", fontsize=7, zorder=6,
-                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+        right = a > (a0 + a1) / 2          # label towards the inside, above/below away from the middle
+        up = b >= (b0 + b1) / 2
+        ax.annotate(text, (a, b), xytext=(-3 if right else 3, 5 if up else -5), textcoords="offset points",
+                    ha="right" if right else "left", va="bottom" if up else "top", fontsize=6.5, zorder=6,
+                    bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.8))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
+    for sp in ax.spines.values():
+        sp.set_visible(True)
+        sp.set_color("0.4")
+        sp.set_linewidth(0.6)
 
 
 def slice_plane(mode: str, n_inputs: int, images=(0, 1, 2), center_index: int = 0, radius: float = 1.0,
-                seed: int = 0, data_root="data", margin: float = 0.08):
+                seed: int = 0, data_root="data", margin: float = 0.12):
     """(origin, E, extent, marks, description) for mode 'images' | 'around' | 'random'."""
     rng = np.random.default_rng(seed)
     if mode in ("images", "around"):
@@ -485,13 +512,13 @@ def slice_plane(mode: str, n_inputs: int, images=(0, 1, 2), center_index: int = 
             if not 0 <= i < len(X):
                 raise ToolError(f"input slice: test index {i} out of range 0..{len(X) - 1}")
         pts = X[idx].astype(np.float64)
-        labels = [f"test {i} ('{int(y[i])}')" for i in idx]
+        labels = [f"#{i} ({int(y[i])})" for i in idx]
     if mode == "images":
         if len(images) != 3:
             raise ToolError("--images: give exactly three MNIST test indices, e.g. 0,1,2")
         origin, E = orthonormal_plane(points=pts)
         coords = (pts - origin) @ E.T
-        desc = "plane through MNIST test images " + ", ".join(map(str, images))
+        desc = "plane through MNIST test images " + ", ".join(map(str, images)) + " (marked #index (digit))"
     elif mode == "random":
         pts = rng.random((3, n_inputs))
         origin, E = orthonormal_plane(points=pts)
@@ -512,9 +539,7 @@ def slice_plane(mode: str, n_inputs: int, images=(0, 1, 2), center_index: int = 
     lo_c, hi_c = coords.min(axis=0), coords.max(axis=0)
     span = max((hi_c - lo_c).max(), 1e-9)
     pad = margin * span
-    ca, cb = (lo_c + hi_c) / 2
-    half = span / 2 + pad
-    extent = (ca - half, ca + half, cb - half, cb + half)
+    extent = (lo_c[0] - pad, hi_c[0] + pad, lo_c[1] - pad, hi_c[1] + pad)
     marks = [(c[0], c[1], t) for c, t in zip(coords, labels)]
     return origin, E, extent, marks, desc
 
@@ -534,11 +559,15 @@ def plot_input_slice(nets: list[tuple[str, ReluNet]], out_base, mode: str = "ima
     nrow = math.ceil(k / ncol)
     res = resolution or (600 if k == 1 else 360 if k <= 4 else 260)
     panel = 4.6 if k == 1 else 7.0 / ncol
-    info = []
+    aspect = min(1.6, max(0.4, (extent[3] - extent[2]) / (extent[1] - extent[0])))
+    title_h = 0.45 if k > 1 else 0.35
+    info, shape = [], None
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrow, ncol, figsize=(panel * ncol, panel * nrow + 0.9), squeeze=False)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(panel * ncol, (panel * aspect + title_h) * nrow + 0.8),
+                                 squeeze=False)
         for ax, (label, net) in zip(axes.ravel(), nets):
             sl = compute_slice(net, origin, E, extent, res)
+            shape = sl["shape"]
             _render_slice(ax, sl, marks, seed)
             ax.set_title(f"{label}\n{sl['n_regions_in_domain']} regions in the box, {sl['n_regions']} in view",
                          fontsize=6.8 if k > 4 else 8 if k > 1 else 9.5)
@@ -547,7 +576,7 @@ def plot_input_slice(nets: list[tuple[str, ReluNet]], out_base, mode: str = "ima
         for ax in axes.ravel()[k:]:
             ax.axis("off")
         fig.suptitle(title or f"Linear regions on a 2-D slice: {desc}", fontsize=9.5)
-        fig.text(0.5, 0.005, f"Dense evaluation of activation patterns on a {res}×{res} grid: a region is a "
+        fig.text(0.5, 0.005, f"Dense evaluation of activation patterns on a {shape[1]}×{shape[0]} grid: a region is a "
                  "distinct pattern seen at some grid point\n(regions thinner than a grid cell can be missed). "
                  "Dark lines: region boundaries. Washed out, beyond the dashed line: outside the box [0,1]^n0.\n"
                  "Axes: orthonormal coordinates in the plane, equal scale (L2 distance in pixel units).",
