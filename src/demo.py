@@ -54,6 +54,7 @@ DEFAULTS = {
     "time_limit": 40.0,
     "jobs": 2,
     "verify_patterns": 200,
+    "verify_points": 2000,
     "max_file_params": 2_000_000,
 }
 DOMAIN = "input_0_1"
@@ -169,6 +170,7 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
     else:
         _run_cmd("transform:feasible", run_id,
                  ["-w", w, "-i", patfile, "--verify-patterns", opts.verify_patterns,
+                  "--verify-points", opts.verify_points,
                   "--max-file-params", opts.max_file_params, "-q"],
                  logs, 900, state, echo, lambda t: _transform_summary(tf))
     # 3b. the all-2^N net: sizes only (it is never small enough to be worth building here)
@@ -266,6 +268,7 @@ def run_demo(opts, echo=print) -> dict:
                   "text": trend.summary()},
         "steps": [r.__dict__ for r in state.results],
         "missing_files": missing_report(res["records"]),
+        "failures": len(failures),
     }
     atomic_write_json(out / "demo_summary.json", summary)
 
@@ -291,7 +294,6 @@ def run_demo(opts, echo=print) -> dict:
     if failures:
         echo("FAILED steps: " + "; ".join(f"{r.step}" + (f" run {r.run}" if r.run is not None else "")
                                          + f": {r.message} (log {r.log})" for r in failures))
-    summary["failures"] = len(failures)
     return summary
 
 
@@ -339,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per run for the region count (and for the stability analysis of compression)")
     g.add_argument("--verify-patterns", type=int, default=D["verify_patterns"],
                    help="transformation: interior-point checks on a sample of this many patterns (0 = all)")
+    g.add_argument("--verify-points", type=int, default=D["verify_points"],
+                   help="transformation: uniform random points of [0,1]^784 to compare on (plus the 10000 MNIST "
+                        "test images)")
     g.add_argument("--max-file-params", type=int, default=D["max_file_params"],
                    help="transformation: write the two-hidden-layer weights.dat only up to this many parameters "
                         "(the .json with sizes and verification is always written)")

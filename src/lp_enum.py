@@ -73,7 +73,7 @@ class EngineOptions:
     root_points: int = 32         # points kept at the first node of a layer region
     root_samples: int = 64        # random box points drawn at the top of the tree
     eager: bool = True            # settle one-sided units of the layer at every node
-    segment_search: bool = True
+    segment_search: bool = False  # rarely pays off once crossing points are on
     clauses: bool = True
     crossing_points: bool = True  # give each child points from segments across the branching hyperplane
     cap: float = 1e-4             # margin cap of the LP, times the mean box width
@@ -121,7 +121,7 @@ class _Region:
     """One layer region (all bits of earlier layers fixed): the layer's affine map and what is known on it."""
 
     __slots__ = ("l", "A", "Af", "c", "alpha", "alpha_f", "nu", "rbeta", "lo", "hi", "possible", "redundant", "clauses",
-                 "parent_snap", "root_snap")
+                 "parent_snap", "root_snap", "vertex_feat")
 
 
 class _PathModel:
@@ -242,6 +242,8 @@ class LpSearch:
     def _reset_path(self):
         self.bits = np.full(self.N, -1, np.int8)
         self.settled = np.full(self.N, -1, np.int8)    # bit forced in the current subtree (other side refuted)
+        self._on1 = np.zeros(self.N, bool)               # decided unstable units with bit 1 / bit 0
+        self._on0 = np.zeros(self.N, bool)
         self.path_keys: list[tuple[int, int]] = []      # (unit, bit) of decided units with an active row
         self.path_rows: list[tuple[int, int]] = []      # (layer, local row 2i+b)
         self.path_alpha: list[np.ndarray] = []
@@ -251,21 +253,24 @@ class LpSearch:
         self.fmaps: list = [None] * self.L      # (A_f, c) in the LP's feature space
 
     # ---- points ------------------------------------------------------------------------------
-    def forward(self, X) -> np.ndarray:
-        """Pre-activations of all hidden units for points X (m, n0) -> (m, N)."""
-        h = X
-        out = []
-        for l in range(self.L):
-            g = h @ self.W[l].T + self.bvec[l]
+    # Points are carried as features p = W_1 x (or x itself when the first layer is not narrower than the
+    # input): every pre-activation depends on x only through p, and convex combinations of the features of
+    # box points are features of box points.
+    def to_feat(self, X) -> np.ndarray:
+        return X @ self.W[0].T if self.use_z else X
+
+    def forward(self, P) -> np.ndarray:
+        """Pre-activations of all hidden units for points given by features P (m, n_f) -> (m, N)."""
+        g = (P if self.use_z else P @ self.W[0].T) + self.bvec[0]
+        out = [g]
+        for l in range(1, self.L):
+            g = np.maximum(g, 0.0) @ self.W[l].T + self.bvec[l]
             out.append(g)
-            h = np.maximum(g, 0.0)
-        return np.concatenate(out, axis=1)
+        return np.concatenate(out, axis=1) if self.L > 1 else out[0]
 
     def _verify(self, g, extra_unit=-1, extra_bit=-1) -> bool:
         """Does a point with pre-activations g meet every decided unstable unit (and one extra) strictly?"""
-        bits = self.bits
-        dec = (bits >= 0) & self.unstable
-        if np.any(g[dec & (bits == 1)] <= self.tol) or np.any(g[dec & (bits == 0)] > 0.0):
+        if np.any(g[self._on1] <= self.tol) or np.any(g[self._on0] > 0.0):
             return False
         if extra_unit >= 0:
             v = g[extra_unit]
@@ -311,11 +316,14 @@ class LpSearch:
         R.clauses = {}
         R.parent_snap = None
         R.root_snap = None
+        R.vertex_feat = None
         return R
 
     def _push(self, R, i, b):
         u = self.off[R.l] + i
         self.bits[u] = b
+        if self.unstable[u]:
+            (self._on1 if b == 1 else self._on0)[u] = True
         if self.unstable[u] and not R.redundant[i, b]:
             self.path_keys.append((u, b))
             self.path_rows.append((R.l, 2 * i + b))
@@ -326,6 +334,7 @@ class LpSearch:
 
     def _pop(self, u, pushed):
         self.bits[u] = -1
+        self._on1[u] = self._on0[u] = False
         if pushed:
             self.path_keys.pop()
             self.path_rows.pop()
@@ -385,11 +394,11 @@ class LpSearch:
             if self._solve(M):
                 sol = M.h.getSolution()
                 if M.h.getObjectiveValue() > 0:
-                    x = np.clip(np.array(sol.col_value)[: self.n0], self.lo, self.hi)
-                    g = self.forward(x[None, :])[0]
+                    p = self.to_feat(np.clip(np.array(sol.col_value)[: self.n0], self.lo, self.hi))
+                    g = self.forward(p[None, :])[0]
                     if self._verify(g, u, b):
                         self.stats["lp_feasible"] += 1
-                        result = ("point", x, g, (len(M.blocks), M.h.getBasis()))
+                        result = ("point", p, g, (len(M.blocks), M.h.getBasis()))
                 if result is None:
                     duals = np.array(sol.row_dual)
                     a = R.alpha[i] if b == 0 else -R.alpha[i]
@@ -467,10 +476,10 @@ class LpSearch:
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal or not h.getObjectiveValue() > self.tol:
             return ("refuted", None)
-        x = np.clip(np.array(h.getSolution().col_value)[:n], self.lo, self.hi)
-        g = self.forward(x[None, :])[0]
+        p = self.to_feat(np.clip(np.array(h.getSolution().col_value)[:n], self.lo, self.hi))
+        g = self.forward(p[None, :])[0]
         if self._verify(g, u, b):
-            return ("point", x, g, None)
+            return ("point", p, g, None)
         self.stats["definition_feasible_without_point"] += 1
         return ("feasible", None, None, None)
 
@@ -493,11 +502,13 @@ class LpSearch:
             return None
         l = R.l
         u = self.off[l] + i
-        a = R.A[i]
-        v = np.where(a > 0, self.hi, self.lo) if b == 1 else np.where(a > 0, self.lo, self.hi)
+        if R.vertex_feat is None:          # features of the box vertices extreme for each unit, both sides
+            pos = R.A > 0
+            R.vertex_feat = (self.to_feat(np.where(pos, self.lo, self.hi)), self.to_feat(np.where(pos, self.hi, self.lo)))
+        pv = R.vertex_feat[b][i]
         end = self.off[l + 1]
         dec = np.flatnonzero((self.bits[:end] >= 0) & self.unstable[:end])
-        gv_u = float(a @ v + R.c[i])
+        gv_u = float(R.Af[i] @ pv + R.c[i])
         p_u = G[:, u]
         d_u = gv_u - p_u
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -510,7 +521,7 @@ class LpSearch:
                 return None
             lim = np.ones(m)
             if dec.size:
-                gv = np.concatenate([self.maps[k][0] @ v + self.maps[k][1] for k in range(l + 1)])
+                gv = np.concatenate([self.fmaps[k][0] @ pv + self.fmaps[k][1] for k in range(l + 1)])
                 P = G[:, dec]
                 D = gv[dec][None, :] - P
                 ones = self.bits[dec] == 1
@@ -522,7 +533,7 @@ class LpSearch:
             if not gap[k] > 0:
                 break
             t = cross[k] + 0.5 * gap[k]
-            xn = np.clip(X[k] + t * (v - X[k]), self.lo, self.hi)
+            xn = X[k] + t * (pv - X[k])
             gn = self.forward(xn[None, :])[0]
             if self._verify(gn, u, b):
                 return xn, gn
@@ -587,19 +598,20 @@ class LpSearch:
         """Settle each later unit of the layer that the carried points show on one side only: refute the
         other side here (it then stays refuted in the whole subtree) or find a point on it."""
         undo = []
+        if len(X) == 0 or i + 1 >= self.sizes[R.l]:
+            return X, G, undo
         start = self.off[R.l]
-        for k in range(i + 1, self.sizes[R.l]):
-            if len(X) == 0:
-                break
-            u = start + k
-            if not self.unstable[u] or self.settled[u] >= 0 or R.possible[k] != 3:
+        us = np.arange(start + i + 1, start + self.sizes[R.l])
+        cand = self.unstable[us] & (self.settled[us] < 0) & (R.possible[i + 1:] == 3)
+        Gs = G[:, us]
+        has1 = (Gs > self.tol).any(axis=0)
+        has0 = (Gs <= 0.0).any(axis=0)
+        for idx in np.flatnonzero(cand & (has1 != has0)):
+            if has1[idx] == has0[idx]:            # a point found meanwhile shows both sides
                 continue
-            col = G[:, u]
-            has1 = bool((col > self.tol).any())
-            has0 = bool((col <= 0.0).any())
-            if has1 == has0:
-                continue
-            b = 0 if has1 else 1
+            u = int(us[idx])
+            k = i + 1 + int(idx)
+            b = 0 if has1[idx] else 1
             self.stats["eager_checks"] += 1
             res = self._certify(R, k, b, X, G, snap)
             if res[0] == "refuted":
@@ -609,6 +621,9 @@ class LpSearch:
             elif res[0] == "point":
                 X = np.vstack([res[1][None, :], X])
                 G = np.vstack([res[2][None, :], G])
+                gn = res[2][us]
+                has1 |= gn > self.tol
+                has0 |= gn <= 0.0
         return X, G, undo
 
     def _crossing_points(self, u, b, Xb, Gb, Xo, Go):
@@ -617,17 +632,18 @@ class LpSearch:
         side b of u, and inherit the other side's position with respect to later units."""
         if len(Xb) == 0 or len(Xo) == 0:
             return Xb, Gb
-        gi = Gb[:, u][:, None]
-        gj = Go[:, u][None, :]
         thr = self.tol if b == 1 else 0.0
+        margin = Gb[:, u] - thr
+        k = int(np.argmax(margin)) if b == 1 else int(np.argmin(margin))   # deepest point on side b
+        gi = Gb[k, u]
+        gj = Go[:, u]
         with np.errstate(divide="ignore", invalid="ignore"):
             lam = 0.999 * (gi - thr) / (gi - gj)
-        lam = np.where(np.isfinite(lam) & (lam > 0), np.minimum(lam, 1.0), 0.0)
-        ii, jj = np.nonzero(lam > 0)
-        if ii.size == 0:
+        jj = np.flatnonzero(np.isfinite(lam) & (lam > 0))
+        if jj.size == 0:
             return Xb, Gb
-        t = lam[ii, jj][:, None]
-        Z = np.clip(Xb[ii] + t * (Xo[jj] - Xb[ii]), self.lo, self.hi)
+        t = np.minimum(lam[jj], 1.0)[:, None]
+        Z = Xb[k] + t * (Xo[jj] - Xb[k])
         GZ = self.forward(Z)
         ok = self._verify_batch(GZ, u, b)
         if not ok.any():
@@ -635,9 +651,7 @@ class LpSearch:
         return np.vstack([Xb, Z[ok]]), np.vstack([Gb, GZ[ok]])
 
     def _verify_batch(self, G, u, b):
-        bits = self.bits
-        dec = (bits >= 0) & self.unstable
-        ok = np.all(G[:, dec & (bits == 1)] > self.tol, axis=1) & np.all(G[:, dec & (bits == 0)] <= 0.0, axis=1)
+        ok = np.all(G[:, self._on1] > self.tol, axis=1) & np.all(G[:, self._on0] <= 0.0, axis=1)
         return ok & (G[:, u] > self.tol if b == 1 else G[:, u] <= 0.0)
 
     def _select(self, X, G, cap, after):
@@ -733,14 +747,14 @@ class LpSearch:
     def _root_points(self):
         m = self.opt.root_samples
         if m <= 0:
-            return np.zeros((0, self.n0)), np.zeros((0, self.N))
+            return np.zeros((0, self.sizes[0] if self.use_z else self.n0)), np.zeros((0, self.N))
         r = self.rng
         span = self.hi - self.lo
         U = self.lo + span * r.random((m // 2, self.n0))
         p = r.random((m - m // 2, 1))
         B = self.lo + span * (r.random((m - m // 2, self.n0)) < p)
-        X = np.vstack([(self.lo + self.hi)[None, :] / 2, U, B])
-        return X, self.forward(X)
+        P = self.to_feat(np.vstack([(self.lo + self.hi)[None, :] / 2, U, B]))
+        return P, self.forward(P)
 
     def _run_root(self, prefix: str, X, G):
         """Walk the subtree of one prefix (the empty string is the whole tree)."""
@@ -786,10 +800,10 @@ class LpSearch:
             return None
         M = self._prepare_lp(None)
         if self._solve(M) and M.h.getObjectiveValue() > 0:
-            x = np.clip(np.array(M.h.getSolution().col_value)[: self.n0], self.lo, self.hi)
-            g = self.forward(x[None, :])[0]
+            p = self.to_feat(np.clip(np.array(M.h.getSolution().col_value)[: self.n0], self.lo, self.hi))
+            g = self.forward(p[None, :])[0]
             if self._verify(g):
-                return x, g
+                return p, g
         res = self._definition_lp(None, None, None)
         if res[0] == "point":
             return res[1], res[2]

@@ -283,7 +283,7 @@ def plot_accuracy_vs_regions(records: list[RunRecord], out_base, title: str | No
         ax.set_xscale("log")
         _log_axis(ax.xaxis)
         xs = [max(r.region_count, 1) for r in recs]
-        ax.set_xlim(min(xs) / 2, max(xs) * (5 if any_incomplete else 3))
+        ax.set_xlim(min(xs) / 1.6, max(xs) * (5 if any_incomplete else 1.6))
         ys = [100 * r.test_accuracy for r in recs]
         pad = max(0.5, 0.08 * (max(ys) - min(ys)))
         ax.set_ylim(min(ys) - pad, min(100.0, max(ys) + pad))

@@ -416,6 +416,43 @@ def _child_nodes(node: np.ndarray, bits: np.ndarray):
     return inv.reshape(-1), first
 
 
+def nonempty_patterns(net: ReluNet, box: Box, max_patterns: int, max_numbers: int):
+    """The patterns of all 2^N that are not provably empty on D, grown through the prefix trie.
+
+    At every trie node the exact box bounds of each unit's g decide which bits are possible
+    (bit 1 needs max_D g > 0, bit 0 needs min_D g <= 0); stable units fix their bit. Returns
+    (P, info) with P uint8 (count, N) in lexicographic order, or (None, info) when more than
+    max_patterns prefixes (a lower bound on the count) or more than max_numbers numbers of affine
+    maps would be needed; info = {"patterns": count or lower bound, "complete", "layer"}.
+    """
+    hs = net.hidden_sizes
+    prefixes = np.zeros((1, 0), dtype=np.uint8)
+    A, c = net.weights[0][None], net.biases[0][None]
+    combos: dict[int, np.ndarray] = {}
+    for l, n_l in enumerate(hs):
+        gmin, gmax = box_min_max(A, c, box)
+        can1, can0 = gmax > 0, gmin <= 0
+        free = can1 & can0
+        nfree = free.sum(axis=1)
+        total = sum(2 ** int(f) for f in nfree)
+        n_next = net.weights[l + 1].shape[0]
+        if total > max_patterns or total * n_next * net.n_inputs > max_numbers:
+            return None, {"patterns": total, "complete": False, "layer": l + 1}
+        parents, bits = [], []
+        for j in range(len(prefixes)):
+            f = int(nfree[j])
+            if f not in combos:
+                combos[f] = all_patterns(f)
+            b = np.repeat((can1[j] & ~can0[j]).astype(np.uint8)[None, :], len(combos[f]), axis=0)
+            b[:, free[j]] = combos[f]
+            bits.append(b)
+            parents.append(np.full(len(b), j, dtype=np.int64))
+        parent, bits = np.concatenate(parents), np.concatenate(bits)
+        A, c = _advance(A, c, parent, bits, net.weights[l + 1], net.biases[l + 1])
+        prefixes = np.concatenate([prefixes[parent], bits], axis=1)
+    return prefixes, {"patterns": len(prefixes), "complete": True, "layer": len(hs)}
+
+
 def check_patterns(net: ReluNet, patterns) -> np.ndarray:
     P = np.asarray(patterns)
     N = net.n_hidden_units
@@ -709,6 +746,31 @@ def domain_from_pattern_file(path) -> str | None:
     return m.group(1) if m else None
 
 
+def _default_domain_flags(args) -> bool:
+    return (args.lo == 0.0 and args.hi == 1.0 and args.center is None and args.center_test_index is None
+            and args.width is None)
+
+
+def box_from_domain_name(name: str, n_inputs: int, data_root=None) -> Box | None:
+    """The box a domain name stands for, when the name alone fixes it: `input_<lo>_<hi>` or
+    `center_test<K>_width_<L>` (a 784-input net; MNIST test image K); else None."""
+    m = re.match(r"^input_(.+)_(.+)$", name)
+    try:
+        if m:
+            box = Box.uniform(n_inputs, float(m.group(1)), float(m.group(2)))
+            return box if box.name == name else None
+        m = re.match(r"^center_test(\d+)_width_(.+)$", name)
+        if m and n_inputs == 784:
+            from .domain import test_image
+
+            x = test_image(int(m.group(1)), data_root)     # data_root None: the repository's data/
+            box = Box.around(x, float(m.group(2)), f"test{int(m.group(1))}")
+            return box if box.name == name else None
+    except (ValueError, ToolError):
+        return None
+    return None
+
+
 def output_paths(weights, tag: str, out=None) -> tuple[Path, Path]:
     dat = Path(out) if out else Path(weights).parent / f"two_hidden_{tag}.dat"
     return dat, dat.with_suffix(".json")
@@ -716,12 +778,12 @@ def output_paths(weights, tag: str, out=None) -> tuple[Path, Path]:
 
 def _size_lines(sizes: dict) -> list[str]:
     lines = []
-    for name in ("original", "naive", "shared_formula", "shared", "built"):
+    for name in ("original", "naive", "shared_formula", "shared", "nonempty_formula", "built"):
         e = sizes.get(name)
-        if e is None:
+        if e is None or (name == "shared" and e.get("counted") == "built" and "nonempty_formula" in sizes):
             continue
-        label = "trie" if name == "shared_formula" or e.get("counted") == "formula" and name == "shared" \
-            else ("built" if name == "shared" else name)
+        label = e.get("label") or ("trie" if name == "shared_formula" or e.get("counted") == "formula"
+                                   and name == "shared" else ("built" if name == "shared" else name))
         widths = ", ".join(fmt_int(v) for v in e["layer_sizes"])
         extra = f"  [{e['counted']}]" if "counted" in e else ""
         lines.append(f"  {label:8s} n = [{widths}]  params = {fmt_int(e['params'])}{extra}")
@@ -749,8 +811,7 @@ def run_transform(args) -> int:
     net = ReluNet.load(args.weights)
     if net.n_hidden_layers < 1:
         raise ToolError(f"{args.weights}: the network has no hidden layer; there is nothing to transform")
-    box = box_from_args(args, net.n_inputs, data_root=args.data_root) if args.data_root else \
-        box_from_args(args, net.n_inputs)
+    box = box_from_args(args, net.n_inputs, data_root=args.data_root)   # None: the repository's data/
     share = "none" if args.no_share else ("trie" if args.trie_only else "full")
     N, m = net.n_hidden_units, net.n_outputs
 
@@ -762,6 +823,11 @@ def run_transform(args) -> int:
             print(f"warning: {w.message}", file=sys.stderr)
         mode = "feasible"
         file_domain = domain_from_pattern_file(args.patterns)
+        if file_domain and file_domain != box.name and _default_domain_flags(args):
+            named = box_from_domain_name(file_domain, net.n_inputs, args.data_root)
+            if named is not None:
+                box = named
+                print(f"note: domain {box.name} taken from the name of {args.patterns}", file=sys.stderr)
         domain_name = file_domain or box.name
         if file_domain and file_domain != box.name:
             print(f"warning: {args.patterns} is named for domain '{file_domain}' but the flags give "
@@ -772,7 +838,7 @@ def run_transform(args) -> int:
     else:
         P = None
         mode = "all"
-        tag = "all_nodes"
+        tag = "all_nodes" if box.name == "input_0_1" else f"all_nodes_{box.name}"
         formulas = formula_sizes(net.layer_sizes, None)
     dat_path, json_path = output_paths(args.weights, tag, args.output)
     sizes = {"original": size_entry(net.layer_sizes), "naive": formulas["naive"], "shared": formulas["shared"]}
@@ -781,6 +847,24 @@ def run_transform(args) -> int:
     head = (f"{net!r}: {N} hidden units, {'all 2^%d = %s' % (N, fmt_int(n_pat)) if mode == 'all' else n_pat} "
             f"patterns, domain {box.name}, big-M {M:g}, sharing: {share}")
     say(head)
+    reason = None
+    nonempty_info = None
+    if mode == "all" and share == "full":
+        # full sharing leaves out the patterns that are provably empty on D: grow them through the trie
+        P, nonempty_info = nonempty_patterns(net, box, args.max_units // (m + 1), args.max_params)
+        if P is None:
+            reason = (f"at least {fmt_int(nonempty_info['patterns'])} prefixes (up to hidden layer "
+                      f"{nonempty_info['layer']}) are not provably empty on D by the box bounds of each trie "
+                      f"node, more than --max-units / --max-params allow")
+            say(f"patterns not provably empty on D: at least {fmt_int(nonempty_info['patterns'])} "
+                f"(counted up to hidden layer {nonempty_info['layer']})")
+        else:
+            f2 = formula_sizes(net.layer_sizes, P)["shared"]
+            f2["note"] = ("prefix trie over the patterns not provably empty on D (box bounds per trie node); "
+                          "no dropping of stable violation units, no merging (the built net is at most this large)")
+            f2["label"] = "nonempty"
+            sizes["nonempty_formula"] = plan = f2
+            say(f"patterns not provably empty on D (box bounds per trie node): {len(P)} of 2^{N}")
     if args.size_only:
         say("sizes (by formula; not built):")
         for line in _size_lines(sizes):
@@ -790,8 +874,9 @@ def run_transform(args) -> int:
 
     units = plan["layer_sizes"][1] + plan["layer_sizes"][2]
     mem = memory_params(plan, N)
-    reason = None
-    if units > args.max_units:
+    if reason:
+        pass
+    elif units > args.max_units:
         reason = (f"it would have {fmt_int(units)} hidden units, more than --max-units {args.max_units}")
     elif mem > args.max_params:
         reason = (f"building it would hold {fmt_int(mem)} numbers (dense layer 1 + sparse layers 2, 3), "
@@ -801,6 +886,8 @@ def run_transform(args) -> int:
               "domain": box.to_json(), "patterns": n_pat, "big_m": M, "band_width": None,
               "built": False, "shared": share != "none", "share": share, "sizes": sizes,
               "build_seconds": None, "verification": None}
+    if nonempty_info is not None:
+        record["nonempty_patterns"] = nonempty_info
     if args.patterns and domain_name != box.name:
         record["pattern_domain"] = domain_name
     if reason:
@@ -829,6 +916,8 @@ def run_transform(args) -> int:
         f"dropped, {res.merged_units} equal units merged")
     for line in _size_lines(sizes):
         say(line)
+    if "nonempty_formula" in sizes:
+        say(f"  {'built':8s} n = [{', '.join(map(str, built['layer_sizes']))}]  params = {built['params']}  [built]")
 
     ok = True
     accuracy = None

@@ -353,3 +353,51 @@ def test_cli_domain_name_from_the_pattern_file(run_dir, cases, tmp_path, capsys)
     write_patterns(pf2, net.layer_sizes, feasible)
     assert _load_script().main(["-w", str(w), "-i", str(pf2), "-q", "--no-verify", "--lo", "0", "--hi", "0.5"]) == 0
     assert (tmp_path / "two_hidden_feasible_input_0_0.5.dat").exists()
+
+
+def test_cli_box_from_the_pattern_file_name(cases, tmp_path, capsys):
+    net, _, _ = cases["h33"]
+    half = Box.uniform(2, 0.0, 0.5)
+    feasible = np.array(sorted(brute_force_patterns(net, half)), dtype=np.uint8)
+    pf = tmp_path / "activation_pattern_abhinav_input_0_0.5.dat"
+    write_patterns(pf, net.layer_sizes, feasible)
+    w = tmp_path / "weights.dat"
+    net.save(w)
+    assert _load_script().main(["-w", str(w), "-i", str(pf), "-q", "--verify-points", "1000"]) == 0
+    err = capsys.readouterr().err
+    assert "taken from the name" in err and "warning" not in err
+    rec = json.loads((tmp_path / "two_hidden_feasible_input_0_0.5.json").read_text())
+    assert rec["domain"]["hi"] == 0.5 and "pattern_domain" not in rec
+    assert rec["verification"]["uniform"]["missing_pattern"] == 0
+    assert rec["verification"]["interior"]["with_interior_point"] == len(feasible)
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_nonempty_patterns_grown_through_the_trie(cases, name):
+    from src.transform import nonempty_patterns
+
+    net, box, feasible = cases[name]
+    N = net.n_hidden_units
+    P, info = nonempty_patterns(net, box, 10 ** 6, 10 ** 8)
+    assert info["complete"] and info["patterns"] == len(P)
+    grown = {tuple(p) for p in P}
+    assert {tuple(p) for p in feasible} <= grown                     # never drops a feasible pattern
+    res = build_two_hidden(net, box, all_patterns(N), share="full")   # the builder's own pruning agrees
+    assert grown == {tuple(p) for p in all_patterns(N)[res.patterns_used]}
+    assert len(P) < 2 ** N
+    small, info = nonempty_patterns(net, box, 2, 10 ** 8)
+    assert small is None and not info["complete"] and info["patterns"] > 2
+
+
+def test_cli_all_nodes_on_a_local_box(cases, tmp_path):
+    net, _, _ = cases["h432"]
+    w = tmp_path / "weights.dat"
+    net.save(w)
+    c = tmp_path / "c.txt"
+    c.write_text("0.4, 0.5, 0.6\n")
+    assert _load_script().main(["-w", str(w), "--center", str(c), "--width", "0.05", "-q",
+                                "--verify-points", "2000"]) == 0
+    rec = json.loads((tmp_path / "two_hidden_all_nodes_center_c_width_0.05.json").read_text())
+    assert rec["built"] and rec["nonempty_patterns"]["complete"]
+    assert rec["nonempty_patterns"]["patterns"] < 2 ** net.n_hidden_units
+    assert rec["verification"]["ok"] and rec["verification"]["uniform"]["known"]["mismatch_outside_band"] == 0
