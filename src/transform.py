@@ -10,7 +10,7 @@ only on s_1..s_{l-1}; the output is F^S x + e^S. The new net (issue 5):
   output:         y_k = sum_S (z_{S,k} - K_{S,k} t_S)
 
 It equals the original net on D except where some hidden pre-activation g of the original net has
-|g| <= band_width = max(1, max_D u)/M (see `band_width` below).
+|g| <= band_width = max(1, max_D u)/M (TransformResult.band_width).
 
 Sharing (`share`):
   "none": the naive net, |P|(N+m) / |P|(m+1) units.
@@ -20,6 +20,7 @@ Sharing (`share`):
           leave out patterns that are provably empty on D (a unit whose side of S cannot hold anywhere
           on D by the same bound), and merge units with bit-identical weights and bias (e.g. value units
           of patterns that differ only in units with zero outgoing weights, or dead prefixes).
+          For all 2^N patterns, `nonempty_patterns` grows only the non-provably-empty ones.
 Everything here is pure numpy/scipy; `run_transform` is the body of transform_networks_using_all_nodes.py.
 """
 from __future__ import annotations

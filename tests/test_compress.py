@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import linprog
 
 from conftest import ROOT, random_net
-from src.bounds import Stability
+from src.bounds import Stability, exact_stability_per_unit
 from src.compress import (Compression, VerificationError, active_basis, compress, compress_on_domain,
                           parse_index_spec, parse_widths, stability_on, verify)
 from src.domain import Box
@@ -230,6 +230,9 @@ def test_random_nets_stability_matches_exact_oracle_and_compression_is_lossless(
     for l in range(net.n_hidden_layers):
         np.testing.assert_array_equal(st.active[l], ex.active[l], err_msg=f"layer {l + 1} active")
         np.testing.assert_array_equal(st.inactive[l], ex.inactive[l], err_msg=f"layer {l + 1} inactive")
+    ref = exact_stability_per_unit(net, box, tol=TOL)      # one exact MILP per unit (src.bounds)
+    assert st.exact and ref.exact
+    np.testing.assert_array_equal(st.fixed_bits(), ref.fixed_bits())
     c = compress(net, st)
     assert_equal_on(net, c.net, box, seed=seed)
     # compressing with the oracle's stability gives the same shapes
