@@ -73,7 +73,7 @@ class EngineOptions:
     root_points: int = 32         # points kept at the first node of a layer region
     root_samples: int = 64        # random box points drawn at the top of the tree
     eager: bool = True            # settle one-sided units of the layer at every node
-    segment_search: bool = False  # rarely pays off once crossing points are on
+    segment_search: bool = True
     clauses: bool = True
     crossing_points: bool = True  # give each child points from segments across the branching hyperplane
     cap: float = 1e-4             # margin cap of the LP, times the mean box width
@@ -690,7 +690,9 @@ class LpSearch:
         finally:
             self.regions.pop()
 
-    def _node(self, R, i, X, G, snap):
+    def _node(self, R, i, X, G, snap, fresh=True):
+        """Walk the subtree of the current node (unit i of region R next). `fresh` is False when the node
+        carries exactly its parent's points, so that the eager pass would find nothing new."""
         self.stats["nodes"] += 1
         l = R.l
         u = self.off[l] + i
@@ -710,13 +712,13 @@ class LpSearch:
             b = int(self.fixed[u])
             pushed = self._push(R, i, b)
             try:
-                self._node(R, i + 1, X, G, snap)
+                self._node(R, i + 1, X, G, snap, fresh)
             finally:
                 self._pop(u, pushed)
             return
         undo = []
         try:
-            if self.opt.eager:
+            if self.opt.eager and fresh:
                 X, G, undo = self._eager(R, i, X, G, snap)
                 cap = self.opt.root_points if i == 0 else self.opt.max_points
                 X, G = X[:cap], G[:cap]
@@ -727,12 +729,13 @@ class LpSearch:
             children = sorted(out)
             for k, b in enumerate(children):
                 Xb, Gb, sb = out[b]
+                same = len(children) == 1 and len(Xb) == len(X) and sb is snap
                 if len(children) == 2 and self.opt.crossing_points:
                     Xb, Gb = self._crossing_points(u, b, Xb, Gb, out[1 - b][0], out[1 - b][1])
                 Xb, Gb = self._select(Xb, Gb, self.opt.max_points, u + 1)
                 pushed = self._push(R, i, b)
                 try:
-                    self._node(R, i + 1, Xb, Gb, sb)
+                    self._node(R, i + 1, Xb, Gb, sb, not same)
                 except SearchStopped as e:
                     pre = self._prefix(u)
                     e.frontier.extend(pre + str(c) for c in children[k + 1:])
