@@ -73,6 +73,7 @@ class EngineOptions:
     root_points: int = 32         # points kept at the first node of a layer region
     root_samples: int = 64        # random box points drawn at the top of the tree
     eager: bool = True            # settle one-sided units of the layer at every node
+    eager_depth: int = 10**9      # ... whose position in its layer is at most this
     segment_search: bool = True
     clauses: bool = True
     crossing_points: bool = True  # give each child points from segments across the branching hyperplane
@@ -490,53 +491,53 @@ class LpSearch:
                 return True
         return False
 
+    def _vertex_values(self, R):
+        """Per side b: features of the box vertex extreme for each unit of R's layer (towards side b), and the
+        affine values of every unit of layers <= l at those vertices (cached per region)."""
+        if R.vertex_feat is None:
+            pos = R.A > 0
+            feats = (self.to_feat(np.where(pos, self.lo, self.hi)), self.to_feat(np.where(pos, self.hi, self.lo)))
+            vals = tuple(np.hstack([F @ self.fmaps[k][0].T + self.fmaps[k][1] for k in range(R.l + 1)]) for F in feats)
+            R.vertex_feat = (feats, vals)
+        return R.vertex_feat
+
     def _segment_search(self, R, i, b, X, G):
         """From every carried point walk towards the box vertex extreme for g_i on side b.
 
         Inside the node's region every decided unit is affine along a segment, so its value is the
         interpolation between the point's pre-activation and the affine value at the vertex: one
         vectorised ratio test per point; the best candidate is verified by a forward pass.
+        (Divisions by zero below give inf/nan that np.where discards; run() silences the warnings.)
         """
-        m = len(X)
-        if m == 0:
+        if len(X) == 0:
             return None
         l = R.l
         u = self.off[l] + i
-        if R.vertex_feat is None:          # features of the box vertices extreme for each unit, both sides
-            pos = R.A > 0
-            R.vertex_feat = (self.to_feat(np.where(pos, self.lo, self.hi)), self.to_feat(np.where(pos, self.hi, self.lo)))
-        pv = R.vertex_feat[b][i]
         end = self.off[l + 1]
-        dec = np.flatnonzero((self.bits[:end] >= 0) & self.unstable[:end])
-        gv_u = float(R.Af[i] @ pv + R.c[i])
-        p_u = G[:, u]
-        d_u = gv_u - p_u
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if b == 1:
-                cross = np.where(d_u > 0, (self.tol - p_u) / d_u, np.inf)
-            else:
-                cross = np.where(d_u < 0, p_u / -d_u, np.inf)
-            cross = np.maximum(cross, 0.0)
-            if not np.any(cross < 1.0):
-                return None
-            lim = np.ones(m)
-            if dec.size:
-                gv = np.concatenate([self.fmaps[k][0] @ pv + self.fmaps[k][1] for k in range(l + 1)])
-                P = G[:, dec]
-                D = gv[dec][None, :] - P
-                ones = self.bits[dec] == 1
-                l1 = np.where(ones & (D < 0), (P - self.tol) / -D, np.inf)
-                l0 = np.where(~ones & (D > 0), -P / D, np.inf)
-                lim = np.minimum(lim, np.minimum(l1.min(axis=1), l0.min(axis=1)))
-        gap = lim - cross
-        for k in np.argsort(-gap)[:2]:
-            if not gap[k] > 0:
-                break
-            t = cross[k] + 0.5 * gap[k]
-            xn = X[k] + t * (pv - X[k])
-            gn = self.forward(xn[None, :])[0]
-            if self._verify(gn, u, b):
-                return xn, gn
+        feats, vals = self._vertex_values(R)
+        pv, gv = feats[b][i], vals[b][i]
+        Gd = G[:, :end]
+        D = gv - Gd
+        du, pu = D[:, u], Gd[:, u]
+        if b == 1:
+            cross = np.where(du > 0, (self.tol - pu) / du, np.inf)
+        else:
+            cross = np.where(du < 0, pu / -du, np.inf)
+        cross = np.maximum(cross, 0.0)
+        if not (cross < 1.0).any():
+            return None
+        on1, on0 = self._on1[:end], self._on0[:end]
+        lim = np.minimum(np.where(on1 & (D < 0), (Gd - self.tol) / -D, np.inf).min(axis=1),
+                         np.where(on0 & (D > 0), -Gd / D, np.inf).min(axis=1))
+        gap = np.minimum(lim, 1.0) - cross
+        k = int(np.argmax(gap))
+        if not gap[k] > 0:
+            return None
+        t = cross[k] + 0.5 * gap[k]
+        xn = X[k] + t * (pv - X[k])
+        gn = self.forward(xn[None, :])[0]
+        if self._verify(gn, u, b):
+            return xn, gn
         return None
 
     def _certify(self, R, i, b, X, G, snap):
@@ -637,8 +638,7 @@ class LpSearch:
         k = int(np.argmax(margin)) if b == 1 else int(np.argmin(margin))   # deepest point on side b
         gi = Gb[k, u]
         gj = Go[:, u]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lam = 0.999 * (gi - thr) / (gi - gj)
+        lam = 0.999 * (gi - thr) / (gi - gj)
         jj = np.flatnonzero(np.isfinite(lam) & (lam > 0))
         if jj.size == 0:
             return Xb, Gb
@@ -718,7 +718,7 @@ class LpSearch:
             return
         undo = []
         try:
-            if self.opt.eager and fresh:
+            if self.opt.eager and fresh and i <= self.opt.eager_depth:
                 X, G, undo = self._eager(R, i, X, G, snap)
                 cap = self.opt.root_points if i == 0 else self.opt.max_points
                 X, G = X[:cap], G[:cap]
@@ -828,6 +828,7 @@ class LpSearch:
         if need > sys.getrecursionlimit():
             sys.setrecursionlimit(need)
         X0, G0 = self._root_points()
+        err = np.seterr(divide="ignore", invalid="ignore")
         try:
             for k, p in enumerate(roots):
                 try:
@@ -836,6 +837,7 @@ class LpSearch:
                     return False, e.frontier + list(roots[k + 1:])
             return True, []
         finally:
+            np.seterr(**err)
             self._emit = None
             self._reset_path()
 
