@@ -114,6 +114,18 @@ def _fmt_l1(v) -> str:
     return f"{m}e{int(e)}" if e is not None else s
 
 
+def _domain_label(records) -> str:
+    """'[0, 1]^784' from the domain block of the analysis JSONs, else the domain name."""
+    for r in records:
+        for j in (r.regions, r.stable, r.compressed):
+            d = (j or {}).get("domain") or {}
+            if "lo" in d and "hi" in d and "n" in d:
+                return f"[{d['lo']:g}, {d['hi']:g}]$^{{{d['n']}}}$"
+            if d.get("name"):
+                return str(d["name"])
+    return records[0].domain if records else DEFAULT_DOMAIN
+
+
 def _log_axis(axis):
     """Readable log-axis labels: 1-2-5 ticks as plain numbers (10^k beyond a million), no minor labels."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -181,8 +193,7 @@ def plot_regions_vs_l1(records: list[RunRecord], out_base, title: str | None = N
         ax.set_ylim(max(lo / 2.5, 0.6), ymax * (4.5 if any_incomplete else 2.0))
         _l1_axis(ax, l1s)
         ax.set_ylabel("number of linear regions")
-        dom = recs[0].domain
-        ax.set_title(title or f"Linear regions on the domain {dom}")
+        ax.set_title(title or f"Linear regions on {_domain_label(recs)}")
         handles = [Line2D([], [], **style.kw(g), markersize=6, markeredgecolor="k", markeredgewidth=0.5,
                           label=style.label(g)) for g in style.groups]
         if any_incomplete:
@@ -244,7 +255,7 @@ def plot_stable_units_vs_l1(records: list[RunRecord], out_base, title: str | Non
         handles.append(Line2D([], [], color="0.5", linestyle=":", label="layer width"))
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False,
                    bbox_to_anchor=(0.5, -0.02))
-        fig.suptitle(title or f"Stable units per hidden layer on the domain {recs[0].domain}")
+        fig.suptitle(title or f"Stable units per hidden layer on {_domain_label(recs)}")
         fig.tight_layout(rect=(0, 0.08 + 0.03 * ((len(handles) - 1) // 3), 1, 1))
         _skipped_note(fig, skipped, "stable units")
         return save(fig, out_base, formats)
@@ -287,7 +298,7 @@ def plot_accuracy_vs_regions(records: list[RunRecord], out_base, title: str | No
         ys = [100 * r.test_accuracy for r in recs]
         pad = max(0.5, 0.08 * (max(ys) - min(ys)))
         ax.set_ylim(min(ys) - pad, min(100.0, max(ys) + pad))
-        ax.set_xlabel(f"number of linear regions on {recs[0].domain}")
+        ax.set_xlabel(f"number of linear regions on {_domain_label(recs)}")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(title or "Test accuracy against number of linear regions")
         handles = [Line2D([], [], marker=marker[g], color="0.55", markeredgecolor="k", markeredgewidth=0.5,
