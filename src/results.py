@@ -1,7 +1,8 @@
 """Collect run directories into rows: one per run, read only from the files in docs/formats.md.
 
 A run directory `fcnn_run_<id>/` holds `config.json`, `metrics.json`, and per domain
-`regions_<domain>.json`, `stable_units_<domain>.json`, `two_hidden_all_nodes.json`,
+`regions_<domain>.json`, `stable_units_<domain>.json`, `two_hidden_all_nodes.json` (for another
+domain than input_0_1: `two_hidden_all_nodes_<domain>.json`, as the transformation names it),
 `two_hidden_feasible_<domain>.json`, `compressed_<domain>.json`. Settings (arch, l1, adv,
 dropout) come from config.json, never from the run id. A missing or unreadable file is
 recorded in `RunRecord.missing` / `problems` and the run is still collected.
@@ -169,7 +170,8 @@ def load_run(path, domain: str = DEFAULT_DOMAIN, run_id: int | None = None) -> R
         rec.problems.append("metrics.json: training not complete")
     rec.regions = _read_optional(path / f"regions_{domain}.json", rec)
     rec.stable = _read_optional(path / f"stable_units_{domain}.json", rec)
-    rec.two_hidden_all = _read_optional(path / "two_hidden_all_nodes.json", rec)
+    all_name = "two_hidden_all_nodes.json" if domain == DEFAULT_DOMAIN else f"two_hidden_all_nodes_{domain}.json"
+    rec.two_hidden_all = _read_optional(path / all_name, rec)
     rec.two_hidden_feasible = _read_optional(path / f"two_hidden_feasible_{domain}.json", rec)
     rec.compressed = _read_optional(path / f"compressed_{domain}.json", rec)
     if rec.regions is not None and not rec.regions.get("complete"):

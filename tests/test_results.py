@@ -127,3 +127,19 @@ def test_trend_judge_uses_lower_bounds_correctly():
     t = results.l1_trend([_R(0, 100, True, ("none", 0.0)), _R(1e-3, 50, True, ("pgd", 0.0))])
     assert t.fewer + t.more + t.equal + t.undetermined == 0 and not t.shows
     assert "does NOT show" in t.summary()
+
+
+def test_other_domain_reads_its_own_files(tmp_path):
+    """--domain picks regions_/stable_units_/compressed_/two_hidden_*_<domain> files, incl. all_nodes_<domain>."""
+    models = tmp_path / "models"
+    d = write_run(models, 1, 0.0, "none", 0.0, files=("config", "metrics"))
+    dom = "center_test0_width_0.01"
+    (d / f"regions_{dom}.json").write_text(json.dumps({"count": 7, "complete": True}))
+    (d / f"two_hidden_all_nodes_{dom}.json").write_text(json.dumps(
+        {"built": False, "sizes": {"naive": {"layer_sizes": [784, 100, 50, 10], "params": 10 ** 30}}}))
+    rec = results.load_runs(models, "1", domain=dom)[0]
+    assert rec.region_count == 7 and rec.two_hidden_all is not None
+    row = results.record_row(rec)
+    assert row["regions"] == 7 and row["two_hidden_all_params_log10"] == 30.0
+    assert f"two_hidden_all_nodes_{dom}.json" not in row["missing"]
+    assert f"compressed_{dom}.json" in row["missing"]
