@@ -633,13 +633,25 @@ class LpSearch:
         side b of u, and inherit the other side's position with respect to later units."""
         if len(Xb) == 0 or len(Xo) == 0:
             return Xb, Gb
+        # only the other side's points that show a side of a later unit of this layer that Xb lacks
+        end = self.off[self.layer_of[u] + 1]
+        later = np.arange(u + 1, end)
+        later = later[self.unstable[later] & (self.settled[later] < 0)]
+        if later.size == 0:
+            return Xb, Gb
+        Bl, Ol = Gb[:, later], Go[:, later]
+        lack1 = ~(Bl > self.tol).any(axis=0)
+        lack0 = ~(Bl <= 0.0).any(axis=0)
+        useful = ((Ol > self.tol) & lack1).any(axis=1) | ((Ol <= 0.0) & lack0).any(axis=1)
+        if not useful.any():
+            return Xb, Gb
         thr = self.tol if b == 1 else 0.0
         margin = Gb[:, u] - thr
         k = int(np.argmax(margin)) if b == 1 else int(np.argmin(margin))   # deepest point on side b
         gi = Gb[k, u]
         gj = Go[:, u]
         lam = 0.999 * (gi - thr) / (gi - gj)
-        jj = np.flatnonzero(np.isfinite(lam) & (lam > 0))
+        jj = np.flatnonzero(useful & np.isfinite(lam) & (lam > 0))
         if jj.size == 0:
             return Xb, Gb
         t = np.minimum(lam[jj], 1.0)[:, None]
