@@ -345,13 +345,15 @@ def sweep_tables(rows: list[dict], units_before: list[int]) -> tuple[str, str]:
     for r in rows:
         w.writerow(r)
     md = ["| center | width | units left per layer (of " + "-".join(map(str, units_before))
-          + ") | layers collapsed | params after | params before | seconds |",
-          "|---|---|---|---|---|---|---|"]
+          + ") | layers collapsed | params after | params before | exact | seconds |",
+          "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         units = "-".join(str(r[f"units_L{l}"]) for l in range(1, len(units_before) + 1))
         md.append(f"| {r['center']} | {r['width']:g} | {units} | {r['layers_collapsed']}"
-                  f"{' (affine)' if r['affine'] else ''} | {r['params_after']} | {r['params_before']} | {r['seconds']:.3g} |")
-    md += ["", "Mean per width:", "", "| width | images | mean units left per layer | mean layers collapsed "
+                  f"{' (affine)' if r['affine'] else ''} | {r['params_after']} | {r['params_before']} | "
+                  f"{'yes' if r['exact'] else 'no'} | {r['seconds']:.3g} |")
+    md += ["", "exact = no: the stability analysis stopped early (--time-limit); undecided units stay ReLUs.",
+           "", "Mean per width:", "", "| width | images | mean units left per layer | mean layers collapsed "
            "| affine | mean params after |", "|---|---|---|---|---|---|"]
     for width in sorted({r["width"] for r in rows}):
         rs = [r for r in rows if r["width"] == width]
