@@ -128,10 +128,61 @@ def _record_witnesses(st: Stability, net: ReluNet, box: Box, x) -> None:
     if st.witness_min is None:
         st.witness_min = [g.min(axis=0) for g in gs]
         st.witness_max = [g.max(axis=0) for g in gs]
-        return
-    for l, g in enumerate(gs):
-        st.witness_min[l] = np.minimum(st.witness_min[l], g.min(axis=0))
-        st.witness_max[l] = np.maximum(st.witness_max[l], g.max(axis=0))
+    else:
+        for l, g in enumerate(gs):
+            st.witness_min[l] = np.minimum(st.witness_min[l], g.min(axis=0))
+            st.witness_max[l] = np.maximum(st.witness_max[l], g.max(axis=0))
+    # a witness is a fact: no bound may contradict it (guards against solver-tolerance bounds)
+    for l in range(len(gs)):
+        st.upper[l] = np.maximum(st.upper[l], st.witness_max[l])
+        st.lower[l] = np.minimum(st.lower[l], st.witness_min[l])
+
+
+def _unit_gradient(net: ReluNet, x: np.ndarray, layer: int, unit: int):
+    """(g, dg/dx) of one unit at a batch of points (the gradient of the linear piece at each point)."""
+    h, masks = x, []
+    for l in range(layer):
+        g = h @ net.weights[l].T + net.biases[l]
+        m = g > 0
+        masks.append(m)
+        h = np.where(m, g, 0.0)
+    w = net.weights[layer][unit]
+    val = h @ w + net.biases[layer][unit]
+    d = np.broadcast_to(w, h.shape)
+    for l in range(layer - 1, -1, -1):
+        d = (d * masks[l]) @ net.weights[l]
+    return val, d
+
+
+def ascent_witnesses(net: ReluNet, box: Box, layer: int, unit: int, sense: str, starts: np.ndarray,
+                     steps: int = 150, step0: tuple = (1.0, 0.25), step1: float = 1e-3) -> np.ndarray:
+    """Local search for witnesses: projected gradient ascent of g (sense 'max') or descent ('min').
+
+    From each start, steps of a * (hi - lo) * grad / max|grad| with a decaying geometrically from
+    each step0 to step1, projected onto the box. Returns the best point of every run (only the exact
+    forward pass at these points is trusted, so this is a heuristic that can only certify).
+    """
+    sgn = 1.0 if sense == "max" else -1.0
+    width = box.hi - box.lo
+    out = []
+    for a0 in step0:
+        x = np.clip(np.array(starts, np.float64), box.lo, box.hi)
+        best = np.full(len(x), -np.inf)
+        bx = x.copy()
+        for k in range(steps):
+            a = a0 * (step1 / a0) ** (k / max(steps - 1, 1))
+            val, d = _unit_gradient(net, x, layer, unit)
+            val = sgn * val
+            imp = val > best
+            best[imp], bx[imp] = val[imp], x[imp]
+            d = sgn * d
+            scale = np.abs(d).max(axis=1, keepdims=True)
+            x = np.clip(x + a * width * d / np.where(scale > 0, scale, 1.0), box.lo, box.hi)
+        val, _ = _unit_gradient(net, x, layer, unit)
+        imp = sgn * val > best
+        bx[imp] = x[imp]
+        out.append(bx)
+    return np.vstack(out)
 
 
 def _progress_bar(progress, total: int, desc: str):
@@ -427,14 +478,15 @@ def _needs(st: Stability, l: int, i: int) -> str | None:
 
 
 def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, time_limit: float | None = None,
-                progress=None) -> Stability:
+                progress=None, unit_time_limit: float | None = None, local_search: bool = True) -> Stability:
     """Settle every unit still undecided by the exact MILP (HiGHS), stopping each solve early.
 
     If no witness has g > 0 the unit is maximised (inactive iff max g <= 0); if no witness has
-    g <= tol it is minimised (active iff min g > tol). The sample witnesses usually answer one of the
-    two questions, and an incumbent of the first solve often answers the other. Each layer's MILP
-    uses the settled earlier layers. `exact` is set when every unit ended stable or certified unstable (no time limit hit, no bound
-    within the solver margin of its threshold).
+    g <= tol it is minimised (active iff min g > tol). Before a solve, a projected-gradient local
+    search from the best known points looks for a witness that answers the question (it often does
+    for units with a small active region, which branch and cut may take minutes to find). Each
+    layer's MILP uses the settled earlier layers. `time_limit` bounds the whole tier,
+    `unit_time_limit` each solve; units left open stay unstable (sound) and `exact` is False.
     """
     from .milp import build_formulation
 
@@ -442,10 +494,12 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
     st = stability.copy()
     st.tol = tol
     before = st.n_stable()
+    rng = np.random.default_rng(0)
+    pool = witness_points(box)          # start points of the local search
     if st.witness_min is None:
-        _record_witnesses(st, net, box, witness_points(box))
+        _record_witnesses(st, net, box, pool)
     n_layers = net.n_hidden_layers
-    ambiguous = solves = 0
+    ambiguous = solves = searched = 0
     timed_out = False
     bar = _progress_bar(progress, sum(int(u.sum()) for u in st.unstable[1:]), "MILP settle")
     for l in range(1, n_layers):
@@ -454,14 +508,28 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
         st.upper[l] = np.minimum(st.upper[l], up_i)
         und = [int(i) for i in np.flatnonzero(st.unstable[l])]
         model = None
+        pool_g = None
         for i in und:
             tried = set()
             while (sense := _needs(st, l, i)) is not None and sense not in tried:
                 tried.add(sense)
+                if local_search:
+                    if pool_g is None:
+                        pool_g = net.preactivations(pool)[l]
+                    sgn = 1.0 if sense == "max" else -1.0
+                    top = pool[np.argsort(-sgn * pool_g[:, i])[:8]]
+                    pts = ascent_witnesses(net, box, l, i, sense, np.vstack([top, box.sample(8, rng)]))
+                    searched += 1
+                    _record_witnesses(st, net, box, pts)
+                    pool, pool_g = np.vstack([pool, pts]), None
+                    if _needs(st, l, i) != sense:
+                        continue
                 left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
                 if left is not None and left <= 0:
                     timed_out = True
                     break
+                if unit_time_limit is not None:
+                    left = unit_time_limit if left is None else min(left, unit_time_limit)
                 if model is None:
                     model = _LayerMILP(net, box, build_formulation(net, box, st, tol=tol, upto_layer=l), l)
                 bound, points, finished = model.solve(i, sense, tol, early_stop=True, time_limit=left)
@@ -473,6 +541,7 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
                     st.lower[l][i] = max(st.lower[l][i], bound)
                 if points:
                     _record_witnesses(st, net, box, np.array(points))
+                    pool, pool_g = np.vstack([pool, points]), None
             if _needs(st, l, i) is not None:
                 ambiguous += 1
             if bar is not None:
@@ -481,13 +550,17 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
         bar.close()
     st.exact = ambiguous == 0
     st.tiers.append({"tier": "milp", "settled": st.n_stable() - before, "seconds": round(time.perf_counter() - t0, 6),
-                     "solves": solves, "undecided": ambiguous, "time_limit_hit": timed_out})
+                     "solves": solves, "local_searches": searched, "undecided": ambiguous,
+                     "time_limit_hit": timed_out})
     return st
 
 
 def analyse_stability(net: ReluNet, box: Box, tol: float = 1e-6, exact: bool = False, progress=None,
-                      time_limit: float | None = None) -> Stability:
-    """Tiered stability: interval -> LP tightening -> (exact MILP for the units still undecided)."""
+                      time_limit: float | None = None, unit_time_limit: float | None = None) -> Stability:
+    """Tiered stability: interval -> LP tightening -> (exact MILP for the units still undecided).
+
+    progress: truthy for tqdm bars on stderr. time_limit / unit_time_limit: see `milp_settle`.
+    """
     t0 = time.perf_counter()
     st = interval_bounds(net, box)
     st.tol = tol
@@ -496,17 +569,21 @@ def analyse_stability(net: ReluNet, box: Box, tol: float = 1e-6, exact: bool = F
     st = lp_tighten(net, box, st, tol=tol, progress=progress)
     if exact:
         left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t0))
-        st = milp_settle(net, box, st, tol=tol, time_limit=left, progress=progress)
+        st = milp_settle(net, box, st, tol=tol, time_limit=left, progress=progress, unit_time_limit=unit_time_limit)
     return st
 
 
 def exact_stability_per_unit(net: ReluNet, box: Box, tol: float = 1e-6, progress=None,
-                             time_limit: float | None = None) -> Stability:
+                             time_limit: float | None = None, early_stop: bool = True,
+                             unit_time_limit: float | None = None) -> Stability:
     """Reference method: one exact MILP for the max and one for the min of every unit, no tiers.
 
     Layer by layer from the interval bounds: every unit of layers 2.. that interval arithmetic leaves
-    undecided gets its max and min solved to optimality (HiGHS) over the MILP of the earlier layers,
-    which uses the bounds found so far. Decisions come from the bounds alone (no witnesses).
+    undecided gets its max and its min solved by HiGHS over the MILP of the earlier layers (built
+    with the bounds found so far). No LP tier, no sample or local-search witnesses. With
+    early_stop (default) each solve stops once the sign question is answered (max: an incumbent with
+    g > 0 or a bound <= 0; min: an incumbent with g <= tol or a bound > tol); without it, solves run
+    to optimality and the bounds are the exact ranges (up to MIP_MARGIN).
     """
     from .milp import build_formulation
 
@@ -532,13 +609,16 @@ def exact_stability_per_unit(net: ReluNet, box: Box, tol: float = 1e-6, progress
                 if left is not None and left <= 0:
                     all_finished = False
                     continue
-                bound, _, finished = model.solve(int(i), sense, tol, early_stop=False, time_limit=left)
+                if unit_time_limit is not None:
+                    left = unit_time_limit if left is None else min(left, unit_time_limit)
+                bound, points, finished = model.solve(int(i), sense, tol, early_stop=early_stop, time_limit=left)
                 solves += 1
                 all_finished &= finished
+                seen = net.preactivations(np.array(points))[l][:, i] if points else np.zeros(0)
                 if sense == "max":
-                    st.upper[l][i] = min(st.upper[l][i], bound)
+                    st.upper[l][i] = max(min(st.upper[l][i], bound), seen.max(initial=-np.inf))
                 else:
-                    st.lower[l][i] = max(st.lower[l][i], bound)
+                    st.lower[l][i] = min(max(st.lower[l][i], bound), seen.min(initial=np.inf))
             if bar is not None:
                 bar.update(1)
     if bar is not None:

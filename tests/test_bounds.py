@@ -108,7 +108,8 @@ def test_exact_stability_matches_region_brute_force(sizes, seed, shift):
     net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
     assert_well_posed(elo, ehi)
     inactive, active = exact_sets(elo, ehi)
-    for st in (analyse_stability(net, box, tol=TOL, exact=True), exact_stability_per_unit(net, box, tol=TOL)):
+    for st in (analyse_stability(net, box, tol=TOL, exact=True), exact_stability_per_unit(net, box, tol=TOL),
+               exact_stability_per_unit(net, box, tol=TOL, early_stop=False)):
         assert st.exact
         for l in range(net.n_hidden_layers):
             assert np.array_equal(st.inactive[l], inactive[l]), (l, st.upper[l], ehi[l])
@@ -123,7 +124,7 @@ def test_exact_stability_matches_region_brute_force(sizes, seed, shift):
 def test_per_unit_milp_bounds_are_the_exact_ranges(sizes, seed, shift):
     """Solved to optimality, the per-unit MILP reproduces the exact extremes of units it solved."""
     net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
-    st = exact_stability_per_unit(net, box, tol=TOL)
+    st = exact_stability_per_unit(net, box, tol=TOL, early_stop=False)
     iv = interval_bounds(net, box)
     for l in range(1, net.n_hidden_layers):
         solved = iv.unstable[l] & (st.upper[l] < iv.upper[l]) & (st.lower[l] > iv.lower[l])
@@ -167,19 +168,23 @@ def test_local_box_has_at_least_as_many_stable_units():
         assert np.all(small.inactive[l] >= big.inactive[l]) and np.all(small.active[l] >= big.active[l])
 
 
+@pytest.mark.parametrize("local_search", [False, True])
 @pytest.mark.parametrize("sizes,seed,shift", NETS[::4])
-def test_milp_tier_alone_without_sample_witnesses(sizes, seed, shift):
-    """With the sample witnesses wiped, the MILP must answer both questions for every unit itself
-    (early-stopped at incumbents with g > 0 / g <= tol, or at a bound), and still be exact."""
+def test_milp_tier_alone_without_sample_witnesses(sizes, seed, shift, local_search):
+    """With the sample witnesses wiped, the MILP (and local search) must answer both questions for
+    every unit (early-stopped at incumbents with g > 0 / g <= tol, or at a bound), and be exact."""
     net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
     st = interval_bounds(net, box)
     st.witness_min = [np.full(n, np.inf) for n in net.hidden_sizes]
     st.witness_max = [np.full(n, -np.inf) for n in net.hidden_sizes]
-    st = milp_settle(net, box, st, tol=TOL)
+    st = milp_settle(net, box, st, tol=TOL, local_search=local_search)
     inactive, active = exact_sets(elo, ehi)
     open_units = sum(int(u.sum()) for u in interval_bounds(net, box).unstable[1:])
     # incumbents of one solve also certify other units, so there may be fewer solves than open units
-    assert st.exact and (st.tiers[-1]["solves"] >= 1) == (open_units > 0)
+    work = st.tiers[-1]["solves"] + st.tiers[-1]["local_searches"]
+    assert st.exact and (work >= 1) == (open_units > 0)
+    if not local_search:
+        assert st.tiers[-1]["local_searches"] == 0
     for l in range(1, net.n_hidden_layers):
         assert np.array_equal(st.inactive[l], inactive[l]) and np.array_equal(st.active[l], active[l])
         unst = ~(inactive[l] | active[l])
