@@ -162,8 +162,8 @@ def build_parser():
     p.add_argument("--tol", type=float, default=1e-6, help="activity threshold (default 1e-6)")
     p.add_argument("--tiered-time-limit", type=float, default=120.0, help="cap per tiered run, s (default 120)")
     p.add_argument("--ref-time-limit", type=float, default=120.0, help="cap per reference run, s (default 120)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_stability"), metavar="STEM",
-                   help="write STEM.json and STEM.md (default benchmarks/results/bench_stability)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "bench_stability"), metavar="STEM",
+                   help="write STEM.json and STEM.md (default benchmarks/out/bench_stability)")
     p.add_argument("--data-root", default=None, help="MNIST root (default <repo>/data)")
     p.add_argument("-q", "--quiet", action="store_true")
     return p
