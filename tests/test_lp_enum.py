@@ -230,6 +230,28 @@ def test_ctrl_c_stops_with_frontier_and_resume_completes():
     assert set(everything) == brute_force_patterns(net, box, TOL)
 
 
+def test_ctrl_c_with_two_workers():
+    net = random_net([3, 8, 8, 1], seed=9, bias_scale=0.4)
+    box = Box.uniform(3)
+    fixed = interval_bounds(net, box).fixed_bits()
+    full = lp_patterns(net, box, fixed=fixed)[0]
+    found = []
+
+    def emit(b):
+        found.append(tuple(int(v) for v in b))
+        if len(found) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    out = run_search(net, box, fixed, TOL, emit, workers=2)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if out.complete:                 # every subtree had finished before the workers saw the stop
+        assert sorted(found) == sorted(full)
+        return
+    assert out.interrupted and out.frontier
+    everything = _resume_until_done(net, box, fixed, found, out.frontier)
+    assert len(everything) == len(set(everything)) and sorted(everything) == sorted(full)
+
+
 def test_resume_from_mid_layer_prefixes():
     net = random_net([2, 3, 3, 2, 1], seed=4, bias_scale=0.5)
     box = Box.uniform(2)
