@@ -19,7 +19,6 @@ the lp backend with that many processes (wall time only).
     python benchmarks/bench_lp_engine.py --archs mlp:6-6 --l1s 0 --skip-scaling   # quick look
 """
 import argparse
-import json
 import os
 import sys
 import time

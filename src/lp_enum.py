@@ -854,15 +854,15 @@ class LpSearch:
             self._reset_path()
 
     def split(self, roots, depth, emit):
-        """Cut the subtrees of `roots` at unit index `depth`: the feasible prefixes of length >= depth there,
-        in lexicographic order (patterns of nets with at most `depth` units go to emit)."""
+        """Cut the subtrees of `roots` (prefixes shorter than `depth`) at unit index `depth`: the certified
+        prefixes where the walk reaches that unit (full patterns included), in lexicographic order."""
         self._cut, self._tasks = depth, []
         try:
-            complete, frontier = self.run(emit, roots=roots)
+            complete, _ = self.run(emit, roots=roots)
             assert complete
             return self._tasks
         finally:
-            self._cut, tasks, self._tasks = None, self._tasks, None
+            self._cut, self._tasks = None, None
 
 
 # ---- the driver: sequential or parallel, time limit, Ctrl-C -------------------------------------------

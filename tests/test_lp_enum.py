@@ -11,7 +11,7 @@ import pytest
 
 from bruteforce import brute_force_patterns, sampled_patterns
 from conftest import random_net
-from src.bounds import Stability, interval_bounds
+from src.bounds import interval_bounds
 from src.domain import Box
 from src.enumeration import EnumerationProblem, PatternSink, get_backend
 from src.ioutils import ToolError

@@ -4,7 +4,8 @@ Same feasibility definition and tol as the MILP backends. `workers` (constructor
 attribute, or the `workers=` keyword of enumerate) walks prefix subtrees in that many processes;
 the patterns reach the sink in lexicographic order whatever the number of workers. A time limit
 or Ctrl-C returns complete=False with the unexplored frontier (a list of prefix strings), which
-`resume_state={"frontier": [...]}` continues without losing or repeating a pattern.
+`resume_state={"frontier": [...]}` continues without losing or repeating a pattern. `threads` is
+not used: every process runs HiGHS with one thread (use workers for parallelism).
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import time
 
 import numpy as np
 
-from ..enumeration import Backend, BackendUnavailable, EnumerationProblem, EnumerationResult, PatternSink, packages_line
+from ..enumeration import (Backend, BackendUnavailable, EnumerationProblem, EnumerationResult, PatternSink,
+                           packages_line)
 from ..ioutils import ToolError
 
 
