@@ -15,8 +15,10 @@ Nets are trained here with src.training (few epochs; cached in --work-dir and re
 machine is shared: CPU seconds are the steadier number when it is loaded; --workers adds rows for
 the lp backend with that many processes (wall time only).
 
-    python benchmarks/bench_lp_engine.py                                   # defaults, a few minutes
-    python benchmarks/bench_lp_engine.py --archs mlp:6-6 --l1s 0 --skip-scaling   # quick look
+    python benchmarks/bench_lp_engine.py                                   # defaults: about 5 minutes
+    python benchmarks/bench_lp_engine.py --archs mlp:6-6 --l1s 0 --skip-scaling   # quick look (30 s)
+    python benchmarks/bench_lp_engine.py --archs mlp:8-8 --l1s 0 --backends lp,gurobi \
+        --time-limit 500 --skip-scaling                                    # ~14k regions vs Gurobi (3 min)
 """
 import argparse
 import os
@@ -115,18 +117,18 @@ def print_rows(title, rows):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--archs", default="mlp:6-6,mlp:8-8", help="comma-separated archs for the comparison")
+    p.add_argument("--archs", default="mlp:6-6,mlp:7-7", help="comma-separated archs for the comparison")
     p.add_argument("--l1s", default="0,0.0005", help="comma-separated l1 strengths (comparison and scaling)")
     p.add_argument("--epochs", type=int, default=3, help="training epochs per net")
     p.add_argument("--train-subset", type=int, default=0, help="first N MNIST training images (0 = all 60000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backends", default="lp,gurobi,scip", help="backends to compare (unavailable ones are skipped)")
-    p.add_argument("--time-limit", type=float, default=120.0, help="seconds per backend and net in the comparison")
+    p.add_argument("--time-limit", type=float, default=60.0, help="seconds per backend and net in the comparison")
     p.add_argument("--workers", default="", help="also run lp with these worker counts, e.g. 2 (comma-separated)")
     p.add_argument("--scaling-archs", default="mlp:6-6,mlp:8-8,mlp:10-10,mlp:12-12", help="archs of the scaling table")
     p.add_argument("--scaling-l1s", default=None, help="l1 strengths of the scaling table (default: --l1s)")
-    p.add_argument("--scaling-time-limit", type=float, default=60.0, help="seconds per net in the scaling table")
-    p.add_argument("--max-regions", type=int, default=200_000, help="stop a scaling run after this many regions")
+    p.add_argument("--scaling-time-limit", type=float, default=20.0, help="seconds per net in the scaling table")
+    p.add_argument("--max-regions", type=int, default=100_000, help="stop a scaling run after this many regions")
     p.add_argument("--skip-scaling", action="store_true", help="only the comparison")
     p.add_argument("--skip-compare", action="store_true", help="only the scaling table")
     p.add_argument("--work-dir", default="benchmarks/out/lp_engine", help="trained nets and the results JSON")
