@@ -17,8 +17,8 @@ the lp backend with that many processes (wall time only).
 
     python benchmarks/bench_lp_engine.py                                   # defaults: about 5 minutes
     python benchmarks/bench_lp_engine.py --archs mlp:6-6 --l1s 0 --skip-scaling   # quick look (30 s)
-    python benchmarks/bench_lp_engine.py --archs mlp:8-8 --l1s 0 --backends lp,gurobi \
-        --time-limit 500 --skip-scaling                                    # ~14k regions vs Gurobi (3 min)
+    python benchmarks/bench_lp_engine.py --archs mlp:8-8 --l1s 0 --backends lp,gurobi --time-limit 500 --skip-scaling
+        # ~14k regions, lp vs Gurobi (about 3 minutes)
 """
 import argparse
 import os
