@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from src.domain import add_domain_arguments, box_from_args  # noqa: E402
-from src.enumeration import AUTO_ORDER, BACKENDS, PACKAGES  # noqa: E402
+from src.enumeration import AUTO_ORDER, BACKENDS, MILP_ORDER, PACKAGES  # noqa: E402
 from src.ioutils import ToolError, run_main  # noqa: E402
 
 
@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--weights", required=True, metavar="FILE", help="the net, in the authors' weights.dat format")
     names = ", ".join(f"{n} ({PACKAGES.get(n, '?')})" for n in BACKENDS)
     p.add_argument("--backend", default="auto", metavar="NAME",
-                   help=f"enumeration engine: auto or one of {names}; auto tries {' then '.join(AUTO_ORDER)} "
+                   help=f"enumeration engine: auto, milp or one of {names}; auto tries {' then '.join(AUTO_ORDER)}, "
+                        f"milp (the paper's one-tree MILP) tries {' then '.join(MILP_ORDER)} "
                         f"(Gurobi only when the model fits its licence)")
     p.add_argument("--tol", type=float, default=1e-6,
                    help="a unit with bit 1 needs g > tol somewhere in the region, a unit with bit 0 needs g <= 0")
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall-clock limit in seconds for the whole count; what was found is written, "
                         "marked complete: false (continue with --resume)")
     p.add_argument("--threads", type=int, default=1, help="solver threads (Gurobi; SCIP's tree search is sequential)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="lp backend: enumerate prefix subtrees in N parallel processes (same patterns, sorted)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the patterns already in the pattern file (they become no-good cuts)")
     p.add_argument("-o", "--out-dir", metavar="DIR", default=None,
@@ -66,7 +69,7 @@ def main(argv=None) -> int:
     if args.threads < 1:
         raise ToolError(f"--threads must be >= 1, got {args.threads}")
     summary = count_regions(args.weights, box, backend=args.backend, tol=args.tol, time_limit=args.time_limit,
-                            threads=args.threads, resume=args.resume, out_dir=args.out_dir,
+                            threads=args.threads, workers=args.workers, resume=args.resume, out_dir=args.out_dir,
                             exact_stability=args.exact_stability, progress=not args.quiet, net=net)
     print(final_line(summary, out_dir))
     return 130 if summary.get("interrupted") else 0

@@ -21,7 +21,7 @@ import numpy as np
 
 from .bounds import analyse_stability, write_stability_files
 from .domain import Box
-from .enumeration import (AUTO_ORDER, BackendUnavailable, EnumerationProblem, EnumerationResult, PatternSink,
+from .enumeration import (FALLBACK_CHOICES, BackendUnavailable, EnumerationProblem, EnumerationResult, PatternSink,
                           ProblemTooLarge, get_backend, packages_line)
 from .ioutils import ToolError, atomic_write_json, read_json
 from .network import ReluNet
@@ -127,22 +127,25 @@ def count_status(weights, box: Box, tol: float = 1e-6, out_dir=None) -> tuple[st
     return "incomplete", json_path
 
 
-def _validate_settings(tol, time_limit, threads) -> None:
+def _validate_settings(tol, time_limit, threads, workers=1) -> None:
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
         raise ToolError(f"--tol must be a finite number >= 0, got {tol}")
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise ToolError(f"--time-limit must be > 0 seconds, got {time_limit}")
     if int(threads) < 1:
         raise ToolError(f"--threads must be >= 1, got {threads}")
+    if int(workers) < 1:
+        raise ToolError(f"--workers must be >= 1, got {workers}")
 
 
 def _backend_candidates(name: str) -> list[str]:
-    return list(AUTO_ORDER) if name == "auto" else [name]
+    return list(FALLBACK_CHOICES.get(name, (name,)))
 
 
 def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol: float = 1e-6,
                   time_limit: float | None = None, threads: int = 1, resume: bool = False, out_dir=None,
-                  exact_stability: bool = False, progress: bool = True, net: ReluNet | None = None) -> dict:
+                  exact_stability: bool = False, progress: bool = True, net: ReluNet | None = None,
+                  workers: int = 1) -> dict:
     """Enumerate every feasible activation pattern of the net in `weights` on `box` (default [0,1]^n0).
 
     Returns the summary written to regions_<domain>.json (docs/formats.md). A time limit (wall
@@ -151,7 +154,7 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     the patterns already in the pattern file (they become no-good cuts / are skipped).
     """
     t_start = time.perf_counter()
-    _validate_settings(tol, time_limit, threads)
+    _validate_settings(tol, time_limit, threads, workers)
     weights = Path(weights)
     if net is None:
         net = ReluNet.load(weights)
@@ -161,7 +164,7 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
         box = Box.uniform(net.n_inputs)
     if box.n != net.n_inputs:
         raise ToolError(f"the domain has {box.n} inputs but the network {weights} has {net.n_inputs}")
-    if backend != "auto":
+    if backend not in FALLBACK_CHOICES:
         get_backend(backend)          # unknown name / missing package: fail before any work
     out_dir = Path(out_dir) if out_dir is not None else weights.parent
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -231,6 +234,8 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
             nxt = candidates[i + 1] if i + 1 < len(candidates) else None
             try:
                 be = get_backend(name)
+                if hasattr(be, "workers"):        # the lp engine walks subtrees in parallel processes
+                    be.workers = int(workers)
                 be.check_problem(problem)
                 left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t_start))
                 result = be.enumerate(problem, sink, time_limit=left, threads=int(threads),
@@ -239,7 +244,7 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
                 used = name
                 break
             except BackendUnavailable as e:
-                if backend != "auto":
+                if backend not in FALLBACK_CHOICES:
                     raise
                 reasons.append(f"{name}: {e}")
                 if nxt is None:

@@ -212,7 +212,7 @@ def test_licence_limit_falls_back_to_scip(tmp_path, capsys):
     if not _gurobi_limited():
         pytest.skip("this Gurobi licence is not size-limited")
     net = _wide_net()
-    s, pats = run_count(tmp_path, net, "auto")
+    s, pats = run_count(tmp_path, net, "milp")
     assert s["backend"] == "scip" and s["complete"]
     assert "falling back to SCIP" in s["note"] and "2000" in s["note"] and "GRB_LICENSE_FILE" in s["note"]
     assert "falling back to SCIP" in capsys.readouterr().err
@@ -228,7 +228,7 @@ def test_licence_error_at_optimize_falls_back(tmp_path, monkeypatch):
 
     monkeypatch.setattr(g, "size_limited_licence", lambda: False)
     net = _wide_net()
-    s, pats = run_count(tmp_path, net, "auto")
+    s, pats = run_count(tmp_path, net, "milp")
     assert s["backend"] == "scip" and "falling back to SCIP" in s["note"]
     assert as_set(pats) == wide_reference()
     with pytest.raises(g.GurobiLicenceLimit, match="GRB_LICENSE_FILE"):
