@@ -11,12 +11,12 @@ Tiers, each tightening the previous one (`analyse_stability` runs them in order)
                 soon as the sign question is answered
 
 Instability is certified by concrete points: g evaluated by a forward pass at sample points, LP
-optima and MILP incumbents ("witnesses"); a unit with a witness g > 0 cannot be inactive and one
-with a witness g <= tol cannot be active, and no solver is asked about it any more.
+optima, gradient local-search points and MILP incumbents ("witnesses"); a unit with a witness
+g > 0 cannot be inactive and one with a witness g <= tol cannot be active, and no solver is asked
+about it any more. See docs/readme_parts/31-bounds.md for the numerical-soundness rules.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -154,35 +154,58 @@ def _unit_gradient(net: ReluNet, x: np.ndarray, layer: int, unit: int):
     return val, d
 
 
-def ascent_witnesses(net: ReluNet, box: Box, layer: int, unit: int, sense: str, starts: np.ndarray,
-                     steps: int = 150, step0: tuple = (1.0, 0.25), step1: float = 1e-3) -> np.ndarray:
-    """Local search for witnesses: projected gradient ascent of g (sense 'max') or descent ('min').
+def _pgd(net: ReluNet, box: Box, layer: int, unit: int, sgn: float, x: np.ndarray, steps: int, a0: float,
+         a1: float):
+    """Projected normalised-gradient ascent of sgn * g from every row of x; (best values, best points)."""
+    width = box.hi - box.lo
+    x = np.clip(x, box.lo, box.hi)
+    best = np.full(len(x), -np.inf)
+    bx = x.copy()
+    for k in range(steps + 1):
+        val, d = _unit_gradient(net, x, layer, unit)
+        val = sgn * val
+        imp = val > best
+        best[imp], bx[imp] = val[imp], x[imp]
+        if k == steps:
+            break
+        a = a0 * (a1 / a0) ** (k / max(steps - 1, 1))
+        d = sgn * d
+        scale = np.abs(d).max(axis=1, keepdims=True)
+        x = np.clip(x + a * width * d / np.where(scale > 0, scale, 1.0), box.lo, box.hi)
+    return best, bx
 
-    From each start, steps of a * (hi - lo) * grad / max|grad| with a decaying geometrically from
-    each step0 to step1, projected onto the box. Returns the best point of every run (only the exact
-    forward pass at these points is trusted, so this is a heuristic that can only certify).
+
+def ascent_witnesses(net: ReluNet, box: Box, layer: int, unit: int, sense: str, starts: np.ndarray,
+                     target: float | None = None, rounds: int = 4, steps: int = 150,
+                     step0: tuple = (1.0, 0.3), step1: float = 1e-3, seed: int = 0) -> np.ndarray:
+    """Local search for witnesses of one unit: projected gradient ascent of g ('max') or descent ('min').
+
+    Each round runs, from every start, normalised-gradient steps a * (hi - lo) * grad / max|grad|
+    (a decaying geometrically from each step0 to step1), projected onto the box; the next round
+    restarts from the best points, noisy copies of them and fresh samples (basin hopping). Stops
+    once a point reaches `target` (g > target for 'max', g <= target for 'min'). Returns the best
+    points found. A heuristic that can only certify: only the exact forward pass at them is trusted.
     """
     sgn = 1.0 if sense == "max" else -1.0
-    width = box.hi - box.lo
-    out = []
-    for a0 in step0:
-        x = np.clip(np.array(starts, np.float64), box.lo, box.hi)
-        best = np.full(len(x), -np.inf)
-        bx = x.copy()
-        for k in range(steps):
-            a = a0 * (step1 / a0) ** (k / max(steps - 1, 1))
-            val, d = _unit_gradient(net, x, layer, unit)
-            val = sgn * val
-            imp = val > best
-            best[imp], bx[imp] = val[imp], x[imp]
-            d = sgn * d
-            scale = np.abs(d).max(axis=1, keepdims=True)
-            x = np.clip(x + a * width * d / np.where(scale > 0, scale, 1.0), box.lo, box.hi)
-        val, _ = _unit_gradient(net, x, layer, unit)
-        imp = sgn * val > best
-        bx[imp] = x[imp]
-        out.append(bx)
-    return np.vstack(out)
+    rng = np.random.default_rng(seed)
+    starts = np.atleast_2d(np.asarray(starts, np.float64))
+    k = max(len(starts), 8)
+    found = []
+    for _ in range(rounds):
+        vals, pts = [], []
+        for a0 in step0:
+            v, p = _pgd(net, box, layer, unit, sgn, starts, steps, a0, step1)
+            vals.append(v)
+            pts.append(p)
+        vals, pts = np.concatenate(vals), np.vstack(pts)
+        order = np.argsort(-vals)[:k]
+        found.append(pts[order])
+        if target is not None and (vals[order[0]] > target if sense == "max" else -vals[order[0]] <= target):
+            break
+        best = pts[order[: k // 2]]
+        noisy = np.clip(best + rng.normal(scale=0.3, size=best.shape) * (box.hi - box.lo), box.lo, box.hi)
+        starts = np.vstack([best, noisy, box.sample(k // 2, rng)])
+    return np.vstack(found)
 
 
 def _progress_bar(progress, total: int, desc: str):
@@ -244,8 +267,8 @@ def highs_load(h, form, integer: bool) -> None:
 class _LinearObjective:
     """Swap sparse objectives on one HiGHS model, clearing the previous one (minimisation)."""
 
-    def __init__(self, h, n: int):
-        self.h, self.n = h, n
+    def __init__(self, h):
+        self.h = h
         self.prev = np.zeros(0, np.int32)
 
     def set(self, idx, coef) -> None:
@@ -257,7 +280,7 @@ class _LinearObjective:
         self.prev = idx
 
 
-def safe_lower_bound(c, y, A: sp.csr_matrix, AT: sp.csr_matrix, row_lo, row_hi, lb, ub) -> float:
+def safe_lower_bound(c, y, A: sp.csr_matrix, AT: sp.csr_matrix, row_lo, row_hi, lb, ub, absAT=None) -> float:
     """A rigorous lower bound of  min c@v  s.t. row_lo <= A v <= row_hi, lb <= v <= ub  from any duals y.
 
     Weak duality: c@v = y@(A v) + r@v with r = c - A^T y, so c@v >= sum_i min(y_i lo_i, y_i hi_i)
@@ -265,14 +288,14 @@ def safe_lower_bound(c, y, A: sp.csr_matrix, AT: sp.csr_matrix, row_lo, row_hi, 
     zeroed). Valid for any y, tight when y is the optimal dual, so solver tolerances cannot make it
     wrong; a slack of (n + m + 2) eps |terms| covers floating-point rounding. Both signs of y are
     tried (solver sign conventions differ) and the better bound is returned. Variables must have
-    finite bounds.
+    finite bounds. AT = A^T (CSR) and absAT = |A^T| may be passed precomputed.
     """
     c = np.asarray(c, np.float64)
     lo_f = np.where(np.isfinite(row_lo), row_lo, 0.0)
     hi_f = np.where(np.isfinite(row_hi), row_hi, 0.0)
     bmax = np.maximum(np.abs(lb), np.abs(ub))
     gamma = (A.shape[0] + A.shape[1] + 2) * np.finfo(float).eps
-    absAT = abs(AT)
+    absAT = abs(AT) if absAT is None else absAT
     best = -np.inf
     cands = [np.zeros(A.shape[0])] if y is None or len(y) == 0 else [np.asarray(y, np.float64), -np.asarray(y, np.float64)]
     for yy in cands:
@@ -291,17 +314,17 @@ def safe_lower_bound(c, y, A: sp.csr_matrix, AT: sp.csr_matrix, row_lo, row_hi, 
 class _LayerLP:
     """The LP relaxation of the formulation of layers < l, with one objective swapped per solve."""
 
-    def __init__(self, form):
-        self.form = form
+    def __init__(self, form, box: Box):
+        self.form, self.box = form, box
         self.h = new_highs()
         self.h.setOptionValue("presolve", "off")      # keep the simplex basis between objectives
         highs_load(self.h, form, integer=False)
-        self.obj = _LinearObjective(self.h, form.n_vars)
+        self.obj = _LinearObjective(self.h)
         self.AT = form.A.T.tocsr()
-        self.inputs = form.input_index
+        self.absAT = abs(self.AT)
 
     def minimise(self, idx, coef):
-        """(rigorous lower bound of coef @ v[idx], x of the LP optimum or None)."""
+        """(rigorous lower bound of coef @ v[idx], input point of the LP optimum or None)."""
         import highspy
 
         self.obj.set(idx, coef)
@@ -312,18 +335,9 @@ class _LayerLP:
         c = np.zeros(self.form.n_vars)
         c[idx] = coef
         bound = safe_lower_bound(c, y, self.form.A, self.AT, self.form.row_lo, self.form.row_hi,
-                                 self.form.lb, self.form.ub)
-        x = None
-        if ok and sol.value_valid:
-            v = np.asarray(sol.col_value)
-            x = self._x(v)
+                                 self.form.lb, self.form.ub, absAT=self.absAT)
+        x = _x_from(self.form, sol.col_value, self.box) if ok and sol.value_valid else None
         return bound, x
-
-    def _x(self, v):
-        x = np.zeros(self.inputs.shape[0])
-        m = self.inputs >= 0
-        x[m] = v[self.inputs[m]]
-        return x
 
 
 def _x_from(form, v, box: Box) -> np.ndarray:
@@ -338,12 +352,15 @@ def _x_from(form, v, box: Box) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # LP tier
 # ---------------------------------------------------------------------------------------------
-def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, progress=None) -> Stability:
+def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, progress=None,
+               stability_only: bool = False) -> Stability:
     """Tighten every undecided unit of layers 2.. by max / min of g over the LP relaxation.
 
     Layer by layer: interval bounds from the (tightened) previous layer, then for each unit that is
     still undecided two LPs over one HiGHS model per layer (only the objective changes). Bounds are
     rigorous (`safe_lower_bound`); the first hidden layer's interval bounds are already exact.
+    stability_only: skip the units of the last hidden layer that witnesses already prove unstable
+    (their bounds only serve as big-M constants of the enumeration MILP; the stable sets are the same).
     """
     from .milp import build_formulation
 
@@ -360,11 +377,17 @@ def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, 
         lo_i, up_i = _interval_layer(net, l, st.lower[l - 1], st.upper[l - 1])
         st.lower[l] = np.maximum(st.lower[l], lo_i)
         st.upper[l] = np.minimum(st.upper[l], up_i)
-        und = np.flatnonzero(~((st.lower[l] > tol) | (st.upper[l] <= 0)))
+        open_ = ~((st.lower[l] > tol) | (st.upper[l] <= 0))
+        if stability_only and l == n_layers - 1:
+            skip = open_ & st.certified_unstable()[l]
+            open_ &= ~skip
+            if bar is not None:
+                bar.update(int(skip.sum()))
+        und = np.flatnonzero(open_)
         if und.size == 0:
             continue
         form = build_formulation(net, box, st, tol=tol, upto_layer=l)
-        lp = _LayerLP(form)
+        lp = _LayerLP(form, box)
         pts = []
         for i in und:
             idx, coef, const = form.preactivation(l, int(i))
@@ -399,7 +422,7 @@ class _LayerMILP:
                      ("dual_feasibility_tolerance", MIP_TOL), ("mip_rel_gap", 0.0), ("mip_abs_gap", 0.0)):
             self.h.setOptionValue(k, v)
         highs_load(self.h, form, integer=True)
-        self.obj = _LinearObjective(self.h, form.n_vars)
+        self.obj = _LinearObjective(self.h)
         self.kOptimal = highspy.HighsModelStatus.kOptimal
         self.h.cbMipImprovingSolution.subscribe(self._on_solution)
         self.h.cbMipInterrupt.subscribe(self._on_interrupt)
@@ -517,8 +540,9 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
                     if pool_g is None:
                         pool_g = net.preactivations(pool)[l]
                     sgn = 1.0 if sense == "max" else -1.0
-                    top = pool[np.argsort(-sgn * pool_g[:, i])[:8]]
-                    pts = ascent_witnesses(net, box, l, i, sense, np.vstack([top, box.sample(8, rng)]))
+                    top = pool[np.argsort(-sgn * pool_g[:, i])[:16]]
+                    pts = ascent_witnesses(net, box, l, i, sense, np.vstack([top, box.sample(16, rng)]),
+                                           target=0.0 if sense == "max" else tol, seed=int(rng.integers(2**31)))
                     searched += 1
                     _record_witnesses(st, net, box, pts)
                     pool, pool_g = np.vstack([pool, pts]), None
@@ -556,17 +580,20 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
 
 
 def analyse_stability(net: ReluNet, box: Box, tol: float = 1e-6, exact: bool = False, progress=None,
-                      time_limit: float | None = None, unit_time_limit: float | None = None) -> Stability:
+                      time_limit: float | None = None, unit_time_limit: float | None = None,
+                      stability_only: bool = False) -> Stability:
     """Tiered stability: interval -> LP tightening -> (exact MILP for the units still undecided).
 
     progress: truthy for tqdm bars on stderr. time_limit / unit_time_limit: see `milp_settle`.
+    stability_only: see `lp_tighten` (same stable sets, looser bounds on proven-unstable last-layer
+    units; for compression, not for enumeration).
     """
     t0 = time.perf_counter()
     st = interval_bounds(net, box)
     st.tol = tol
     _record_witnesses(st, net, box, witness_points(box))
     st.tiers.append({"tier": "interval", "settled": st.n_stable(), "seconds": round(time.perf_counter() - t0, 6)})
-    st = lp_tighten(net, box, st, tol=tol, progress=progress)
+    st = lp_tighten(net, box, st, tol=tol, progress=progress, stability_only=stability_only)
     if exact:
         left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t0))
         st = milp_settle(net, box, st, tol=tol, time_limit=left, progress=progress, unit_time_limit=unit_time_limit)

@@ -132,6 +132,17 @@ def test_per_unit_milp_bounds_are_the_exact_ranges(sizes, seed, shift):
         assert np.allclose(st.lower[l][solved], elo[l][solved], atol=1e-6)
 
 
+@pytest.mark.parametrize("sizes,seed,shift", NETS[1::3])
+def test_stability_only_gives_the_same_stable_sets(sizes, seed, shift):
+    net, box, _ = case(tuple(sizes), seed, shift)
+    for exact in (False, True):
+        full = analyse_stability(net, box, tol=TOL, exact=exact)
+        lean = analyse_stability(net, box, tol=TOL, exact=exact, stability_only=True)
+        assert np.array_equal(full.fixed_bits(), lean.fixed_bits())
+        for l in range(net.n_hidden_layers):
+            assert np.all(lean.upper[l] >= full.upper[l] - 1e-9) and np.all(lean.lower[l] <= full.lower[l] + 1e-9)
+
+
 def test_tiers_settle_units_and_record_times():
     """Biased nets: interval, LP and MILP each settle units; tiers are reported in order."""
     totals = {"interval": 0, "lp": 0, "milp": 0}
