@@ -67,9 +67,6 @@ class MilpFormulation:
         """Flat hidden-unit indices (pattern order) that carry a binary."""
         return np.flatnonzero(self.z_index >= 0)
 
-    def _flat(self, layer: int, unit: int) -> int:
-        return int(sum(self.layer_sizes[:layer]) + unit)
-
     def pattern_from_solution(self, v) -> np.ndarray:
         """uint8 pattern over all hidden units: z rounded for unstable units, fixed bits elsewhere."""
         v = np.asarray(v, dtype=np.float64)

@@ -139,6 +139,11 @@ def test_every_point_is_a_solution_and_preactivations_match(sizes, seed, shift):
         for k in range(N):
             idx, coef, const = form.preactivation(*flat[k])
             assert coef @ v[idx] + const == pytest.approx(g[k], abs=1e-9)
+        off = 0
+        for l, n in enumerate(net.hidden_sizes):
+            G, c = form.layer_preactivations(l)
+            assert np.allclose(G @ v + c, g[off:off + n], atol=1e-9)
+            off += n
         assert np.array_equal(form.pattern_from_solution(v), net.patterns(x)[0])
 
 
