@@ -33,6 +33,7 @@ from .network import ReluNet
 MIP_TOL = 1e-9
 MIP_MARGIN = 1e-7          # relative: a MILP dual bound B decides only if beyond 0 / tol by MIP_MARGIN (1 + |B|)
 N_WITNESS_SAMPLES = 2048
+POOL_EXTRA = 2048          # local-search / incumbent points kept as start points in the MILP tier
 
 
 @dataclass
@@ -518,7 +519,13 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
     st.tol = tol
     before = st.n_stable()
     rng = np.random.default_rng(0)
-    pool = witness_points(box)          # start points of the local search
+    pool = witness_points(box)          # start points of the local search (samples + recent finds)
+    n_base = len(pool)
+
+    def grow(pool, new):
+        """Add points to the pool, keeping the samples and at most POOL_EXTRA recent finds."""
+        extra = np.vstack([pool[n_base:], new])[-POOL_EXTRA:]
+        return np.vstack([pool[:n_base], extra])
     if st.witness_min is None:
         _record_witnesses(st, net, box, pool)
     n_layers = net.n_hidden_layers
@@ -545,7 +552,7 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
                                            target=0.0 if sense == "max" else tol, seed=int(rng.integers(2**31)))
                     searched += 1
                     _record_witnesses(st, net, box, pts)
-                    pool, pool_g = np.vstack([pool, pts]), None
+                    pool, pool_g = grow(pool, pts), None
                     if _needs(st, l, i) != sense:
                         continue
                 left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
@@ -565,7 +572,7 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
                     st.lower[l][i] = max(st.lower[l][i], bound)
                 if points:
                     _record_witnesses(st, net, box, np.array(points))
-                    pool, pool_g = np.vstack([pool, points]), None
+                    pool, pool_g = grow(pool, np.array(points)), None
             if _needs(st, l, i) is not None:
                 ambiguous += 1
             if bar is not None:
