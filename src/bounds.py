@@ -34,6 +34,7 @@ MIP_TOL = 1e-9
 MIP_MARGIN = 1e-7          # relative: a MILP dual bound B decides only if beyond 0 / tol by MIP_MARGIN (1 + |B|)
 N_WITNESS_SAMPLES = 2048
 POOL_EXTRA = 2048          # local-search / incumbent points kept as start points in the MILP tier
+QUICK_MILP_SECONDS = 1.0   # the first, short MILP attempt before the longer local search
 
 
 @dataclass
@@ -414,7 +415,7 @@ def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, 
 class _LayerMILP:
     """The MILP of layers < l on one HiGHS model; per unit, max or min of g, optionally stopped early."""
 
-    def __init__(self, net: ReluNet, box: Box, form, layer: int):
+    def __init__(self, net: ReluNet, box: Box, form, layer: int, heuristics: bool = True):
         import highspy
 
         self.net, self.box, self.form, self.layer = net, box, form, layer
@@ -422,9 +423,15 @@ class _LayerMILP:
         for k, v in (("mip_feasibility_tolerance", MIP_TOL), ("primal_feasibility_tolerance", MIP_TOL),
                      ("dual_feasibility_tolerance", MIP_TOL), ("mip_rel_gap", 0.0), ("mip_abs_gap", 0.0)):
             self.h.setOptionValue(k, v)
+        if not heuristics:
+            # proving a bound: the primal heuristics (root sub-MIPs above all) only cost time
+            for k, v in (("mip_heuristic_effort", 0.0), ("mip_heuristic_run_rins", False),
+                         ("mip_heuristic_run_rens", False), ("mip_heuristic_run_root_reduced_cost", False)):
+                self.h.setOptionValue(k, v)
         highs_load(self.h, form, integer=True)
         self.obj = _LinearObjective(self.h)
         self.kOptimal = highspy.HighsModelStatus.kOptimal
+        self.kCutOff = (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kObjectiveBound)
         self.h.cbMipImprovingSolution.subscribe(self._on_solution)
         self.h.cbMipInterrupt.subscribe(self._on_interrupt)
         self._task = None
@@ -451,15 +458,27 @@ class _LayerMILP:
         MIP_MARGIN (1 + |D|); points: input points of the incumbents (witnesses); finished: solved to
         optimality, or stopped because the sign question was answered. With early_stop, 'max' stops
         at the first incumbent with exact g > 0 or once the bound proves g <= 0; 'min' at the first
-        incumbent with g <= tol or once the bound proves g > tol.
+        incumbent with g <= tol or once the bound proves g > tol. Early stop also passes HiGHS a
+        cutoff (objective_bound): nodes that cannot reach g > -2m ('max') or g <= tol + 2m ('min'),
+        m = MIP_MARGIN (1 + |threshold|), are pruned as if an incumbent of that value were known; a
+        search that ends "infeasible" has proven max g <= -2m (reported bound -m) or min g >= tol + 2m
+        (reported tol + m).
         """
         idx, coef, const = self.form.preactivation(self.layer, unit)
         sgn = -1.0 if sense == "max" else 1.0
         self.obj.set(idx, sgn * coef)
 
-        def bound_of(D):   # the solver minimises sgn * (g - const) and proves it >= D
-            m = MIP_MARGIN * (1.0 + abs(D))
-            return (-D + const + m) if sense == "max" else (D + const - m)
+        m = MIP_MARGIN * (1.0 + (abs(const) if sense == "max" else abs(tol - const)))
+        cutoff = np.inf
+        if early_stop:
+            cutoff = (const + 2 * m) if sense == "max" else (tol - const + 2 * m)
+
+        def bound_of(D):
+            # the solver minimises sgn * (g - const) and proves it >= D over the nodes it kept; nodes
+            # pruned by the cutoff are only known to be >= cutoff, so the proven bound is min(D, cutoff)
+            D = min(D, cutoff)
+            mD = MIP_MARGIN * (1.0 + abs(D))
+            return (-D + const + mD) if sense == "max" else (D + const - mD)
 
         if sense == "max":
             stop_witness = lambda g: early_stop and g > 0  # noqa: E731
@@ -469,6 +488,7 @@ class _LayerMILP:
             stop_bound = lambda D: early_stop and bound_of(D) > tol  # noqa: E731
         self._task = {"unit": unit, "done": False, "points": [], "stop_witness": stop_witness,
                       "stop_bound": stop_bound}
+        self.h.setOptionValue("objective_bound", float(cutoff))
         self.h.setOptionValue("time_limit", float(time_limit) if time_limit is not None else np.inf)
         self.h.clearSolver()
         self.h.run()
@@ -477,13 +497,15 @@ class _LayerMILP:
         sol = self.h.getSolution()
         task, self._task = self._task, None
         points = task["points"]
-        if sol.value_valid:
+        if sol.value_valid and status not in self.kCutOff:
             points.append(_x_from(self.form, np.asarray(sol.col_value), self.box))
+        if early_stop and status in self.kCutOff and not task["done"]:
+            return (-m if sense == "max" else tol + m), points, True
         finished = status == self.kOptimal or task["done"] or stop_bound(D)
-        if not np.isfinite(D):
-            bound = np.inf if sense == "max" else -np.inf
-        else:
+        if np.isfinite(min(D, cutoff)):
             bound = bound_of(D)
+        else:
+            bound = np.inf if sense == "max" else -np.inf
         return bound, points, finished
 
 
@@ -543,36 +565,46 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
             tried = set()
             while (sense := _needs(st, l, i)) is not None and sense not in tried:
                 tried.add(sense)
-                if local_search:
-                    if pool_g is None:
-                        pool_g = net.preactivations(pool)[l]
-                    sgn = 1.0 if sense == "max" else -1.0
-                    top = pool[np.argsort(-sgn * pool_g[:, i])[:16]]
-                    pts = ascent_witnesses(net, box, l, i, sense, np.vstack([top, box.sample(16, rng)]),
-                                           target=0.0 if sense == "max" else tol, seed=int(rng.integers(2**31)))
-                    searched += 1
-                    _record_witnesses(st, net, box, pts)
-                    pool, pool_g = grow(pool, pts), None
+                # escalate: a short local search, a short MILP, a longer local search, the full MILP
+                phases = [("search", 1), ("milp", QUICK_MILP_SECONDS), ("search", 3), ("milp", None)] \
+                    if local_search else [("milp", None)]
+                for kind, arg in phases:
                     if _needs(st, l, i) != sense:
+                        break
+                    if kind == "search":
+                        if pool_g is None:
+                            pool_g = net.preactivations(pool)[l]
+                        sgn = 1.0 if sense == "max" else -1.0
+                        top = pool[np.argsort(-sgn * pool_g[:, i])[:16]]
+                        pts = ascent_witnesses(net, box, l, i, sense, np.vstack([top, box.sample(16, rng)]),
+                                               target=0.0 if sense == "max" else tol, rounds=arg,
+                                               seed=int(rng.integers(2**31)))
+                        searched += 1
+                        _record_witnesses(st, net, box, pts)
+                        pool, pool_g = grow(pool, pts), None
                         continue
-                left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
-                if left is not None and left <= 0:
-                    timed_out = True
-                    break
-                if unit_time_limit is not None:
-                    left = unit_time_limit if left is None else min(left, unit_time_limit)
-                if model is None:
-                    model = _LayerMILP(net, box, build_formulation(net, box, st, tol=tol, upto_layer=l), l)
-                bound, points, finished = model.solve(i, sense, tol, early_stop=True, time_limit=left)
-                solves += 1
-                timed_out |= not finished
-                if sense == "max":
-                    st.upper[l][i] = min(st.upper[l][i], bound)
-                else:
-                    st.lower[l][i] = max(st.lower[l][i], bound)
-                if points:
-                    _record_witnesses(st, net, box, np.array(points))
-                    pool, pool_g = grow(pool, np.array(points)), None
+                    left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+                    if left is not None and left <= 0:
+                        timed_out = True
+                        break
+                    for cap in (unit_time_limit, arg):
+                        if cap is not None:
+                            left = cap if left is None else min(left, cap)
+                    if model is None:
+                        model = _LayerMILP(net, box, build_formulation(net, box, st, tol=tol, upto_layer=l), l,
+                                           heuristics=not local_search)
+                    bound, points, finished = model.solve(i, sense, tol, early_stop=True, time_limit=left)
+                    solves += 1
+                    if sense == "max":
+                        st.upper[l][i] = min(st.upper[l][i], bound)
+                    else:
+                        st.lower[l][i] = max(st.lower[l][i], bound)
+                    if points:
+                        _record_witnesses(st, net, box, np.array(points))
+                        pool, pool_g = grow(pool, np.array(points)), None
+                    if finished:
+                        break
+                    timed_out |= arg is None
             if _needs(st, l, i) is not None:
                 ambiguous += 1
             if bar is not None:

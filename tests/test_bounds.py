@@ -143,6 +143,29 @@ def test_stability_only_gives_the_same_stable_sets(sizes, seed, shift):
             assert np.all(lean.upper[l] >= full.upper[l] - 1e-9) and np.all(lean.lower[l] <= full.lower[l] + 1e-9)
 
 
+@pytest.mark.parametrize("early_stop", [True, False])
+@pytest.mark.parametrize("sizes,seed,shift", NETS[::2])
+def test_every_milp_solve_returns_a_valid_bound(sizes, seed, shift, early_stop):
+    """Stopped early (witness, cutoff or bound) or not, a solve's bound never cuts the exact range."""
+    from src.bounds import _LayerMILP
+    from src.milp import build_formulation
+
+    net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
+    st = interval_bounds(net, box)
+    for l in range(1, net.n_hidden_layers):
+        for heuristics in (True, False):
+            model = _LayerMILP(net, box, build_formulation(net, box, st, tol=TOL, upto_layer=l), l, heuristics)
+            for i in range(net.hidden_sizes[l]):
+                up, pts, fin = model.solve(i, "max", TOL, early_stop=early_stop, time_limit=None)
+                lo, pts2, fin2 = model.solve(i, "min", TOL, early_stop=early_stop, time_limit=None)
+                assert fin and fin2
+                assert up >= ehi[l][i] - 1e-9 and lo <= elo[l][i] + 1e-9, (l, i, up, ehi[l][i], lo, elo[l][i])
+                for p in pts + pts2:
+                    assert elo[l][i] - 1e-9 <= net.preactivations(p)[l][0, i] <= ehi[l][i] + 1e-9
+                if not early_stop:
+                    assert up == pytest.approx(ehi[l][i], abs=1e-6) and lo == pytest.approx(elo[l][i], abs=1e-6)
+
+
 def test_tiers_settle_units_and_record_times():
     """Biased nets: interval, LP and MILP each settle units; tiers are reported in order."""
     totals = {"interval": 0, "lp": 0, "milp": 0}
