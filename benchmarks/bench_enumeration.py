@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from src.enumeration import BACKENDS, BackendUnavailable, get_backend  # noqa: E402
+from benchmarks.common import train_nets  # noqa: E402
 from src.ioutils import atomic_write_json  # noqa: E402
 from src.network import ReluNet  # noqa: E402
 from src.patterns_io import read_patterns  # noqa: E402
@@ -31,21 +32,6 @@ from src.regions import count_regions  # noqa: E402
 
 DEFAULT_ARCHS = "mlp:6-6,fcnn4c,mlp:8-8"
 DEFAULT_L1S = "0,0.0005"
-
-
-def train_nets(work: Path, archs, l1s, epochs: int, subset: int, seed: int) -> list[Path]:
-    """Train (or reuse) one tiny MNIST net per (arch, l1); returns their weights.dat paths."""
-    from src.training import TrainConfig, is_complete, train_run
-
-    out = []
-    for i, (arch, l1) in enumerate((a, l) for a in archs for l in l1s):
-        d = work / "models" / f"{arch.replace(':', '_')}_l1_{l1:g}_e{epochs}_n{subset}_s{seed}"
-        if not is_complete(d):
-            print(f"training {arch} l1={l1:g} ({epochs} epochs on {subset or 60000} images) -> {d}", file=sys.stderr)
-            cfg = TrainConfig(run_id=i, arch=arch, l1=l1, epochs=epochs, train_subset=subset, seed=seed, threads=1)
-            train_run(cfg, d, quiet=True, bars=False)
-        out.append(d / "weights.dat")
-    return out
 
 
 def available_backends(names) -> list[str]:

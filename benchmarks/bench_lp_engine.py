@@ -34,27 +34,10 @@ import numpy as np  # noqa: E402
 from src.bounds import analyse_stability  # noqa: E402
 from src.domain import Box  # noqa: E402
 from src.enumeration import BackendUnavailable, EnumerationProblem, PatternSink, get_backend  # noqa: E402
+from benchmarks.common import train_nets  # noqa: E402
 from src.ioutils import atomic_write_json  # noqa: E402
 from src.lp_enum import run_search  # noqa: E402
 from src.network import ReluNet  # noqa: E402
-
-
-def train_nets(work: Path, archs, l1s, epochs: int, subset: int, seed: int) -> list[Path]:
-    """Train (or reuse) one MNIST net per (arch, l1); returns their weights.dat paths."""
-    import torch
-
-    from src.training import TrainConfig, is_complete, train_run
-
-    torch.set_num_threads(1)
-    out = []
-    for i, (arch, l1) in enumerate((a, l) for a in archs for l in l1s):
-        d = work / "models" / f"{arch.replace(':', '_')}_l1_{l1:g}_e{epochs}_n{subset}_s{seed}"
-        if not is_complete(d):
-            print(f"training {arch} l1={l1:g} ({epochs} epochs on {subset or 60000} images) -> {d}", file=sys.stderr)
-            cfg = TrainConfig(run_id=i, arch=arch, l1=l1, epochs=epochs, train_subset=subset, seed=seed, threads=1)
-            train_run(cfg, d, quiet=True, bars=False)
-        out.append(d / "weights.dat")
-    return out
 
 
 def run_backend(name, problem, time_limit, workers=1, max_regions=None) -> dict:
