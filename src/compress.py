@@ -229,7 +229,8 @@ def stability_on(net: ReluNet, box: Box, tol: float = 1e-6, exact: bool = True, 
     """Stable units on the box: src.bounds.analyse_stability (interval -> LP -> MILP when exact)."""
     from .bounds import analyse_stability
 
-    return analyse_stability(net, box, tol=tol, exact=exact, progress=progress, time_limit=time_limit)
+    return analyse_stability(net, box, tol=tol, exact=exact, progress=progress, time_limit=time_limit,
+                             stability_only=True)   # only the stable sets matter here
 
 
 def compression_json(comp: Compression, stability, box: Box, weights_path, times: dict,
