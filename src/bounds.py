@@ -13,7 +13,7 @@ Tiers, each tightening the previous one (`analyse_stability` runs them in order)
 Instability is certified by concrete points: g evaluated by a forward pass at sample points, LP
 optima, gradient local-search points and MILP incumbents ("witnesses"); a unit with a witness
 g > 0 cannot be inactive and one with a witness g <= tol cannot be active, and no solver is asked
-about it any more. See docs/readme_parts/31-bounds.md for the numerical-soundness rules.
+about it any more. See the README section "Bounds, stable units and the MILP" for the numerical-soundness rules.
 """
 from __future__ import annotations
 
