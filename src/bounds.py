@@ -97,24 +97,26 @@ class Stability:
 # ---------------------------------------------------------------------------------------------
 def interval_bounds(net: ReluNet, box: Box) -> Stability:
     """Interval arithmetic through the hidden layers (sound, loose)."""
-    lo_h, hi_h = box.lo, box.hi
-    lowers, uppers = [], []
-    for w, b in zip(net.weights[:-1], net.biases[:-1]):
-        wp, wn = np.maximum(w, 0.0), np.minimum(w, 0.0)
-        lo = wp @ lo_h + wn @ hi_h + b
-        up = wp @ hi_h + wn @ lo_h + b
+    if net.n_hidden_layers == 0:
+        return Stability([], [])
+    lo, up = _interval_affine(net.weights[0], net.biases[0], box.lo, box.hi)
+    lowers, uppers = [lo], [up]
+    for layer in range(1, net.n_hidden_layers):
+        lo, up = _interval_layer(net, layer, lo, up)
         lowers.append(lo)
         uppers.append(up)
-        lo_h, hi_h = np.maximum(lo, 0.0), np.maximum(up, 0.0)
     return Stability(lowers, uppers)
+
+
+def _interval_affine(w: np.ndarray, b: np.ndarray, lo_h: np.ndarray, hi_h: np.ndarray):
+    """Bounds of w h + b for h in the box [lo_h, hi_h]."""
+    wp, wn = np.maximum(w, 0.0), np.minimum(w, 0.0)
+    return wp @ lo_h + wn @ hi_h + b, wp @ hi_h + wn @ lo_h + b
 
 
 def _interval_layer(net: ReluNet, layer: int, lo_prev: np.ndarray, up_prev: np.ndarray):
     """Interval bounds of layer `layer` from bounds of the previous layer's pre-activations."""
-    lo_h, hi_h = np.maximum(lo_prev, 0.0), np.maximum(up_prev, 0.0)
-    w, b = net.weights[layer], net.biases[layer]
-    wp, wn = np.maximum(w, 0.0), np.minimum(w, 0.0)
-    return wp @ lo_h + wn @ hi_h + b, wp @ hi_h + wn @ lo_h + b
+    return _interval_affine(net.weights[layer], net.biases[layer], np.maximum(lo_prev, 0.0), np.maximum(up_prev, 0.0))
 
 
 def witness_points(box: Box, n: int = N_WITNESS_SAMPLES, seed: int = 0) -> np.ndarray:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
-from .domain import Box
+from .domain import Box, parse_width
 from .ioutils import ToolError, atomic_write_json, atomic_write_text
 from .network import ReluNet
 
@@ -312,16 +312,7 @@ def parse_widths(text) -> list[float]:
     toks = [t.strip() for t in str(text).split(",")]
     if not toks or any(t == "" for t in toks):
         raise ToolError(f"--width: expected L or a comma-separated list L1,L2,..., got {text!r}")
-    out = []
-    for t in toks:
-        try:
-            w = float(t)
-        except ValueError:
-            raise ToolError(f"--width: not a number: {t!r}") from None
-        if not np.isfinite(w) or w <= 0:
-            raise ToolError(f"--width must be > 0, got {t}")
-        out.append(w)
-    return out
+    return [parse_width(t) for t in toks]
 
 
 def sweep_row(center: str, width: float, box: Box, st, comp: Compression, times: dict, ver) -> dict:

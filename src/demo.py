@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .ioutils import ToolError, atomic_write_json
+from .patterns_io import pattern_file_name
+from .regions import regions_file_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {
@@ -141,8 +143,8 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
     if not w.is_file():
         state.add(StepResult("count", run_id, "not-run", message=f"{w} missing (training failed?)"), echo)
         return
-    regions = d / f"regions_{DOMAIN}.json"
-    patfile = d / f"activation_pattern_abhinav_{DOMAIN}.dat"
+    regions = d / regions_file_name(DOMAIN)
+    patfile = d / pattern_file_name(DOMAIN)
     # 1. stable units and regions
     reg = _read(regions)
     if not opts.force and _newer(regions, w) and reg and reg.get("complete"):

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from .ioutils import ToolError  # noqa: E402
+from .ioutils import ToolError, atomic_open  # noqa: E402
 from .network import ReluNet  # noqa: E402
 from .results import (DEFAULT_DOMAIN, RunRecord, load_runs, two_hidden_sizes)  # noqa: E402
 
@@ -55,9 +55,8 @@ def save(fig, out_base, formats=FORMATS) -> list[Path]:
     paths = []
     for fmt in formats:
         p = out_base.with_suffix("." + fmt)
-        tmp = p.with_name("." + p.name + ".tmp")
-        fig.savefig(tmp, dpi=DPI, format=fmt)
-        os.replace(tmp, p)
+        with atomic_open(p, "wb") as fh:
+            fig.savefig(fh, dpi=DPI, format=fmt)
         paths.append(p)
     plt.close(fig)
     return paths
