@@ -16,6 +16,10 @@ Contract of `Backend.enumerate(problem, sink, time_limit=, threads=, resume_stat
   the driver writes it to `frontier_<domain>.json` and hands it back as `resume_state` on
   --resume (`resume_state` is None when there is none: then the backend must still produce
   every pattern that is not in `sink.known`);
+- checkpoints: a backend with `frontier_checkpoints = True` gets `checkpoint=` (an object with
+  due() and save(frontier)) and calls save with its resumable frontier at consistent points when
+  due; for the others the sink saves one after a new pattern when due (frontier None: the patterns,
+  which become no-good cuts on --resume, are the whole state);
 - a backend that cannot run this problem (e.g. a licence size limit) raises BackendUnavailable
   (ProblemTooLarge for size limits), with a one-line message saying why and what to do.
 """
@@ -72,13 +76,16 @@ class PatternSink:
     file and count as found.
     """
 
-    def __init__(self, writer=None, known: np.ndarray | None = None, progress=None):
+    def __init__(self, writer=None, known: np.ndarray | None = None, progress=None, write_known: bool = True):
         self.writer = writer
         self.progress = progress            # callable(count) or None
+        self.on_new = None                  # callable() after each new pattern (checkpoints), or None
         self._seen: set[bytes] = set()
         self.known = np.zeros((0, 0), np.uint8) if known is None else np.asarray(known, np.uint8)
+        w, self.writer = self.writer, (self.writer if write_known else None)
         for p in self.known:
             self.add(p)
+        self.writer = w
         self.n_known = len(self._seen)
 
     def add(self, pattern) -> bool:
@@ -92,6 +99,8 @@ class PatternSink:
             self.writer.write(p)
         if self.progress is not None:
             self.progress(len(self._seen))
+        if self.on_new is not None:
+            self.on_new()
         return True
 
     def __len__(self) -> int:
@@ -113,6 +122,7 @@ class Backend:
 
     name = "?"
     package = "?"   # pip package that provides the solver, for error messages
+    frontier_checkpoints = False    # True: enumerate() takes checkpoint= and saves its frontier itself
 
     @classmethod
     def check_available(cls) -> None:

@@ -239,6 +239,9 @@ class LpSearch:
         self._emit = None
         self._cut = None
         self._tasks = None
+        self._checkpoint = None
+        self._pending: list = []
+        self._roots_left: list = []
 
     def _reset_path(self):
         self.bits = np.full(self.N, -1, np.int8)
@@ -565,6 +568,14 @@ class LpSearch:
         return ("refuted",)
 
     # ---- the walk ---------------------------------------------------------------------------------
+    def _frontier_here(self, u) -> list[str]:
+        """The unexplored frontier at the entry of the node of unit u (what a stop here would return)."""
+        fr = [self._prefix(u)]
+        for v, rest in reversed(self._pending):
+            pre = self._prefix(v)
+            fr.extend(pre + str(c) for c in rest)
+        return fr + self._roots_left
+
     def _check_stop(self) -> bool:
         return (self._deadline is not None and time.monotonic() >= self._deadline) or \
             (self._stop_flag is not None and self._stop_flag())
@@ -710,6 +721,8 @@ class LpSearch:
         u = self.off[l] + i
         if self._check_stop():
             raise SearchStopped([self._prefix(u)])
+        if self._checkpoint is not None and self._checkpoint.due():
+            self._checkpoint.save(self._frontier_here(u))
         if self._cut is not None and u >= self._cut:
             self._tasks.append(self._prefix(u))
             return
@@ -746,6 +759,7 @@ class LpSearch:
                     Xb, Gb = self._crossing_points(u, b, Xb, Gb, out[1 - b][0], out[1 - b][1])
                 Xb, Gb = self._select(Xb, Gb, self.opt.max_points, u + 1)
                 pushed = self._push(R, i, b)
+                self._pending.append((u, children[k + 1:]))
                 try:
                     self._node(R, i + 1, Xb, Gb, sb, not same)
                 except SearchStopped as e:
@@ -753,6 +767,7 @@ class LpSearch:
                     e.frontier.extend(pre + str(c) for c in children[k + 1:])
                     raise
                 finally:
+                    self._pending.pop()
                     self._pop(u, pushed)
         finally:
             for v in undo:
@@ -826,15 +841,19 @@ class LpSearch:
             return None
         return False
 
-    def run(self, emit, roots=None, deadline=None, stop_flag=None):
+    def run(self, emit, roots=None, deadline=None, stop_flag=None, checkpoint=None):
         """Walk the subtrees of `roots` (prefix strings; None = the whole tree) in order.
 
         emit(bits) receives every feasible pattern (an int8 array that is reused: copy it).
+        checkpoint: an object with due() and save(frontier); when due, save gets the unexplored
+        frontier at a node entry, consistent with the patterns emitted so far.
         Returns (complete, frontier); the frontier lists the unexplored prefixes (empty when complete).
         """
         self._emit = emit
         self._deadline = deadline
         self._stop_flag = stop_flag
+        self._checkpoint = checkpoint
+        self._pending = []
         roots = [""] if roots is None else list(roots)
         need = 6 * self.N + 500
         if need > sys.getrecursionlimit():
@@ -843,6 +862,7 @@ class LpSearch:
         err = np.seterr(divide="ignore", invalid="ignore")
         try:
             for k, p in enumerate(roots):
+                self._roots_left = list(roots[k + 1:])
                 try:
                     self._run_root(p, X0, G0)
                 except SearchStopped as e:
@@ -851,6 +871,7 @@ class LpSearch:
         finally:
             np.seterr(**err)
             self._emit = None
+            self._checkpoint = None
             self._reset_path()
 
     def split(self, roots, depth, emit):
@@ -922,12 +943,14 @@ def _worker_task(args):
 
 
 def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, workers: int = 1,
-               options: EngineOptions | None = None, tasks_per_worker: int = 8, stop_flag=None) -> SearchOutcome:
+               options: EngineOptions | None = None, tasks_per_worker: int = 8, stop_flag=None,
+               checkpoint=None) -> SearchOutcome:
     """Enumerate every feasible pattern below `roots` (None = the whole tree), streaming them to emit(bits).
 
     Stops at the time limit, on Ctrl-C (then interrupted=True) or when the callable stop_flag() turns true
     (checked in this process), with complete=False and the unexplored frontier. workers > 1 walks prefix
-    subtrees in that many processes; the emission order is lexicographic either way.
+    subtrees in that many processes; the emission order is lexicographic either way. checkpoint (see
+    LpSearch.run) receives the frontier of the patterns emitted so far whenever it is due.
     """
     options = options or EngineOptions()
     t_end = None if time_limit is None else time.monotonic() + max(0.0, float(time_limit))
@@ -938,7 +961,7 @@ def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, 
     workers = max(1, int(workers))
     if workers == 1:
         with _SigintFlag() as sig:
-            complete, frontier = eng.run(emit, roots=roots, deadline=t_end,
+            complete, frontier = eng.run(emit, roots=roots, deadline=t_end, checkpoint=checkpoint,
                                          stop_flag=lambda: sig.hit or (stop_flag is not None and stop_flag()))
         return SearchOutcome(complete, frontier, eng.stats, interrupted=sig.hit and not complete)
 
@@ -963,7 +986,8 @@ def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, 
         frontier: list = []
         complete = True
         with ctx.Pool(workers, initializer=_worker_init, initargs=(net, box, fixed, tol, options, event)) as pool:
-            for packed, ok, fr, st in pool.imap(_worker_task, [(t, t_end) for t in tasks], chunksize=1):
+            results = pool.imap(_worker_task, [(t, t_end) for t in tasks], chunksize=1)
+            for j, (packed, ok, fr, st) in enumerate(results):
                 n = eng.N
                 for row in np.unpackbits(packed, axis=1, count=n).astype(np.int8):
                     emit(row)
@@ -973,4 +997,6 @@ def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, 
                 if not ok:
                     complete = False
                     frontier.extend(fr)
+                if checkpoint is not None and checkpoint.due():
+                    checkpoint.save(frontier + tasks[j + 1:])
     return SearchOutcome(complete, frontier, stats, interrupted=sig.hit and not complete, tasks=len(tasks))

@@ -5,6 +5,7 @@ hidden units, layer by layer. Written atomically (streamed to a temp file, renam
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ioutils import ToolError, atomic_open
+from .ioutils import ToolError, atomic_open, create_new_file
 
 
 def pattern_file_name(domain_name: str) -> str:
@@ -24,18 +25,33 @@ def _header(layer_sizes) -> str:
 
 
 class PatternWriter:
-    """Stream patterns to `path` through a temp file; `close()` renames it into place.
+    """Stream patterns to `path`; `close()` puts the file in place atomically.
 
-    Use as a context manager: on an exception the temp file is removed and `path` is untouched.
+    Without `partial`: through a temp file, removed on error (path is untouched).
+    With `partial` (a checkpointed count): into that file, which `sync()` makes durable and
+    which is kept on error for --resume; `resume_bytes` appends to an existing partial file cut
+    back to that offset (its patterns are kept, no header is written). Use as a context manager.
     """
 
-    def __init__(self, path, layer_sizes):
+    def __init__(self, path, layer_sizes, partial=None, resume_bytes: int | None = None):
         self.path = Path(path)
         self.n_units = int(sum(layer_sizes[1:-1]))
-        self._ctx = atomic_open(self.path, "w")
-        self._fh = self._ctx.__enter__()
-        self._fh.write(_header(layer_sizes))
+        self.partial = None if partial is None else Path(partial)
         self.count = 0
+        self._ctx = None
+        if self.partial is None:
+            self._ctx = atomic_open(self.path, "w")
+            self._fh = self._ctx.__enter__()
+            self._fh.write(_header(layer_sizes))
+        elif resume_bytes is not None:
+            os.truncate(self.partial, resume_bytes)
+            self._fh = open(self.partial, "a")
+        else:
+            self.partial.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.partial)
+            self._fh = create_new_file(self.partial, "w")
+            self._fh.write(_header(layer_sizes))
 
     def write(self, pattern) -> None:
         p = np.asarray(pattern).reshape(-1)
@@ -48,10 +64,20 @@ class PatternWriter:
         for p in patterns:
             self.write(p)
 
+    def sync(self) -> int:
+        """Make everything written so far durable; returns the file's size in bytes."""
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        return self._fh.tell()
+
     def close(self) -> None:
         if self._ctx is not None:
             ctx, self._ctx = self._ctx, None
             ctx.__exit__(None, None, None)
+        elif self.partial is not None and not self._fh.closed:
+            self.sync()
+            self._fh.close()
+            os.replace(self.partial, self.path)
 
     def abort(self, exc=None) -> None:
         if self._ctx is not None:
@@ -63,6 +89,9 @@ class PatternWriter:
                     ctx.__exit__(type(e), e, e.__traceback__)
                 except BaseException:
                     pass
+        elif self.partial is not None and not self._fh.closed:
+            with contextlib.suppress(OSError):
+                self._fh.close()            # the partial file stays: a checkpoint may refer to it
 
     def __enter__(self):
         return self
@@ -81,32 +110,58 @@ def write_patterns(path, layer_sizes, patterns) -> None:
 
 
 _HEADER = re.compile(r"^\s*n\s*=\s*\[(.*)\]\s*;?\s*$")
+MAX_UNITS = 10 ** 6
+_SEP = re.compile(r"[ \t]+")
+
+
+def _decode(path, raw: bytes, lineno: int) -> str:
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError as e:
+        raise ToolError(f"{path}:{lineno}: not a text line (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
+
+
+def _tokens(line: str) -> list[str]:
+    """Space- or tab-separated tokens of one line (a trailing CR, as in CRLF files, is allowed)."""
+    line = line.strip(" \t\r")
+    return _SEP.split(line) if line else []
+
+
+def _parse_header(path, first: bytes) -> list[int]:
+    text = _decode(path, first, 1)
+    if not text.strip():
+        raise ToolError(f"{path}: empty pattern file (expected a first line 'n = [...]')")
+    m = _HEADER.match(text)
+    if not m:
+        raise ToolError(f"{path}:1: expected 'n = [n0, n1, ..., m]', got {text.strip()[:60]!r}")
+    try:
+        sizes = [int(t) for t in m.group(1).replace(",", " ").split()]
+    except ValueError:
+        raise ToolError(f"{path}:1: 'n = [...]' must list integers") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ToolError(f"{path}:1: 'n = [...]' must list at least two positive sizes, got {sizes}")
+    if sum(sizes[1:-1]) > MAX_UNITS:
+        raise ToolError(f"{path}:1: 'n = [...]' describes {sum(sizes[1:-1])} hidden units, more than {MAX_UNITS}")
+    return sizes
 
 
 def read_pattern_header(path) -> list[int]:
     path = Path(path)
     try:
-        with open(path) as fh:
+        with open(path, "rb") as fh:
             first = fh.readline()
     except (FileNotFoundError, IsADirectoryError):
         raise ToolError(f"{path}: pattern file not found") from None
-    if not first.strip():
-        raise ToolError(f"{path}: empty pattern file (expected a first line 'n = [...]')")
-    m = _HEADER.match(first)
-    if not m:
-        raise ToolError(f"{path}:1: expected 'n = [n0, n1, ..., m]', got {first.strip()[:60]!r}")
-    try:
-        return [int(t) for t in m.group(1).replace(",", " ").split()]
-    except ValueError:
-        raise ToolError(f"{path}:1: 'n = [...]' must list integers") from None
+    return _parse_header(path, first)
 
 
-def read_patterns(path, layer_sizes=None, dedupe: bool = True, allow_empty: bool = False) -> np.ndarray:
+def read_patterns(path, layer_sizes=None, dedupe: bool = True, allow_empty: bool = False,
+                  max_bytes: int | None = None) -> np.ndarray:
     """Patterns of a file as uint8 (P, N), in file order.
 
     Checks the header against `layer_sizes` (when given), the token count and that every
     token is 0 or 1. Duplicates are dropped with a warning. An empty list is an error unless
-    allow_empty.
+    allow_empty. max_bytes: read only that many bytes (a checkpointed partial file).
     """
     path = Path(path)
     sizes = read_pattern_header(path)
@@ -115,19 +170,21 @@ def read_patterns(path, layer_sizes=None, dedupe: bool = True, allow_empty: bool
                         f"but the network has n = {list(layer_sizes)}")
     n_units = sum(sizes[1:-1])
     rows = []
-    with open(path) as fh:
-        fh.readline()
-        for lineno, line in enumerate(fh, 2):
-            toks = line.split()
-            if not toks:
-                continue
-            if len(toks) != n_units:
-                raise ToolError(f"{path}:{lineno}: {len(toks)} values, expected {n_units} (one per hidden unit of n = {sizes})")
-            row = np.fromiter((t == "1" for t in toks), dtype=np.uint8, count=n_units)
-            if not all(t in ("0", "1") for t in toks):
-                bad = next(t for t in toks if t not in ("0", "1"))
-                raise ToolError(f"{path}:{lineno}: tokens must be 0 or 1, got {bad[:20]!r}")
-            rows.append(row)
+    with open(path, "rb") as fh:
+        data = fh.read() if max_bytes is None else fh.read(max_bytes)
+    lines = data.split(b"\n")
+    if max_bytes is not None and lines and lines[-1]:
+        raise ToolError(f"{path}:{len(lines)}: the checkpointed part ends inside a line")
+    for lineno, raw in enumerate(lines[1:], 2):
+        toks = _tokens(_decode(path, raw, lineno))
+        if not toks:
+            continue
+        if len(toks) != n_units:
+            raise ToolError(f"{path}:{lineno}: {len(toks)} values, expected {n_units} (one per hidden unit of n = {sizes})")
+        if not all(t in ("0", "1") for t in toks):
+            bad = next(t for t in toks if t not in ("0", "1"))
+            raise ToolError(f"{path}:{lineno}: tokens must be 0 or 1, got {bad[:20]!r}")
+        rows.append(np.fromiter((t == "1" for t in toks), dtype=np.uint8, count=n_units))
     if not rows:
         if allow_empty:
             return np.zeros((0, n_units), dtype=np.uint8)

@@ -11,8 +11,10 @@ feasible patterns. `count_regions` writes, next to the weights (or in out_dir):
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,9 +25,10 @@ from .bounds import analyse_stability, write_stability_files
 from .domain import Box
 from .enumeration import (FALLBACK_CHOICES, BackendUnavailable, EnumerationProblem, EnumerationResult, PatternSink,
                           ProblemTooLarge, get_backend, packages_line)
-from .ioutils import ToolError, atomic_write_json, read_json
+from .ioutils import ToolError, atomic_write_json, remove_stale_temps
 from .network import ReluNet
 from .patterns_io import PatternWriter, pattern_file_name, read_pattern_header, read_patterns
+from .records import read_checkpoint, read_frontier, read_regions
 
 
 def regions_file_name(domain_name: str) -> str:
@@ -34,6 +37,46 @@ def regions_file_name(domain_name: str) -> str:
 
 def frontier_file_name(domain_name: str) -> str:
     return f"frontier_{domain_name}.json"
+
+
+def checkpoint_file_name(domain_name: str) -> str:
+    return f"checkpoint_{domain_name}.json"
+
+
+def partial_pattern_file_name(domain_name: str) -> str:
+    return f".{pattern_file_name(domain_name)}.partial"
+
+
+class Checkpointer:
+    """Writes checkpoint_<domain>.json: the patterns made durable so far (their byte count in the
+    partial pattern file) and the backend's frontier, atomically, at most every `every` seconds."""
+
+    def __init__(self, path, writer: PatternWriter, sink: PatternSink, every: float | None, meta: dict):
+        self.path, self.writer, self.sink, self.every, self.meta = Path(path), writer, sink, every, meta
+        self.backend = None
+        self.saves = 0
+        self._next = None if not every else time.monotonic() + every
+
+    def due(self) -> bool:
+        return self._next is not None and time.monotonic() >= self._next
+
+    def save(self, frontier=None) -> None:
+        nbytes = self.writer.sync()
+        atomic_write_json(self.path, {"format": "region-count-checkpoint", **self.meta, "backend": self.backend,
+                                      "patterns": len(self.sink), "bytes": nbytes,
+                                      "frontier": None if frontier is None else list(frontier),
+                                      "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        self.saves += 1
+        if self.every:
+            self._next = time.monotonic() + self.every
+
+    def on_new_pattern(self) -> None:
+        if self.due():
+            self.save(None)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
 
 
 def file_sha256(path) -> str:
@@ -86,7 +129,7 @@ def prev_complete(json_path, n_patterns: int, sha, tol: float, domain_name: str)
     """True if json_path records a complete count of n_patterns for these weights, tol and domain."""
     if not Path(json_path).exists():
         return False
-    prev = read_json(json_path)
+    prev = read_regions(json_path)
     return (prev.get("complete") is True and prev.get("count") == n_patterns and prev.get("weights_sha256") == sha
             and prev.get("tol") == float(tol) and (prev.get("domain") or {}).get("name") == domain_name)
 
@@ -115,7 +158,7 @@ def count_status(weights, box: Box, tol: float = 1e-6, out_dir=None) -> tuple[st
     if not json_path.exists():
         return "none", json_path
     try:
-        prev = read_json(json_path)
+        prev = read_regions(json_path)
     except ToolError:
         return "stale", json_path
     sha = file_sha256(weights)
@@ -127,7 +170,9 @@ def count_status(weights, box: Box, tol: float = 1e-6, out_dir=None) -> tuple[st
     return "incomplete", json_path
 
 
-def _validate_settings(tol, time_limit, threads, workers=1) -> None:
+def _validate_settings(tol, time_limit, threads, workers=1, checkpoint_every=None) -> None:
+    if checkpoint_every is not None and not (math.isfinite(checkpoint_every) and checkpoint_every >= 0):
+        raise ToolError(f"--checkpoint-every must be >= 0 seconds (0 = off), got {checkpoint_every}")
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
         raise ToolError(f"--tol must be a finite number >= 0, got {tol}")
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
@@ -145,16 +190,19 @@ def _backend_candidates(name: str) -> list[str]:
 def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol: float = 1e-6,
                   time_limit: float | None = None, threads: int = 1, resume: bool = False, out_dir=None,
                   exact_stability: bool = False, progress: bool = True, net: ReluNet | None = None,
-                  workers: int = 1) -> dict:
+                  workers: int = 1, checkpoint_every: float | None = 60.0) -> dict:
     """Enumerate every feasible activation pattern of the net in `weights` on `box` (default [0,1]^n0).
 
     Returns the summary written to regions_<domain>.json (docs/formats.md). A time limit (wall
     clock for the whole count) or Ctrl-C ends the search early: what was found is written and the
     summary says complete: false (and "interrupted": true after Ctrl-C). resume=True continues from
     the patterns already in the pattern file (they become no-good cuts / are skipped).
+    Every `checkpoint_every` seconds (0 or None: never) the patterns so far and the backend's
+    frontier are made durable in checkpoint_<domain>.json, so that resume=True after the process
+    was killed (SIGKILL included) loses at most that interval.
     """
     t_start = time.perf_counter()
-    _validate_settings(tol, time_limit, threads, workers)
+    _validate_settings(tol, time_limit, threads, workers, checkpoint_every)
     weights = Path(weights)
     if net is None:
         net = ReluNet.load(weights)
@@ -171,20 +219,38 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     pattern_path = out_dir / pattern_file_name(box.name)
     json_path = out_dir / regions_file_name(box.name)
     frontier_path = out_dir / frontier_file_name(box.name)
+    checkpoint_path = out_dir / checkpoint_file_name(box.name)
+    partial_path = out_dir / partial_pattern_file_name(box.name)
     sha = file_sha256(weights) if weights.is_file() else None
     notes: list[str] = []
+    for p in (pattern_path, json_path, frontier_path, checkpoint_path):
+        remove_stale_temps(p)
 
     # ---- resume: the patterns already found -------------------------------------------------
     known = None
     resume_state = None
-    if resume:
+    resume_bytes = None
+    if resume and checkpoint_path.exists():
+        ck = _usable_checkpoint(checkpoint_path, partial_path, net, sha, tol, box.name)
+        if ck is not None:
+            known = read_patterns(partial_path, net.layer_sizes, allow_empty=True, max_bytes=ck["bytes"])
+            resume_bytes = ck["bytes"]
+            if ck.get("frontier") is not None:
+                resume_state = {"backend": ck["backend"], "frontier": ck["frontier"]}
+            _log(f"resuming from the checkpoint {checkpoint_path.name} of {ck['written']} "
+                 f"({len(known)} patterns)", not progress)
+    if not resume:
+        for p in (checkpoint_path, partial_path):      # a fresh count discards an earlier one's state
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    elif resume_bytes is None:
         if pattern_path.exists():
             sizes = read_pattern_header(pattern_path)
             if sizes != net.layer_sizes:
                 raise ToolError(f"--resume {pattern_path}: the pattern file is for a net with n = {sizes}, but "
                                 f"{weights} has n = {net.layer_sizes}; remove it or run without --resume")
             if json_path.exists():
-                prev = read_json(json_path)
+                prev = read_regions(json_path)
                 if prev.get("weights_sha256") and sha and prev["weights_sha256"] != sha:
                     raise ToolError(f"--resume {pattern_path}: {json_path.name} was written for different weights "
                                     f"(sha256 differs from {weights}); remove the old outputs or run without --resume")
@@ -193,11 +259,11 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
                                     f"--tol {tol}; use the same tol or run without --resume")
             known = read_patterns(pattern_path, net.layer_sizes, allow_empty=True)
             if prev_complete(json_path, len(known), sha, tol, box.name) and not frontier_path.exists():
-                prev = read_json(json_path)
+                prev = read_regions(json_path)
                 _log(f"{json_path.name}: already complete ({prev['count']} regions); nothing to resume", not progress)
                 return prev
             if frontier_path.exists():
-                resume_state = read_json(frontier_path)
+                resume_state = read_frontier(frontier_path)
             _log(f"resuming from {pattern_path} ({len(known)} patterns)", not progress)
         else:
             _log(f"--resume: no {pattern_path.name} in {out_dir} yet; starting from scratch", not progress)
@@ -222,13 +288,16 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     # ---- enumeration ----------------------------------------------------------------------------
     candidates = _backend_candidates(backend)
     bar = _Progress(progress, 0 if known is None else len(known))
-    writer = PatternWriter(pattern_path, net.layer_sizes)
+    writer = PatternWriter(pattern_path, net.layer_sizes, partial=partial_path, resume_bytes=resume_bytes)
     result: EnumerationResult | None = None
     used = None
     interrupted = False
     t_enum0 = time.perf_counter()
     try:
-        sink = PatternSink(writer, known, progress=bar)
+        sink = PatternSink(writer, known, progress=bar, write_known=resume_bytes is None)
+        ckpt = Checkpointer(checkpoint_path, writer, sink, checkpoint_every or None,
+                            {"weights_sha256": sha, "tol": float(tol), "domain": box.name,
+                             "layer_sizes": net.layer_sizes})
         reasons = []
         for i, name in enumerate(candidates):
             nxt = candidates[i + 1] if i + 1 < len(candidates) else None
@@ -237,10 +306,19 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
                 if hasattr(be, "workers"):        # the lp engine walks subtrees in parallel processes
                     be.workers = int(workers)
                 be.check_problem(problem)
+                state = resume_state if resume_state is None or resume_state.get("backend") in (None, name) else None
+                ckpt.backend = name
+                if checkpoint_every:
+                    # the state this run starts from, in the files it writes from now on
+                    ckpt.save(None if state is None else state.get("frontier"))
+                kw = {}
+                if be.frontier_checkpoints:
+                    kw["checkpoint"] = ckpt
+                    sink.on_new = None
+                else:
+                    sink.on_new = ckpt.on_new_pattern
                 left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t_start))
-                result = be.enumerate(problem, sink, time_limit=left, threads=int(threads),
-                                      resume_state=resume_state if resume_state is None or
-                                      resume_state.get("backend") in (None, name) else None)
+                result = be.enumerate(problem, sink, time_limit=left, threads=int(threads), resume_state=state, **kw)
                 used = name
                 break
             except BackendUnavailable as e:
@@ -266,18 +344,19 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
         bar.close()
         writer.abort(e)
         raise
+    sink.on_new = None
     bar.close()
-    writer.close()
     t_enum = time.perf_counter() - t_enum0
     interrupted = interrupted or result.interrupted
     complete = bool(result.complete) and not interrupted
 
-    # ---- frontier, summary ------------------------------------------------------------------------
+    # ---- frontier, patterns, summary (in this order: a kill between two steps leaves a resumable state)
     if not complete and result.frontier is not None:
         atomic_write_json(frontier_path, {"backend": used, "weights_sha256": sha, "tol": tol,
                                           "layer_sizes": net.layer_sizes, "frontier": result.frontier})
     elif frontier_path.exists():
         frontier_path.unlink()
+    writer.close()
     count = len(sink)
     if not complete:
         why = "interrupted (Ctrl-C)" if interrupted else (
@@ -300,8 +379,31 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     }
     if interrupted:
         summary["interrupted"] = True
+    summary["stats"]["checkpoints"] = ckpt.saves
     atomic_write_json(json_path, summary)
+    ckpt.remove()
     return summary
+
+
+def _usable_checkpoint(checkpoint_path: Path, partial_path: Path, net: ReluNet, sha, tol, domain_name) -> dict | None:
+    """The checkpoint of a killed count, when it belongs to these weights, tol and domain and its
+    partial pattern file holds what it records; None (with a notice) when it cannot be used."""
+    ck = read_checkpoint(checkpoint_path)
+    if ck["layer_sizes"] != net.layer_sizes or (sha and ck.get("weights_sha256") and ck["weights_sha256"] != sha):
+        raise ToolError(f"--resume {checkpoint_path}: written for other weights (n = {ck['layer_sizes']}, "
+                        f"sha256 differs); remove it or run without --resume")
+    if float(ck["tol"]) != float(tol):
+        raise ToolError(f"--resume {checkpoint_path}: the earlier run used --tol {ck['tol']}, this one --tol {tol}; "
+                        f"use the same tol or run without --resume")
+    if ck["domain"] != domain_name:
+        raise ToolError(f"--resume {checkpoint_path}: written for domain {ck['domain']}, not {domain_name}")
+    size = partial_path.stat().st_size if partial_path.exists() else -1
+    if size < ck["bytes"]:
+        print(f"notice: {checkpoint_path.name} refers to {ck['bytes']} bytes of {partial_path.name}, but "
+              f"{'it is missing' if size < 0 else f'it has {size}'}; resuming from the pattern file instead",
+              file=sys.stderr)
+        return None
+    return ck
 
 
 def final_line(summary: dict, out_dir=None) -> str:

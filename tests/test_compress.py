@@ -163,8 +163,8 @@ def test_fully_stable_layer_is_merged():
     c = compress(net, st)
     assert c.collapsed == [1] and c.units_after == [0, 2]
     assert c.net.layer_sizes == [2, 2, 2]
-    np.testing.assert_allclose(c.net.weights[0], W2[:, :2] @ W1[:2], rtol=1e-15)
-    np.testing.assert_allclose(c.net.biases[0], W2[:, :2] @ b1[:2] + b2, rtol=1e-15)
+    np.testing.assert_allclose(c.net.weights[0], W2[:, :2] @ W1[:2], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(c.net.biases[0], W2[:, :2] @ b1[:2] + b2, rtol=1e-12, atol=1e-12)
     assert c.removed == {"inactive": 1, "folded_active": 0, "merged_active": 2, "collapsed_layers": 1}
     assert_equal_on(net, c.net, box)
 
@@ -192,12 +192,12 @@ def test_all_layers_stable_gives_affine_net():
     c = compress(net, stability_on(net, box))
     assert c.is_affine and c.net.layer_sizes == [2, 2] and c.units_after == [0, 0]
     A = W3 @ W2[:, :2] @ W1[:2]
-    np.testing.assert_allclose(c.net.weights[0], A, rtol=1e-14)
+    np.testing.assert_allclose(c.net.weights[0], A, rtol=1e-12, atol=1e-12)
     assert_equal_on(net, c.net, box)
     # the affine net is exactly the network's affine map on the domain's single region
     _, (F, e) = pattern_affine_maps(net, [1, 1, 0, 1, 1])
-    np.testing.assert_allclose(c.net.weights[0], F, rtol=1e-14)
-    np.testing.assert_allclose(c.net.biases[0], e, rtol=1e-14)
+    np.testing.assert_allclose(c.net.weights[0], F, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(c.net.biases[0], e, rtol=1e-12, atol=1e-12)
 
 
 def test_folding_into_a_layer_whose_basis_shrinks_by_previous_removals():

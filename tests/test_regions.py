@@ -289,7 +289,7 @@ def test_cli_ctrl_c_writes_partial_output(tmp_path):
     proc = subprocess.Popen([PY, CLI, "-w", str(tmp_path / "weights.dat"), "-q", "--backend", "scip"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 60
-    while not list(tmp_path.glob(".activation_pattern_abhinav_input_0_1.dat.*.tmp")) and time.time() < deadline:
+    while not (tmp_path / ".activation_pattern_abhinav_input_0_1.dat.partial").exists() and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.7)
     proc.send_signal(signal.SIGINT)

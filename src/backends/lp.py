@@ -21,6 +21,7 @@ from ..ioutils import ToolError
 class LpBackend(Backend):
     name = "lp"
     package = "highspy"
+    frontier_checkpoints = True
 
     def __init__(self, workers: int = 1, options=None):
         self.workers = int(workers)
@@ -35,7 +36,8 @@ class LpBackend(Backend):
                                      f"{packages_line()}") from None
 
     def enumerate(self, problem: EnumerationProblem, sink: PatternSink, *, time_limit: float | None = None,
-                  threads: int = 1, resume_state: dict | None = None, workers: int | None = None) -> EnumerationResult:
+                  threads: int = 1, resume_state: dict | None = None, workers: int | None = None,
+                  checkpoint=None) -> EnumerationResult:
         from ..lp_enum import run_search
 
         workers = self.workers if workers is None else int(workers)
@@ -51,7 +53,7 @@ class LpBackend(Backend):
 
         t0 = time.perf_counter()
         out = run_search(problem.net, problem.box, fixed, problem.tol, emit, roots=roots, time_limit=time_limit,
-                         workers=workers, options=self.options)
+                         workers=workers, options=self.options, checkpoint=checkpoint)
         secs = time.perf_counter() - t0
         st = dict(out.stats)
         lps = int(st.get("lps", 0))
