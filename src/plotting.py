@@ -7,8 +7,10 @@ Figures (file stems in the output directory):
 - `accuracy_vs_regions`: test accuracy against the number of regions.
 - `transform_sizes`: size of the two-hidden-layer nets (all 2^N patterns, feasible patterns
   naive, feasible patterns with shared units) in hidden units and parameters, log10 scale.
-- `input_slice`: a 2-D plane of input space, each linear region in its own colour with its
-  boundaries, computed by dense evaluation of activation patterns on a grid.
+- `input_slice`: a 2-D plane of input space, each linear region (an exact convex polygon,
+  src/sections.py) in its own colour or coloured by predicted class, with its boundaries.
+- `segment_regions_vs_l1`: linear regions crossed per unit of L2 length along segments between
+  pairs of test images (segments.json, exact 1-D sections), against l1.
 All run settings come from the files in docs/formats.md (src.results), never from run ids.
 """
 from __future__ import annotations
@@ -27,8 +29,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from .domain import Box  # noqa: E402
 from .ioutils import ToolError, atomic_open  # noqa: E402
 from .network import ReluNet  # noqa: E402
+from .sections import (PlaneSection, class_pieces, default_view, orthonormal_plane,  # noqa: E402
+                       plane_section)
 from .results import (DEFAULT_DOMAIN, RunRecord, load_runs, two_hidden_sizes)  # noqa: E402
 
 FORMATS = ("png", "pdf")
@@ -390,61 +395,7 @@ def plot_transform_sizes(records: list[RunRecord], out_base, title: str | None =
         return save(fig, out_base, formats)
 
 
-# ---- figure 5: a 2-D slice of input space --------------------------------------------
-def orthonormal_plane(points=None, center=None, directions=None):
-    """(origin, E) with E (2, n0) orthonormal rows: through three points, or a center and two directions."""
-    if points is not None:
-        p = np.asarray(points, dtype=np.float64)
-        origin, d = p[0], np.stack([p[1] - p[0], p[2] - p[0]])
-    else:
-        origin, d = np.asarray(center, np.float64), np.asarray(directions, np.float64)
-    e1 = d[0] / np.linalg.norm(d[0])
-    v = d[1] - (d[1] @ e1) * e1
-    nv = np.linalg.norm(v)
-    if nv < 1e-12 * max(np.linalg.norm(d[1]), 1e-300) or nv == 0:
-        raise ToolError("input slice: the three points (or two directions) are collinear; pick others")
-    return origin, np.stack([e1, v / nv])
-
-
-def slice_net(net: ReluNet, origin, E) -> ReluNet:
-    """The net restricted to the plane x = origin + a*E[0] + b*E[1], as a 2-input ReluNet in (a, b)."""
-    W1 = net.weights[0]
-    return ReluNet([W1 @ E.T] + net.weights[1:], [W1 @ origin + net.biases[0]] + net.biases[1:])
-
-
-def region_ids(patterns) -> tuple[np.ndarray, int]:
-    """Label each row of a 0/1 pattern array by its distinct pattern (0..K-1, first-seen order); K."""
-    p = np.ascontiguousarray(np.packbits(np.asarray(patterns, np.uint8), axis=1))
-    if p.shape[1] == 0:
-        return np.zeros(len(p), np.int64), 1 if len(p) else 0
-    keys = p.view(np.dtype((np.void, p.shape[1]))).ravel()
-    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-    order = np.argsort(np.argsort(first))       # relabel so ids follow first appearance
-    return order[inv].reshape(-1), len(first)
-
-
-def boundary_mask(ids2d) -> np.ndarray:
-    """True at grid cells whose right or lower neighbour lies in a different region."""
-    b = np.zeros(ids2d.shape, bool)
-    b[:, :-1] |= ids2d[:, :-1] != ids2d[:, 1:]
-    b[:-1, :] |= ids2d[:-1, :] != ids2d[1:, :]
-    return b
-
-
-def domain_mask(origin, E, A, B, lo=0.0, hi=1.0, chunk=8192) -> np.ndarray:
-    """True where origin + a E0 + b E1 lies in the box [lo,hi]^n0 (a, b flat arrays)."""
-    move = np.any(E != 0, axis=0)
-    fixed_ok = np.all((origin[~move] >= lo) & (origin[~move] <= hi))
-    if not fixed_ok:
-        return np.zeros(A.shape, bool)
-    o, e = origin[move], E[:, move]
-    out = np.empty(A.shape, bool)
-    for s in range(0, A.size, chunk):
-        x = o + np.outer(A[s:s + chunk], e[0]) + np.outer(B[s:s + chunk], e[1])
-        out[s:s + chunk] = np.all((x >= lo) & (x <= hi), axis=1)
-    return out
-
-
+# ---- figure 5: a 2-D slice of input space (exact polygons) ---------------------------
 def region_colours(k: int, seed: int = 0) -> np.ndarray:
     """k distinct-looking RGB colours (random hues, moderate saturation)."""
     rng = np.random.default_rng(seed)
@@ -456,48 +407,49 @@ def region_colours(k: int, seed: int = 0) -> np.ndarray:
     return matplotlib.colors.hsv_to_rgb(np.stack([h, s, v], axis=1))
 
 
-def compute_slice(net: ReluNet, origin, E, extent, resolution: int = 400, lo=0.0, hi=1.0) -> dict:
-    """Dense evaluation of activation patterns on a grid over extent (a0, a1, b0, b1).
-
-    `resolution` grid points along the longer side, proportionally fewer along the other (square cells).
-    """
-    a0, a1, b0, b1 = extent
-    w, h = a1 - a0, b1 - b0
-    na = resolution if w >= h else max(2, round(resolution * w / h))
-    nb = resolution if h >= w else max(2, round(resolution * h / w))
-    av = np.linspace(a0, a1, na)
-    bv = np.linspace(b0, b1, nb)
-    A, B = np.meshgrid(av, bv)            # rows: b, columns: a
-    small = slice_net(net, origin, E)
-    pats = small.patterns(np.stack([A.ravel(), B.ravel()], axis=1))
-    ids, k = region_ids(pats)
-    ids = ids.reshape(A.shape)
-    inside = domain_mask(origin, E, A.ravel(), B.ravel(), lo, hi).reshape(A.shape)
-    k_inside = len(np.unique(ids[inside])) if inside.any() else 0
-    return {"ids": ids, "n_regions": k, "n_regions_in_domain": k_inside, "inside": inside,
-            "extent": extent, "resolution": resolution, "shape": A.shape}
+CLASS_COLOURS = matplotlib.colormaps["tab10"].colors
 
 
-def _render_slice(ax, sl, marks, seed=0):
-    ids, inside = sl["ids"], sl["inside"]
-    col = region_colours(sl["n_regions"], seed)[ids]
-    col = np.where(inside[..., None], col, 0.3 * col + 0.7)          # wash out points outside the box
-    edge = boundary_mask(ids)
-    col[edge] = np.where(inside[edge][:, None], 0.12, 0.55)
-    ax.imshow(col, origin="lower", extent=sl["extent"], interpolation="nearest", aspect="equal")
-    if inside.any() and not inside.all():
-        a0, a1, b0, b1 = sl["extent"]
-        ax.contour(np.linspace(a0, a1, inside.shape[1]), np.linspace(b0, b1, inside.shape[0]),
-                   inside.astype(float), levels=[0.5], colors="k", linewidths=0.9, linestyles="--")
-    a0, a1, b0, b1 = sl["extent"]
+def _wash(rgb, inside) -> np.ndarray:
+    """Colours of polygons outside the box washed out towards white."""
+    rgb = np.asarray(rgb, np.float64)
+    return np.where(np.asarray(inside)[:, None], rgb, 0.3 * rgb + 0.7)
+
+
+def _render_section(ax, section: PlaneSection, net: ReluNet, marks, seed: int = 0, colour: str = "pattern"):
+    """Draw the polygons of an exact plane section (PolyCollection): fill by region or by predicted class,
+    region boundaries dark (grey outside the box), the box boundary dashed."""
+    from matplotlib.collections import PolyCollection
+
+    inside = section.in_box
+    if colour == "class":
+        pieces = class_pieces(net, section)
+        face = _wash([CLASS_COLOURS[k % 10] for _, k, _ in pieces], [inside[p] for _, _, p in pieces])
+        polys = [v for v, _, _ in pieces]
+    else:
+        ids = section.region_ids()
+        face = _wash(region_colours(int(ids.max()) + 1 if len(ids) else 0, seed)[ids], inside)
+        polys = section.vertices
+    ax.add_collection(PolyCollection(polys, facecolors=face, edgecolors="none", linewidths=0, zorder=1))
+    edge = np.where(inside[:, None], np.array([[0.12, 0.12, 0.12, 1.0]]), np.array([[0.55, 0.55, 0.55, 1.0]]))
+    lw = 0.35 if section.n_polygons < 2000 else 0.12          # thin boundaries where regions are dense
+    ax.add_collection(PolyCollection(section.vertices, facecolors="none", edgecolors=edge,
+                                     linewidths=lw, zorder=2))
+    s0, s1, t0, t1 = section.view
+    if len(section.box_polygon):
+        bp = np.vstack([section.box_polygon, section.box_polygon[:1]])
+        ax.plot(bp[:, 0], bp[:, 1], color="k", linewidth=0.9, linestyle="--", zorder=3)
     for (a, b, text) in marks:
         ax.plot(a, b, marker="o", markersize=5, markerfacecolor="k", markeredgecolor="white",
                 markeredgewidth=1.0, zorder=5)
-        right = a > (a0 + a1) / 2          # label towards the inside, above/below away from the middle
-        up = b >= (b0 + b1) / 2
+        right = a > (s0 + s1) / 2          # label towards the inside, above/below away from the middle
+        up = b >= (t0 + t1) / 2
         ax.annotate(text, (a, b), xytext=(-3 if right else 3, 5 if up else -5), textcoords="offset points",
                     ha="right" if right else "left", va="bottom" if up else "top", fontsize=6.5, zorder=6,
                     bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.8))
+    ax.set_xlim(s0, s1)
+    ax.set_ylim(t0, t1)
+    ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
@@ -509,7 +461,8 @@ def _render_slice(ax, sl, marks, seed=0):
 
 def slice_plane(mode: str, n_inputs: int, images=(0, 1, 2), center_index: int = 0, radius: float = 1.0,
                 seed: int = 0, data_root="data", margin: float = 0.12):
-    """(origin, E, extent, marks, description) for mode 'images' | 'around' | 'random'."""
+    """(plane with an orthonormal basis, view (a0, a1, b0, b1), marks, description) for mode
+    'images' | 'around' | 'random'."""
     rng = np.random.default_rng(seed)
     if mode in ("images", "around"):
         if n_inputs != 784:
@@ -526,74 +479,123 @@ def slice_plane(mode: str, n_inputs: int, images=(0, 1, 2), center_index: int = 
     if mode == "images":
         if len(images) != 3:
             raise ToolError("--images: give exactly three MNIST test indices, e.g. 0,1,2")
-        origin, E = orthonormal_plane(points=pts)
-        coords = (pts - origin) @ E.T
+        plane = orthonormal_plane(points=pts)
         desc = "plane through MNIST test images " + ", ".join(map(str, images)) + " (marked #index (digit))"
     elif mode == "random":
         pts = rng.random((3, n_inputs))
-        origin, E = orthonormal_plane(points=pts)
-        coords = (pts - origin) @ E.T
+        plane = orthonormal_plane(points=pts)
         labels = ["p0", "p1", "p2"]
         desc = f"plane through three uniform random points of [0,1]^{n_inputs} (seed {seed})"
     elif mode == "around":
         if radius <= 0:
             raise ToolError("--radius must be > 0")
-        origin, E = orthonormal_plane(center=pts[0], directions=rng.normal(size=(2, n_inputs)))
-        coords = np.zeros((1, 2))
-        a0, a1, b0, b1 = -radius, radius, -radius, radius
+        plane = orthonormal_plane(center=pts[0], directions=rng.normal(size=(2, n_inputs)))
         desc = (f"plane through MNIST test image {center_index} along two random directions (seed {seed}), "
                 f"±{radius:g} in L2")
-        return origin, E, (a0, a1, b0, b1), [(0.0, 0.0, labels[0])], desc
+        return plane, (-radius, radius, -radius, radius), [(0.0, 0.0, labels[0])], desc
     else:
         raise ToolError(f"--plane {mode!r}: choose images, around or random")
-    lo_c, hi_c = coords.min(axis=0), coords.max(axis=0)
-    span = max((hi_c - lo_c).max(), 1e-9)
-    pad = margin * span
-    extent = (lo_c[0] - pad, hi_c[0] + pad, lo_c[1] - pad, hi_c[1] + pad)
-    marks = [(c[0], c[1], t) for c, t in zip(coords, labels)]
-    return origin, E, extent, marks, desc
+    coords = plane.coordinates(pts)
+    view = default_view(plane, Box.uniform(n_inputs), coords, margin)
+    return plane, view, [(c[0], c[1], t) for c, t in zip(coords, labels)], desc
 
 
 def plot_input_slice(nets: list[tuple[str, ReluNet]], out_base, mode: str = "images", images=(0, 1, 2),
-                     center_index: int = 0, radius: float = 1.0, seed: int = 0, resolution: int | None = None,
+                     center_index: int = 0, radius: float = 1.0, seed: int = 0, colour: str = "pattern",
                      data_root="data", title: str | None = None, formats=FORMATS):
-    """One panel per (label, net): the linear regions on a 2-D plane of input space (dense evaluation)."""
+    """One panel per (label, net): the exact linear regions on a 2-D plane of input space (src/sections.py)."""
     if not nets:
         raise ToolError("input slice: no network to draw (no weights.dat found)")
+    if colour not in ("pattern", "class"):
+        raise ToolError(f"input slice: colour {colour!r}; choose pattern or class")
     n0 = nets[0][1].n_inputs
     if any(net.n_inputs != n0 for _, net in nets):
         raise ToolError("input slice: the networks have different input sizes; draw them separately")
-    origin, E, extent, marks, desc = slice_plane(mode, n0, images, center_index, radius, seed, data_root)
+    plane, view, marks, desc = slice_plane(mode, n0, images, center_index, radius, seed, data_root)
+    box = Box.uniform(n0)
     k = len(nets)
     ncol = 1 if k == 1 else 2 if k <= 4 else 3 if k <= 9 else 4
     nrow = math.ceil(k / ncol)
-    res = resolution or (600 if k == 1 else 360 if k <= 4 else 260)
     panel = 4.6 if k == 1 else 7.0 / ncol
-    aspect = min(1.6, max(0.4, (extent[3] - extent[2]) / (extent[1] - extent[0])))
+    aspect = min(1.6, max(0.4, (view[3] - view[2]) / (view[1] - view[0])))
     title_h = 0.45 if k > 1 else 0.35
-    info, shape = [], None
+    info = []
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrow, ncol, figsize=(panel * ncol, (panel * aspect + title_h) * nrow + 0.8),
                                  squeeze=False)
         for ax, (label, net) in zip(axes.ravel(), nets):
-            sl = compute_slice(net, origin, E, extent, res)
-            shape = sl["shape"]
-            _render_slice(ax, sl, marks, seed)
-            ax.set_title(f"{label}\n{sl['n_regions_in_domain']} regions in the box, {sl['n_regions']} in view",
+            sec = plane_section(net, plane, view, box)
+            _render_section(ax, sec, net, marks, seed, colour)
+            ax.set_title(f"{label}\n{sec.regions_in_box} regions in the box, {sec.regions_in_view} in view",
                          fontsize=6.8 if k > 4 else 8 if k > 1 else 9.5)
-            info.append({"label": label, "regions_in_domain": sl["n_regions_in_domain"],
-                         "regions_in_view": sl["n_regions"]})
+            info.append({"label": label, "regions_in_domain": sec.regions_in_box,
+                         "regions_in_view": sec.regions_in_view, "polygons": sec.n_polygons,
+                         "unverified": len(sec.unverified), "seconds": sec.seconds})
         for ax in axes.ravel()[k:]:
             ax.axis("off")
+        if colour == "class":
+            handles = [Patch(facecolor=CLASS_COLOURS[c % 10], edgecolor="none", label=str(c))
+                       for c in range(nets[0][1].n_outputs)]
+            fig.legend(handles=handles, title="predicted class", loc="center left", bbox_to_anchor=(1.0, 0.5),
+                       frameon=False, fontsize=7)
         fig.suptitle(title or f"Linear regions on a 2-D slice: {desc}", fontsize=9.5)
-        fig.text(0.5, 0.005, f"Dense evaluation of activation patterns on a {shape[1]}×{shape[0]} grid: a region is a "
-                 "distinct pattern seen at some grid point\n(regions thinner than a grid cell can be missed). "
-                 "Dark lines: region boundaries. Washed out, beyond the dashed line: outside the box [0,1]^n0.\n"
+        unverified = sum(i["unverified"] for i in info)
+        fill = ("Fill: predicted class (exact decision boundaries)" if colour == "class"
+                else "Fill: one colour per linear region")
+        fig.text(0.5, 0.005, "Exact: every linear region on the plane is a convex polygon, found by splitting the plane "
+                 "layer by layer along each unit's zero line;\nevery polygon's interior point is checked by the "
+                 f"forward pass ({unverified} unverified). {fill}; dark lines: region boundaries.\n"
+                 "Washed out, beyond the dashed line: outside the box [0,1]^n0. "
                  "Axes: orthonormal coordinates in the plane, equal scale (L2 distance in pixel units).",
                  ha="center", va="bottom", fontsize=6.5, color="0.3")
         fig.tight_layout(rect=(0, 0.05 if k > 1 else 0.07, 1, 0.97))
         paths = save(fig, out_base, formats)
     return paths, info
+
+
+# ---- figure 6: regions crossed along segments between test images --------------------
+def plot_segment_regions(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
+    """Distribution over segments (segments.json) of the linear regions crossed per unit of L2 length,
+    against l1, one box per (adv, dropout) group."""
+    recs, skipped = _usable(records, lambda r: r.l1 is not None and r.segment_values)
+    if not recs:
+        raise ToolError("segments figure: no run has both config.json and segments.json "
+                        "(count_linear_regions.py --segments K)")
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        style = GroupStyle(recs)
+        l1s = sorted({r.l1 for r in recs})
+        xpos = {v: i for i, v in enumerate(l1s)}
+        off = style.offsets(0.5)
+        width = 0.5 / max(len(style.groups), 1) * 0.85
+        for g in style.groups:
+            kw = style.kw(g)
+            per_l1 = {}
+            for r in recs:
+                if r.group == g:
+                    per_l1.setdefault(r.l1, []).extend(r.segment_values)
+            xs = [xpos[v] + off[g] for v in sorted(per_l1)]
+            data = [per_l1[v] for v in sorted(per_l1)]
+            bp = ax.boxplot(data, positions=xs, widths=width, patch_artist=True, showfliers=True,
+                            flierprops=dict(marker=".", markersize=2.5, markeredgecolor=kw["color"], alpha=0.6),
+                            medianprops=dict(color="k", linewidth=1.0), whiskerprops=dict(color=kw["color"]),
+                            capprops=dict(color=kw["color"]), manage_ticks=False)
+            for b in bp["boxes"]:
+                b.set_facecolor(matplotlib.colors.to_rgba(kw["color"], 0.35))
+                b.set_edgecolor(kw["color"])
+            ax.plot(xs, [np.median(d) for d in data], color=kw["color"], linestyle=kw["linestyle"],
+                    marker=kw["marker"], markersize=4, markeredgecolor="k", markeredgewidth=0.4, linewidth=1.0)
+        _l1_axis(ax, l1s)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("linear regions crossed\nper unit of L2 length")
+        n_seg = sorted({len(r.segment_values) for r in recs})
+        ax.set_title(title or f"Exact 1-D sections: segments between pairs of test images "
+                              f"({'/'.join(map(str, n_seg))} per run)")
+        handles = [Line2D([], [], **style.kw(g), markersize=5, markeredgecolor="k", markeredgewidth=0.4,
+                          label=style.label(g)) for g in style.groups]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        _skipped_note(fig, skipped, "segments.json")
+        return save(fig, out_base, formats)
 
 
 # ---- drivers (used by the thin scripts in plots/) ------------------------------------
@@ -602,6 +604,7 @@ FIGURES = {
     "stable_units": ("stable_units_vs_l1", plot_stable_units_vs_l1),
     "accuracy_regions": ("accuracy_vs_regions", plot_accuracy_vs_regions),
     "transform_sizes": ("transform_sizes", plot_transform_sizes),
+    "segments": ("segment_regions_vs_l1", plot_segment_regions),
 }
 
 
@@ -705,7 +708,10 @@ def add_slice_arguments(p, prefix: str = "") -> None:
     g.add_argument(f"--{prefix}radius", type=float, default=1.0, metavar="R",
                    help="half-width of the view in L2 units for --plane around (default 1)")
     g.add_argument(f"--{prefix}resolution", type=int, default=None, metavar="PX",
-                   help="grid points per side (default 600 for one panel, 360 up to 4, 260 beyond)")
+                   help="ignored: the slice is computed exactly as polygons (kept for older command lines)")
+    g.add_argument(f"--{prefix}colour", choices=("pattern", "class"), default="pattern",
+                   help="fill each linear region with its own colour (pattern) or by the predicted class (class; "
+                        "exact decision boundaries). Default pattern")
     g.add_argument(f"--{prefix}seed", type=int, default=0, help="seed of random directions/points and colours")
     g.add_argument("--data-root", default="data", help="MNIST root (default data)")
 
@@ -718,13 +724,10 @@ def _slice_kw(args, prefix: str = "") -> dict:
         raise ToolError(f"--{prefix}images: expected three integers like 0,1,2, got {a('images')!r}") from None
     if a("plane") == "images" and len(images) != 3:
         raise ToolError(f"--{prefix}images: give exactly three MNIST test indices, got {a('images')!r}")
-    res = a("resolution")
-    if res is not None and not 16 <= res <= 4000:
-        raise ToolError(f"--{prefix}resolution: {res}; choose 16..4000")
     if a("radius") <= 0:
         raise ToolError(f"--{prefix}radius must be > 0")
     return {"mode": a("plane"), "images": images, "center_index": a("center_test_index"), "radius": a("radius"),
-            "seed": a("seed"), "resolution": res, "data_root": args.data_root}
+            "seed": a("seed"), "colour": a("colour"), "data_root": args.data_root}
 
 
 FIGURE_HELP = {
@@ -738,6 +741,9 @@ FIGURE_HELP = {
     "transform_sizes": "Hidden units and parameters (log10) of the two-hidden-layer nets: all 2^N patterns "
                        "(two_hidden_all_nodes.json), the feasible patterns, and the feasible patterns with "
                        "shared units (two_hidden_feasible_<domain>.json).",
+    "segments": "Linear regions crossed per unit of L2 length along the segments between pairs of MNIST test "
+                "images (segments.json of count_linear_regions.py --segments K: exact 1-D sections), one box "
+                "per (adversarial training, dropout) group against l1.",
 }
 
 
@@ -773,10 +779,11 @@ def slice_main(argv=None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(description=(
-        "Linear regions on a 2-D slice of input space, each region in its own colour with its boundaries. "
-        "Regions are found by dense evaluation of the activation pattern (ReluNet.patterns of the net "
-        "restricted to the plane) on a grid, not by exact enumeration. One panel per run with a weights.dat, "
-        "or one panel for -w FILE. Writes <out>/input_slice.png and .pdf (or --name)."))
+        "Linear regions on a 2-D slice of input space, each region in its own colour (or coloured by the "
+        "predicted class) with its boundaries. The regions are exact convex polygons: the plane is split "
+        "layer by layer along each unit's zero line (src/sections.py, docs/sections.md), and each polygon's "
+        "interior point is checked by the forward pass. One panel per run with a weights.dat, or one panel "
+        "for -w FILE. Writes <out>/input_slice.png and .pdf (or --name)."))
     add_run_arguments(p, runs_required=False)
     p.add_argument("-w", "--weights", metavar="FILE", help="draw this weights.dat instead of --runs")
     p.add_argument("--name", default="input_slice", help="output file stem (default input_slice)")
@@ -801,7 +808,7 @@ def make_all_main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=(
         "Draw every figure (regions_vs_l1, stable_units_vs_l1, accuracy_vs_regions, transform_sizes, "
-        "input_slice) for the runs into --out, and write the results table (results.csv, results.md). "
+        "segment_regions_vs_l1, input_slice) for the runs into --out, and write the results table (results.csv, results.md). "
         "A figure whose input files are missing in every run is skipped with a message."))
     add_run_arguments(p)
     p.add_argument("--no-table", action="store_true", help="do not write results.csv / results.md")

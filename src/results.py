@@ -3,8 +3,9 @@
 A run directory `fcnn_run_<id>/` holds `config.json`, `metrics.json`, and per domain
 `regions_<domain>.json`, `stable_units_<domain>.json`, `two_hidden_all_nodes.json` (for another
 domain than input_0_1: `two_hidden_all_nodes_<domain>.json`, as the transformation names it),
-`two_hidden_feasible_<domain>.json`, `compressed_<domain>.json`. Settings (arch, l1, adv,
-dropout) come from config.json, never from the run id. A missing or unreadable file is
+`two_hidden_feasible_<domain>.json`, `compressed_<domain>.json`, and optionally the exact sections
+of count_linear_regions.py --slice / --segments (`slice_I_J_K[_<domain>].json`, `segments.json`;
+docs/sections.md). Settings (arch, l1, adv, dropout) come from config.json, never from the run id. A missing or unreadable file is
 recorded in `RunRecord.missing` / `problems` and the run is still collected.
 """
 from __future__ import annotations
@@ -63,6 +64,9 @@ class RunRecord:
     two_hidden_all: dict | None = None
     two_hidden_feasible: dict | None = None
     compressed: dict | None = None
+    slice: dict | None = None           # slice_I_J_K[_<domain>].json (optional)
+    slice_name: str | None = None       # its stem, e.g. slice_0_1_2
+    segments: dict | None = None        # segments.json (optional)
     missing: list[str] = field(default_factory=list)    # expected files that are absent
     problems: list[str] = field(default_factory=list)   # files present but unreadable / incomplete
 
@@ -104,6 +108,36 @@ class RunRecord:
         return None if self.regions is None else bool(self.regions.get("complete"))
 
     @property
+    def slice_regions(self):
+        """Exact number of linear regions in the box on the run's slice plane (None without a slice file)."""
+        return None if self.slice is None else _int_or_none(self.slice.get("regions_in_box"))
+
+    @property
+    def segment_values(self) -> list[float]:
+        """Regions crossed per unit of L2 length, one value per segment of segments.json."""
+        out = []
+        for s in (self.segments or {}).get("segments") or []:
+            try:
+                v = float(s.get("regions_per_unit_length", s["regions"] / s["length"]))
+            except (KeyError, TypeError, ValueError, ZeroDivisionError):
+                continue
+            if math.isfinite(v):
+                out.append(v)
+        return out
+
+    @property
+    def segment_regions_median(self):
+        """Median number of linear regions crossed per segment of segments.json."""
+        vals = [s["regions"] for s in (self.segments or {}).get("segments") or [] if isinstance(s.get("regions"), int)]
+        return _median(vals) if vals else None
+
+    @property
+    def segment_pairs_key(self):
+        """(seed, pairs): runs whose segments.json were drawn alike are comparable."""
+        s = self.segments or {}
+        return (s.get("seed"), s.get("pairs"))
+
+    @property
     def group(self) -> tuple[str, float]:
         """(adv, dropout): the series a run belongs to in the figures."""
         return (self.adv or "?", self.dropout if self.dropout is not None else float("nan"))
@@ -131,6 +165,12 @@ def _num(d, key):
         return float(d[key])
     except (TypeError, ValueError):
         return None
+
+
+def _median(vals) -> float:
+    import statistics
+
+    return float(statistics.median(vals))
 
 
 def _int_or_none(v):
@@ -176,7 +216,22 @@ def load_run(path, domain: str = DEFAULT_DOMAIN, run_id: int | None = None) -> R
     rec.compressed = _read_optional(path / f"compressed_{domain}.json", rec)
     if rec.regions is not None and not rec.regions.get("complete"):
         rec.problems.append(f"regions_{domain}.json: count incomplete (lower bound)")
+    rec.slice_name = _slice_file_stem(path, domain)
+    if rec.slice_name is not None:
+        rec.slice = _read_optional(path / f"{rec.slice_name}.json", rec, required=False)
+    rec.segments = _read_optional(path / "segments.json", rec, required=False)
     return rec
+
+
+def _slice_file_stem(path: Path, domain: str) -> str | None:
+    """The run's slice file for the domain: slice_0_1_2 if present, else the lowest image indices."""
+    suffix = "" if domain == DEFAULT_DOMAIN else "_" + re.escape(domain)
+    found = []
+    for p in path.glob("slice_*.json"):
+        m = re.fullmatch(r"slice_(\d+)_(\d+)_(\d+)" + suffix, p.stem)
+        if m:
+            found.append((tuple(int(g) for g in m.groups()) != (0, 1, 2), tuple(int(g) for g in m.groups()), p.stem))
+    return min(found)[2] if found else None
 
 
 def load_runs(models_dir, runs, domain: str = DEFAULT_DOMAIN) -> list[RunRecord]:
@@ -310,6 +365,8 @@ COLUMNS = [
     "run", "arch", "hidden_sizes", "l1", "adv", "dropout", "epochs", "test_accuracy",
     "stable_active", "stable_inactive", "unstable", "stable_total",
     "regions", "regions_complete", "regions_backend", "regions_seconds",
+    "slice_images", "slice_regions_in_box", "slice_regions_in_view",
+    "segments", "segment_regions_median", "segment_regions_per_length_median",
     "feasible_patterns", "two_hidden_all_params_log10", "two_hidden_feasible_naive_params",
     "two_hidden_feasible_shared_params", "two_hidden_feasible_shared_layers", "two_hidden_verified",
     "compressed_units_before", "compressed_units_after", "compressed_params_before",
@@ -362,6 +419,18 @@ def record_row(rec: RunRecord) -> dict:
         row["regions_backend"] = rec.regions.get("backend", "")
         t = (rec.regions.get("times") or {}).get("total")
         row["regions_seconds"] = "" if t is None else round(float(t), 2)
+    if rec.slice is not None:
+        row["slice_images"] = ",".join(rec.slice_name.split("_")[1:4])
+        row["slice_regions_in_box"] = "" if rec.slice_regions is None else rec.slice_regions
+        v = _int_or_none(rec.slice.get("regions_in_view"))
+        row["slice_regions_in_view"] = "" if v is None else v
+    if rec.segments is not None:
+        row["segments"] = len((rec.segments.get("segments") or []))
+        med = rec.segment_regions_median
+        row["segment_regions_median"] = "" if med is None else med
+        vals = rec.segment_values
+        if vals:
+            row["segment_regions_per_length_median"] = round(_median(vals), 4)
     th_all, th_f = rec.two_hidden_all, rec.two_hidden_feasible
     if th_all:
         s = two_hidden_sizes(th_all, "naive") or two_hidden_sizes(th_all, "shared")
@@ -413,7 +482,11 @@ MD_HEADERS = {
     "epochs": "epochs", "test_accuracy": "test acc", "stable_active": "stable active",
     "stable_inactive": "stable inactive", "unstable": "unstable", "stable_total": "stable total",
     "regions": "regions", "regions_complete": "complete", "regions_backend": "backend",
-    "regions_seconds": "count s", "feasible_patterns": "patterns used",
+    "regions_seconds": "count s", "slice_images": "slice images", "slice_regions_in_box": "slice regions (box)",
+    "slice_regions_in_view": "slice regions (view)", "segments": "segments",
+    "segment_regions_median": "regions / segment (median)",
+    "segment_regions_per_length_median": "regions / L2 length (median)",
+    "feasible_patterns": "patterns used",
     "two_hidden_all_params_log10": "log10 params (all 2^N)",
     "two_hidden_feasible_naive_params": "params feasible naive",
     "two_hidden_feasible_shared_params": "params feasible shared",
@@ -451,6 +524,7 @@ class TrendReport:
     medians: dict = field(default_factory=dict)    # l1 -> median count (lower bounds included)
     groups: dict = field(default_factory=dict)     # (adv, dropout) -> [(l1, count, complete)]
     n_runs: int = 0
+    sections: list = field(default_factory=list)   # SectionTrend of the exact slice / segment measures
 
     @property
     def shows(self) -> bool:
@@ -459,8 +533,9 @@ class TrendReport:
         return decided > 0 and self.fewer > decided / 2 and self.fewer >= 2 * self.more
 
     def summary(self) -> str:
+        extra = "".join("\n" + t.summary() for t in self.sections if t.n_runs)
         if self.n_runs == 0:
-            return "trend: no runs with both config.json and a region count; nothing to judge."
+            return "trend: no runs with both config.json and a region count; nothing to judge." + extra
         med = ", ".join(f"l1={_g(k)}: {v:g}" for k, v in sorted(self.medians.items()))
         decided = self.fewer + self.more + self.equal
         verdict = ("SHOWS the paper's trend (fewer linear regions with stronger l1)" if self.shows
@@ -471,7 +546,57 @@ class TrendReport:
                 f"{self.undetermined} undetermined (incomplete counts are lower bounds) "
                 f"of {decided + self.undetermined}.\n"
                 f"This sweep {verdict}.")
-        return text
+        return text + extra
+
+
+@dataclass
+class SectionTrend:
+    """The same l1 pairs judged on an exact section measure (no lower bounds: every pair is decided)."""
+
+    name: str
+    fewer: int = 0
+    more: int = 0
+    equal: int = 0
+    medians: dict = field(default_factory=dict)    # l1 -> median of the measure
+    n_runs: int = 0
+
+    @property
+    def agrees(self) -> bool:
+        """Same rule as TrendReport.shows."""
+        decided = self.fewer + self.more + self.equal
+        return decided > 0 and self.fewer > decided / 2 and self.fewer >= 2 * self.more
+
+    def summary(self) -> str:
+        med = ", ".join(f"l1={_g(k)}: {v:g}" for k, v in sorted(self.medians.items()))
+        word = "agrees with" if self.agrees else "does NOT agree with"
+        return (f"Exact sections, {self.name} ({self.n_runs} runs): median by l1: {med}; pairs weaker vs stronger "
+                f"l1: {self.fewer} fewer, {self.more} more, {self.equal} equal; this measure {word} the trend.")
+
+
+def section_trend(records, name: str, value, key) -> SectionTrend:
+    """Pairs within (adv, dropout) groups and equal key (same plane / same segment pairs), l1_a < l1_b."""
+    import statistics
+
+    rep = SectionTrend(name)
+    groups: dict = {}
+    by_l1: dict = {}
+    for r in records:
+        v = value(r)
+        if getattr(r, "l1", None) is None or v is None:
+            continue
+        rep.n_runs += 1
+        groups.setdefault((r.group, key(r)), []).append((r.l1, v))
+        by_l1.setdefault(r.l1, []).append(v)
+    rep.medians = {k: float(statistics.median(v)) for k, v in by_l1.items()}
+    for items in groups.values():
+        items.sort()
+        for i, (la, va) in enumerate(items):
+            for lb, vb in items[i + 1:]:
+                if lb > la:
+                    rep.fewer += vb < va
+                    rep.more += vb > va
+                    rep.equal += vb == va
+    return rep
 
 
 def _g(x) -> str:
@@ -511,6 +636,13 @@ def l1_trend(records) -> TrendReport:
                     rep.more += 1
                 else:
                     rep.undetermined += 1
+    rep.sections = [
+        section_trend(records, "regions in the box on the slice plane", lambda r: getattr(r, "slice_regions", None),
+                      lambda r: getattr(r, "slice_name", None)),
+        section_trend(records, "median regions crossed per segment between test images",
+                      lambda r: getattr(r, "segment_regions_median", None),
+                      lambda r: getattr(r, "segment_pairs_key", None)),
+    ]
     return rep
 
 

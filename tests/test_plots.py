@@ -1,4 +1,4 @@
-"""Every plot script on a synthetic models dir: non-empty PNG and PDF; the slice helpers against the full net."""
+"""Every plot script on a synthetic models dir: non-empty PNG and PDF; the exact slice figure."""
 import importlib.util
 import subprocess
 import sys
@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ROOT, random_net
 from run_fixtures import write_run, write_sweep
+from test_sections import write_section_files
 
 from src import plotting
 from src.ioutils import ToolError
@@ -26,6 +27,8 @@ def _script(name):
 def sweep_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     write_sweep(d, start=100, hidden=(6, 6), incomplete=(101, 108))
+    for run in range(100, 112):
+        write_section_files(d / f"fcnn_run_{run}")
     return d
 
 
@@ -52,7 +55,7 @@ def test_figure_scripts(sweep_dir, tmp_path, script, stem):
 
 def test_slice_script_random_plane(sweep_dir, tmp_path):
     rc = _script("plot_input_slice").main(["--models-dir", str(sweep_dir), "--runs", "100-103", "--out",
-                                           str(tmp_path), "--plane", "random", "--resolution", "64", "-q"])
+                                           str(tmp_path), "--plane", "random", "--resolution", "64", "-q"])  # accepted, ignored
     assert rc == 0
     _assert_figure(tmp_path, "input_slice")
 
@@ -71,21 +74,23 @@ def test_make_all_cli(sweep_dir, tmp_path):
                         "--runs", "100-111", "--out", str(tmp_path), "--slice-plane", "random",
                         "--slice-resolution", "48"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
-    for stem in ("regions_vs_l1", "stable_units_vs_l1", "accuracy_vs_regions", "transform_sizes", "input_slice"):
+    for stem in ("regions_vs_l1", "stable_units_vs_l1", "accuracy_vs_regions", "transform_sizes", "input_slice",
+                 "segment_regions_vs_l1"):
         _assert_figure(tmp_path, stem)
     assert (tmp_path / "results.csv").is_file() and (tmp_path / "results.md").is_file()
     assert "SHOWS the paper's trend" in r.stdout
+    assert "Exact sections, median regions crossed per segment" in r.stdout
     assert "run 101" in r.stderr and "lower bound" in r.stderr
 
 
 def test_figures_survive_missing_files(tmp_path):
     """Runs lacking some files are skipped in the figures that need them, not crashed on."""
     models = tmp_path / "m"
-    write_run(models, 1, 0.0, "none", 0.0, hidden=(4, 4))
+    write_section_files(write_run(models, 1, 0.0, "none", 0.0, hidden=(4, 4)))
     write_run(models, 2, 1e-3, "none", 0.0, hidden=(4, 4), files=("config", "metrics"))
     write_run(models, 3, 1e-3, "pgd", 0.0, hidden=(4, 4), files=("config", "regions", "weights"))
     out = tmp_path / "out"
-    done = plotting.draw_all(models, "1-4", out, slice_kw={"mode": "random", "resolution": 32}, log=lambda m: None)
+    done = plotting.draw_all(models, "1-4", out, slice_kw={"mode": "random"}, log=lambda m: None)
     assert all(isinstance(v, list) for v in done.values()), done
     recs = load_runs(models, "1-4")
     assert recs[3].missing == ["<run directory>"]
@@ -126,58 +131,43 @@ def test_huge_sizes_as_log10(tmp_path):
     assert all(x.stat().st_size > 0 for x in paths)
 
 
-# ---- the slice helpers -----------------------------------------------------------------
-def test_slice_net_equals_full_net_on_the_plane():
-    net = random_net([30, 7, 5, 3], seed=3)
-    rng = np.random.default_rng(0)
-    origin, E = plotting.orthonormal_plane(points=rng.random((3, 30)))
-    assert np.allclose(E @ E.T, np.eye(2), atol=1e-12)
-    ab = rng.normal(size=(500, 2))
-    X = origin + ab @ E
-    small = plotting.slice_net(net, origin, E)
-    np.testing.assert_allclose(small.forward(ab), net.forward(X), rtol=1e-9, atol=1e-9)
-    g_small, g_full = np.concatenate(small.preactivations(ab), 1), np.concatenate(net.preactivations(X), 1)
-    clear = np.all(np.abs(g_full) > 1e-9, axis=1)      # away from boundaries, bits must agree
-    assert clear.mean() > 0.9
-    np.testing.assert_array_equal(small.patterns(ab)[clear], net.patterns(X)[clear])
-    np.testing.assert_allclose(g_small, g_full, atol=1e-9)
-
-
-def test_region_ids_and_boundaries():
-    pats = np.array([[1, 0, 1], [0, 0, 0], [1, 0, 1], [1, 1, 1], [0, 0, 0]], np.uint8)
-    ids, k = plotting.region_ids(pats)
-    assert k == 3 and ids.tolist() == [0, 1, 0, 2, 1]
-    # more than 8 units (several packed bytes) and the all-different case
-    wide = np.eye(20, dtype=np.uint8)
-    ids, k = plotting.region_ids(wide)
-    assert k == 20 and sorted(ids.tolist()) == list(range(20))
-    grid = np.array([[0, 0, 1], [0, 0, 1], [2, 2, 1]])
-    b = plotting.boundary_mask(grid)
-    assert b.tolist() == [[False, True, False], [True, True, False], [False, True, False]]
-
-
-def test_slice_counts_the_regions_of_a_known_net():
-    """A 2-input net with hidden units x>0.5 and y>0.5 on the unit square: 4 regions, boundary on the lines."""
+# ---- the exact slice figure ------------------------------------------------------------
+def test_slice_figure_counts_are_exact(tmp_path):
+    """A 784-input net whose hidden units see only pixels 0 and 1 (x0 > 0.5, x1 > 0.5): on the plane of
+    pixels 0 and 1 the box holds exactly 4 regions; the panel info carries the exact counts."""
     from src.network import ReluNet
-    net = ReluNet([np.eye(2), np.ones((1, 2))], [np.array([-0.5, -0.5]), np.zeros(1)])
-    origin, E = np.zeros(2), np.eye(2)
-    sl = plotting.compute_slice(net, origin, E, (0.0, 1.0, 0.0, 1.0), resolution=101)
-    assert sl["n_regions"] == 4 and sl["n_regions_in_domain"] == 4 and sl["inside"].all()
-    sl = plotting.compute_slice(net, origin, E, (-1.0, 0.4, -1.0, 0.4), resolution=50)
-    assert sl["n_regions"] == 1
-    sl = plotting.compute_slice(net, origin, E, (-1.0, 1.0, 0.1, 0.9), resolution=41)
-    assert sl["n_regions"] == 4 and sl["n_regions_in_domain"] == 4
-    assert sl["inside"][:, :20].sum() == 0 and sl["inside"][:, 20:].all()     # a < 0 is outside [0,1]^2
+    from src.sections import Plane, plane_section
+    W1 = np.zeros((2, 784))
+    W1[0, 0] = W1[1, 1] = 1.0
+    net = ReluNet([W1, np.ones((1, 2))], [np.array([-0.5, -0.5]), np.zeros(1)])
+    basis = np.zeros((2, 784))
+    basis[0, 0] = basis[1, 1] = 1.0
+    plane = Plane(np.zeros(784), basis)
+    from src.domain import Box
+    sec = plane_section(net, plane, (-1.0, 1.0, 0.1, 0.9), Box.uniform(784))
+    assert sec.regions_in_box == 4 and sec.regions_in_view == 4 and sec.unverified == []
+    assert sec.box_area == pytest.approx(0.8, abs=1e-12)
+    fig = plotting.plt.figure()
+    ax = fig.add_subplot()
+    plotting._render_section(ax, sec, net, [(0.0, 0.5, "p")], colour="class")
+    plotting._render_section(ax, sec, net, [], colour="pattern")
+    plotting.plt.close(fig)
 
 
-def test_domain_mask_matches_direct_check():
-    rng = np.random.default_rng(1)
-    origin, E = plotting.orthonormal_plane(points=rng.random((3, 50)))
-    A, B = rng.normal(scale=0.8, size=400), rng.normal(scale=0.8, size=400)
-    X = origin + np.outer(A, E[0]) + np.outer(B, E[1])
-    direct = np.all((X >= 0) & (X <= 1), axis=1)
-    np.testing.assert_array_equal(plotting.domain_mask(origin, E, A, B, chunk=37), direct)
-    assert direct.any() and not direct.all()
+def test_slice_script_class_colours_and_info(sweep_dir, tmp_path, capsys):
+    w = sweep_dir / "fcnn_run_100" / "weights.dat"
+    rc = _script("plot_input_slice").main(["-w", str(w), "--out", str(tmp_path), "--plane", "random",
+                                           "--colour", "class", "--name", "cls"])
+    assert rc == 0
+    _assert_figure(tmp_path, "cls")
+    out = capsys.readouterr().out
+    assert "regions in the box" in out and "in view" in out
+
+
+def test_segments_figure(sweep_dir, tmp_path):
+    paths = plotting.draw("segments", sweep_dir, "100-111", tmp_path)
+    _assert_figure(tmp_path, "segment_regions_vs_l1")
+    assert len(paths) == 2
 
 
 def test_collinear_points_rejected():

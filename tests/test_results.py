@@ -143,3 +143,77 @@ def test_other_domain_reads_its_own_files(tmp_path):
     assert row["regions"] == 7 and row["two_hidden_all_params_log10"] == 30.0
     assert f"two_hidden_all_nodes_{dom}.json" not in row["missing"]
     assert f"compressed_{dom}.json" in row["missing"]
+
+
+# ---- exact sections (slice_I_J_K.json, segments.json) ------------------------------------
+def test_section_columns_and_verdict(tmp_path):
+    """Runs with slice/segments files get the section columns (from the files) and the verdict a line per
+    measure; runs without them keep empty cells and are not reported missing."""
+    import statistics
+
+    from test_sections import write_section_files
+
+    models = tmp_path / "models"
+    write_sweep(models, start=100, hidden=(6, 6), incomplete=())
+    for run in range(100, 108):
+        write_section_files(models / f"fcnn_run_{run}")
+    res = results.collect_results(models, "100-111", tmp_path / "out")
+    rows = {int(r["run"]): r for r in csv.DictReader(io.StringIO(res["csv"].read_text()))}
+    for run in range(100, 108):
+        d = models / f"fcnn_run_{run}"
+        sl = json.loads((d / "slice_0_1_2.json").read_text())
+        seg = json.loads((d / "segments.json").read_text())["segments"]
+        r = rows[run]
+        assert r["slice_images"] == "0,1,2"
+        assert int(r["slice_regions_in_box"]) == sl["regions_in_box"]
+        assert int(r["slice_regions_in_view"]) == sl["regions_in_view"]
+        assert int(r["segments"]) == len(seg) == 12
+        assert float(r["segment_regions_median"]) == statistics.median(s["regions"] for s in seg)
+        assert float(r["segment_regions_per_length_median"]) == pytest.approx(
+            statistics.median(s["regions"] / s["length"] for s in seg), abs=1e-4)
+        assert "slice" not in r["missing"] and "segments" not in r["missing"]
+    for run in range(108, 112):
+        assert rows[run]["slice_regions_in_box"] == "" and rows[run]["segments"] == ""
+        assert rows[run]["missing"] == ""
+    summary = res["trend"].summary()
+    assert "Exact sections, regions in the box on the slice plane (8 runs)" in summary
+    assert "Exact sections, median regions crossed per segment between test images (8 runs)" in summary
+    assert "This sweep" in summary
+    md = res["md"].read_text()
+    assert "slice regions (box)" in md and "regions / segment (median)" in md
+    table = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert all(ln.count("|") == len(results.COLUMNS) + 1 for ln in table)
+
+
+def test_slice_file_choice_per_domain(tmp_path):
+    d = write_run(tmp_path / "m", 1, 0.0, "none", 0.0, files=("config",))
+    for name, n in (("slice_3_4_5", 30), ("slice_0_1_2", 12), ("slice_0_1_2_center_test0_width_0.1", 7)):
+        (d / f"{name}.json").write_text(json.dumps({"regions_in_box": n, "regions_in_view": n + 1}))
+    assert results.load_run(d).slice_regions == 12
+    assert results.load_run(d, domain="center_test0_width_0.1").slice_regions == 7
+    (d / "slice_0_1_2.json").unlink()
+    assert results.load_run(d).slice_name == "slice_3_4_5"
+    (d / "segments.json").write_text("{broken")
+    rec = results.load_run(d)
+    assert rec.segments is None and any("segments.json: unreadable" in p for p in rec.problems)
+
+
+class _S(_R):
+    def __init__(self, l1, slice_regions, seg_median, group=("none", 0.0), plane="slice_0_1_2"):
+        super().__init__(l1, 1, True, group)
+        self.slice_regions, self.segment_regions_median, self.slice_name = slice_regions, seg_median, plane
+        self.segment_pairs_key = (0, 100)
+
+
+def test_section_trend_pairs():
+    t = results.section_trend([_S(0, 50, 9), _S(1e-3, 20, 5), _S(1e-2, 20, 6)], "x",
+                              lambda r: r.slice_regions, lambda r: r.slice_name)
+    assert (t.fewer, t.more, t.equal) == (2, 0, 1) and t.agrees and t.medians == {0: 50, 1e-3: 20, 1e-2: 20}
+    # other planes or other groups are never compared
+    t = results.section_trend([_S(0, 50, 9), _S(1e-3, 20, 5, plane="slice_3_4_5"), _S(1e-3, 10, 5, ("pgd", 0.0))],
+                              "x", lambda r: r.slice_regions, lambda r: r.slice_name)
+    assert t.fewer + t.more + t.equal == 0 and not t.agrees
+    rep = results.l1_trend([_S(0, 50, 9), _S(1e-3, 60, 4)])
+    lines = rep.summary().splitlines()
+    assert any("slice plane" in ln and "does NOT agree" in ln for ln in lines)
+    assert any("per segment" in ln and "agrees with the trend" in ln for ln in lines)
