@@ -18,8 +18,8 @@ from src.ioutils import ToolError, run_main  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Enumerate every feasible activation pattern (= linear region) of the ReLU net in a "
-                    "weights.dat file over an input box, exactly, with a MILP in one search tree (one lazy "
-                    "no-good cut per pattern). Writes activation_pattern_abhinav_<domain>.dat, "
+                    "weights.dat file over an input box, exactly: by default with the LP region-tree search (--backend lp), or the "
+                    "paper's MILP in one search tree with one lazy no-good cut per pattern (--backend milp). Writes activation_pattern_abhinav_<domain>.dat, "
                     "regions_<domain>.json, stable_units_<domain>.json and inactive_<domain>.dat next to the "
                     "weights (or in --out-dir).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="lp backend: enumerate prefix subtrees in N parallel processes (same patterns, sorted)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the patterns already in the pattern file (they become no-good cuts)")
+                   help="continue an earlier count: from its last checkpoint after a kill, else from its pattern "
+                        "file and frontier (known patterns become no-good cuts or are skipped)")
+    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="S",
+                   help="every S seconds make the patterns so far and the search frontier durable in "
+                        "checkpoint_<domain>.json, so that --resume after a kill (even kill -9) loses at most S "
+                        "seconds of work; 0 turns checkpoints off")
     p.add_argument("-o", "--out-dir", metavar="DIR", default=None,
                    help="where to write the outputs (default: the directory of the weights file)")
     p.add_argument("--exact-stability", action="store_true",
@@ -132,7 +137,8 @@ def main(argv=None) -> int:
         raise ToolError(f"--threads must be >= 1, got {args.threads}")
     summary = count_regions(args.weights, box, backend=args.backend, tol=args.tol, time_limit=args.time_limit,
                             threads=args.threads, workers=args.workers, resume=args.resume, out_dir=args.out_dir,
-                            exact_stability=args.exact_stability, progress=not args.quiet, net=net)
+                            exact_stability=args.exact_stability, progress=not args.quiet, net=net,
+                            checkpoint_every=args.checkpoint_every)
     print(final_line(summary, out_dir))
     return 130 if summary.get("interrupted") else 0
 
