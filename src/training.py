@@ -14,6 +14,7 @@ run is skipped on re-run unless force=True.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import math
 import os
@@ -123,6 +124,46 @@ def is_complete(run_dir) -> bool:
         return read_json(p).get("complete") is True
     except ToolError:
         return False
+
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def _identity(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    return {k: d[k] for k in _IDENTITY_KEYS}
+
+
+def save_checkpoint(run_dir: Path, cfg: TrainConfig, epoch: int, model, opt, sched, gen, metrics: dict) -> None:
+    """checkpoint.pt after `epoch`: model, optimizer, scheduler and every RNG state, written atomically."""
+    import torch
+
+    state = {"epoch": epoch, "identity": _identity(cfg), "metrics": metrics,
+             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available() and str(cfg.device).startswith("cuda"):
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    with atomic_open(run_dir / CHECKPOINT, "wb") as fh:
+        torch.save(state, fh)
+
+
+def load_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict | None:
+    """The epoch checkpoint of an interrupted run of this very configuration, or None."""
+    import torch
+
+    p = run_dir / CHECKPOINT
+    if not p.is_file():
+        return None
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:                  # a damaged checkpoint costs the epochs, never the run
+        print(f"notice: {p}: unreadable checkpoint ({e.__class__.__name__}); training from epoch 1", file=sys.stderr)
+        return None
+    if not isinstance(state, dict) or state.get("identity") != _identity(cfg) or \
+            not 1 <= int(state.get("epoch", 0)) <= cfg.epochs:
+        return None
+    return state
 
 
 def _config_mismatch(run_dir: Path, cfg: TrainConfig) -> list[str]:
@@ -236,9 +277,11 @@ class _Log:
 def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True, data_root=None) -> dict:
     """Train one run into run_dir and return its metrics dict (complete: true).
 
-    Writes config.json first, an incomplete metrics.json, then per epoch train.log and
-    metrics.json, finally model.pt, weights.dat and metrics.json with complete: true (last).
-    An exception or Ctrl-C leaves metrics.json incomplete.
+    Writes config.json first, an incomplete metrics.json, then per epoch train.log, metrics.json
+    and checkpoint.pt, finally model.pt, weights.dat and metrics.json with complete: true (last).
+    An exception, Ctrl-C or a kill leaves metrics.json incomplete; the next call resumes from the
+    last epoch checkpoint of the same configuration and ends with the same weights as an
+    uninterrupted run (same seed, CPU).
     """
     import torch
     from tqdm import tqdm
@@ -252,12 +295,22 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     metrics_path = run_dir / "metrics.json"
-    metrics = {"epochs": [], "test_accuracy": None, "train_accuracy": None, "seconds": 0.0, "complete": False}
+    ckpt = load_checkpoint(run_dir, cfg)
+    if ckpt is None:
+        metrics = {"epochs": [], "test_accuracy": None, "train_accuracy": None, "seconds": 0.0, "complete": False}
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / CHECKPOINT).unlink()
+    else:
+        metrics = dict(ckpt["metrics"], complete=False)
     atomic_write_json(metrics_path, metrics)  # first: a stale complete:true must never survive a re-run
     atomic_write_json(run_dir / "config.json", cfg.to_json())
     log = _Log(run_dir / "train.log", echo=not quiet and not bars)
+    if ckpt is not None and (run_dir / "train.log").is_file():
+        log.lines = (run_dir / "train.log").read_text(errors="replace").splitlines()
     log(f"run {cfg.run_id}: arch {cfg.arch} {cfg.hidden_sizes}, l1 {cfg.l1:g}, adv {cfg.adv}, dropout {cfg.dropout:g}, "
         f"{cfg.epochs} epochs, seed {cfg.seed}, device {device}, threads {cfg.threads}")
+    if ckpt is not None:
+        log(f"resuming after epoch {ckpt['epoch']} from {CHECKPOINT}")
 
     Xtr, ytr = load_mnist_tensors("train", data_root, device, limit=cfg.train_subset)
     Xte, yte = load_mnist_tensors("test", data_root, device)
@@ -266,13 +319,24 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     gen = torch.Generator().manual_seed(cfg.seed)
+    first = 1
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        gen.set_state(ckpt["generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if "cuda_rng" in ckpt and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        first = int(ckpt["epoch"]) + 1
     n_batches = math.ceil(len(Xtr) / cfg.batch_size)
 
     show = bars and not quiet
-    t0 = time.perf_counter()
-    ebar = tqdm(total=cfg.epochs, desc=f"run {cfg.run_id} epochs", unit="ep", file=sys.stderr, disable=not show)
+    t0 = time.perf_counter() - float(metrics.get("seconds") or 0.0)
+    ebar = tqdm(total=cfg.epochs, initial=first - 1, desc=f"run {cfg.run_id} epochs", unit="ep", file=sys.stderr,
+                disable=not show)
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(first, cfg.epochs + 1):
             te = time.perf_counter()
             with tqdm(total=n_batches, desc=f"epoch {epoch}", unit="batch", leave=False, file=sys.stderr,
                       disable=not show) as bbar:
@@ -283,6 +347,7 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
             metrics["epochs"].append({"epoch": epoch, "loss": loss, "train_acc": train_acc, "test_acc": test_acc,
                                       "seconds": secs})
             metrics["seconds"] = time.perf_counter() - t0
+            save_checkpoint(run_dir, cfg, epoch, model, opt, sched, gen, metrics)
             atomic_write_json(metrics_path, metrics)
             log(f"epoch {epoch}/{cfg.epochs}: loss {loss:.4f} train_acc {train_acc:.4f} test_acc {test_acc:.4f} "
                 f"({secs:.1f}s)")
@@ -306,6 +371,8 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
         f"{metrics['seconds']:.1f}s")
     metrics["complete"] = True
     atomic_write_json(metrics_path, metrics)  # last
+    with contextlib.suppress(FileNotFoundError):
+        (run_dir / CHECKPOINT).unlink()
     return metrics
 
 
@@ -329,7 +396,8 @@ def _status(cfg: TrainConfig, models_dir, force: bool) -> str:
             raise ToolError(f"{d} holds a complete run with a different configuration ({'; '.join(bad[:3])}); "
                             "use another --start, or --force to overwrite it")
         return "done"
-    return "restart"
+    ck = load_checkpoint(d, cfg)
+    return f"resume@{ck['epoch']}" if ck is not None else "restart"
 
 
 def format_table(configs, statuses) -> str:

@@ -162,3 +162,44 @@ def test_output_files_get_the_umask_permissions(tmp_path):
     assert r.returncode == 0, r.stderr
     for p in (tmp_path / "private").iterdir():
         assert oct(p.stat().st_mode & 0o777) == oct(0o600), p.name
+
+
+# ---- training ------------------------------------------------------------------------------------
+TRAIN = str(ROOT / "train_bulk_script.py")
+TRAIN_ARGS = ["-s", "3", "-a", "mlp:24", "--l1", "1e-4", "--adv", "pgd", "--adv-steps", "2", "--dropout", "0.3",
+              "--epochs", "6", "--train-subset", "3000", "-q"]
+
+
+def _train(models, *extra):
+    return subprocess.Popen([PY, TRAIN, "--models-dir", str(models), *TRAIN_ARGS, *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def test_sigkill_during_training_then_resume_gives_the_same_weights(tmp_path):
+    ref = _train(tmp_path / "ref")
+    out, err = ref.communicate(timeout=600)
+    assert ref.returncode == 0, err
+    run = tmp_path / "killed" / "fcnn_run_3"
+    proc = _train(tmp_path / "killed")
+    rng = np.random.default_rng(7)
+    deadline = time.time() + 300
+    while not (run / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(float(rng.uniform(0.0, 0.6)))
+    assert proc.poll() is None, "training ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    done = len(json.loads((run / "metrics.json").read_text())["epochs"])
+    assert 1 <= done < 6
+    r = subprocess.run([PY, TRAIN, "--models-dir", str(tmp_path / "killed"), *TRAIN_ARGS],
+                       capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "resume@" in r.stdout
+    a = (tmp_path / "ref" / "fcnn_run_3" / "weights.dat").read_text().splitlines()[2:]
+    b = (run / "weights.dat").read_text().splitlines()[2:]
+    assert a == b                                            # bit-identical weights
+    ma = json.loads((tmp_path / "ref" / "fcnn_run_3" / "metrics.json").read_text())
+    mb = json.loads((run / "metrics.json").read_text())
+    assert [e["loss"] for e in ma["epochs"]] == [e["loss"] for e in mb["epochs"]] and mb["complete"] is True
+    assert not (run / "checkpoint.pt").exists()
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]

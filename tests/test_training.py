@@ -137,7 +137,8 @@ def test_interrupted_run_is_not_complete_and_is_redone(tmp_path, monkeypatch, ca
     monkeypatch.setattr(training, "evaluate", real)
     capsys.readouterr()
     assert main(args) == 0
-    assert "restart" in capsys.readouterr().out
+    assert "resume@1" in capsys.readouterr().out               # from the checkpoint of epoch 1
+    assert "resuming after epoch 1" in (d / "train.log").read_text()
     assert training.is_complete(d) and len(json.loads((d / "metrics.json").read_text())["epochs"]) == 3
 
 
