@@ -14,6 +14,14 @@ Instability is certified by concrete points: g evaluated by a forward pass at sa
 optima, gradient local-search points and MILP incumbents ("witnesses"); a unit with a witness
 g > 0 cannot be inactive and one with a witness g <= tol cannot be active, and no solver is asked
 about it any more. See the README section "Bounds, stable units and the MILP" for the numerical-soundness rules.
+
+Data first (`analyse_stability(data=...)`): one chunked forward pass over given points of the box
+(MNIST images inside it, seeded samples: `data_points_for_box`) records witnesses before any LP;
+units seen on both sides skip the LP tier unless the caller needs tight big-M bounds
+(`tight_bounds=True`, for the MILP enumeration backends). A deadline bounds every tier: what is
+left when it passes keeps its sound, looser bounds, and the tier entry says "stopped": "time limit".
+Every tier only tightens: its result is intersected with the bounds it started from.
+See docs/stability.md.
 """
 from __future__ import annotations
 
@@ -80,6 +88,11 @@ class Stability:
     def n_stable(self) -> int:
         return int(sum(int(a.sum() + i.sum()) for a, i in zip(self.active, self.inactive)))
 
+    @property
+    def stopped_by_time_limit(self) -> bool:
+        """True when some tier was cut short by its time limit (its bounds are sound but looser)."""
+        return any(t.get("stopped") == "time limit" for t in self.tiers)
+
     def certified_unstable(self) -> list[np.ndarray]:
         """Units proven unstable by witnesses: some point has g > 0 and some point has g <= tol."""
         if self.witness_max is None:
@@ -140,6 +153,140 @@ def _record_witnesses(st: Stability, net: ReluNet, box: Box, x) -> None:
     for l in range(len(gs)):
         st.upper[l] = np.maximum(st.upper[l], st.witness_max[l])
         st.lower[l] = np.minimum(st.lower[l], st.witness_min[l])
+
+
+def _only_tighter(st: Stability, prior: Stability) -> None:
+    """Intersect st's bounds with the bounds `prior` a tier started from: a tier may only tighten.
+
+    A tier's own interval step and the forward pass at a witness can round differently from the
+    computation that produced `prior` (BLAS kernels sum in different orders), which must never
+    loosen a bound by a rounding step; both are sound, so their intersection is.
+    """
+    for l in range(len(st.lower)):
+        st.lower[l] = np.maximum(st.lower[l], prior.lower[l])
+        st.upper[l] = np.minimum(st.upper[l], prior.upper[l])
+
+
+def _deadline(t0: float, time_limit: float | None, deadline: float | None) -> float | None:
+    """The earlier of t0 + time_limit and deadline (time.perf_counter() values); None = no limit."""
+    ends = [e for e in (None if time_limit is None else t0 + max(float(time_limit), 0.0), deadline) if e is not None]
+    return min(ends) if ends else None
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.perf_counter()
+
+
+# ---------------------------------------------------------------------------------------------
+# data points of a box (data-first stability, data patterns)
+# ---------------------------------------------------------------------------------------------
+CHUNK = 8192                # rows per batched forward pass (bounds memory: CHUNK x width float64 per layer)
+N_DATA_SAMPLES = 100_000    # default number of seeded uniform samples of the box
+
+
+@dataclass(frozen=True, eq=False)
+class SeededSamples:
+    """n uniform samples of `box` from np.random.default_rng(seed), produced chunk by chunk.
+
+    The chunks concatenate to box.sample(n, np.random.default_rng(seed)) whatever the chunk size,
+    so n = 100,000 points of [0,1]^784 never sit in memory at once.
+    """
+
+    box: Box
+    n: int
+    seed: int = 0
+
+    def __len__(self) -> int:
+        return int(self.n)
+
+    def chunks(self, size: int = CHUNK):
+        rng = np.random.default_rng(self.seed)
+        for start in range(0, int(self.n), size):
+            yield self.box.sample(min(size, int(self.n) - start), rng)
+
+
+def iter_chunks(points, size: int = CHUNK):
+    """float64 chunks (<= size rows) of an array of points or of a SeededSamples."""
+    if isinstance(points, SeededSamples):
+        yield from points.chunks(size)
+        return
+    x = np.asarray(points)
+    if x.ndim == 1:
+        x = x[None, :]
+    for start in range(0, len(x), size):
+        yield np.asarray(x[start:start + size], np.float64)
+
+
+def mnist_points_in_box(box: Box, data_root=None) -> dict[str, np.ndarray]:
+    """{"train": X, "test": X}: the MNIST images (float32 in [0,1], read-only) that lie in the box.
+
+    For [0,1]^784 these are all 60,000 + 10,000 images (no copy); for a local box the few inside
+    it (the center image of `Box.around(test_image(k), ...)` always is). Loaded with
+    src.data.load_mnist_arrays (offline; raises ToolError without MNIST). Needs a 784-input box.
+    """
+    from .data import load_mnist_arrays
+
+    if box.n != 784:
+        raise ValueError(f"MNIST images have 784 pixels, the box has {box.n} inputs")
+    out = {}
+    for split in ("train", "test"):
+        X, _ = load_mnist_arrays(split, root=data_root)
+        inside = np.ones(len(X), bool)
+        for start in range(0, len(X), CHUNK):
+            inside[start:start + CHUNK] = box.contains(np.asarray(X[start:start + CHUNK], np.float64))
+        out[split] = X if inside.all() else X[inside]
+    return out
+
+
+def data_points_for_box(box: Box, data_root=None, n_samples: int = N_DATA_SAMPLES, seed: int = 0,
+                        mnist: bool | None = None) -> dict:
+    """Points of the box by source: {"train": ..., "test": ..., "samples": SeededSamples}.
+
+    "train"/"test": MNIST images inside the box (`mnist_points_in_box`), only when mnist is True,
+    or None (the default) and the box has 784 inputs; "samples": n_samples seeded uniform samples.
+    Feed it to analyse_stability(data=...) and src.region_bounds.data_patterns.
+    """
+    use_mnist = box.n == 784 if mnist is None else bool(mnist)
+    out = mnist_points_in_box(box, data_root) if use_mnist else {}
+    out["samples"] = SeededSamples(box, int(n_samples), int(seed))
+    return out
+
+
+def record_points(st: Stability, net: ReluNet, box: Box, points, deadline: float | None = None,
+                  chunk: int = CHUNK) -> int:
+    """Record witnesses at the given points that lie in the box, in batched chunked forward passes.
+
+    points: an array (n, n0), a SeededSamples, or a dict of those (e.g. `data_points_for_box`);
+    or an object with per-layer witness_min / witness_max of g over points of this box and an
+    n_points count (src.region_bounds.DataPatterns), merged without a forward pass.
+    Points outside the box are dropped (not clipped). Stops between chunks once the deadline has
+    passed (fewer witnesses: still sound). Returns the number of points used.
+    """
+    if hasattr(points, "witness_min") and hasattr(points, "witness_max"):
+        if points.witness_min is None:
+            return 0
+        if st.witness_min is None:
+            st.witness_min = [w.copy() for w in points.witness_min]
+            st.witness_max = [w.copy() for w in points.witness_max]
+        else:
+            for l in range(len(st.witness_min)):
+                st.witness_min[l] = np.minimum(st.witness_min[l], points.witness_min[l])
+                st.witness_max[l] = np.maximum(st.witness_max[l], points.witness_max[l])
+        for l in range(len(st.lower)):
+            st.upper[l] = np.maximum(st.upper[l], st.witness_max[l])
+            st.lower[l] = np.minimum(st.lower[l], st.witness_min[l])
+        return int(points.n_points)
+    sources = points.values() if isinstance(points, dict) else [points]
+    used = 0
+    for src in sources:
+        for x in iter_chunks(src, chunk):
+            if deadline is not None and time.perf_counter() > deadline:
+                return used
+            x = x[box.contains(x)]
+            if len(x):
+                _record_witnesses(st, net, box, x)
+                used += len(x)
+    return used
 
 
 def _unit_gradient(net: ReluNet, x: np.ndarray, layer: int, unit: int):
@@ -327,11 +474,19 @@ class _LayerLP:
         self.AT = form.A.T.tocsr()
         self.absAT = abs(self.AT)
 
-    def minimise(self, idx, coef):
-        """(rigorous lower bound of coef @ v[idx], input point of the LP optimum or None)."""
+    def minimise(self, idx, coef, time_left: float | None = None):
+        """(rigorous lower bound of coef @ v[idx], input point of the LP optimum or None).
+
+        time_left caps this solve. HiGHS compares its time_limit with the run time accumulated
+        over all runs of a model (highspy 1.16), so the option is set to that run time plus
+        time_left. A solve that stops before optimality contributes no duals: the bound is then the
+        trivial one of the variable bounds (sound; the caller intersects it with what it had).
+        """
         import highspy
 
         self.obj.set(idx, coef)
+        limit = np.inf if time_left is None else self.h.getRunTime() + max(float(time_left), 1e-3)
+        self.h.setOptionValue("time_limit", float(limit))
         self.h.run()
         sol = self.h.getSolution()
         ok = self.h.getModelStatus() == highspy.HighsModelStatus.kOptimal
@@ -356,15 +511,55 @@ def _x_from(form, v, box: Box) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # LP tier
 # ---------------------------------------------------------------------------------------------
+def _search_witnesses(st: Stability, net: ReluNet, box: Box, l: int, units, rng, deadline: float | None,
+                      rounds: int = 1) -> int:
+    """A short local search (`ascent_witnesses`) for the missing side of each unit, before any LP.
+
+    For a unit no witness has shown with g > 0 it looks for one ('max'), for one never seen with
+    g <= tol it looks for that ('min'), starting from the best of the box's witness points and
+    fresh samples. Found points are recorded as witnesses (facts: only the forward pass at them
+    counts). Returns the number of searches run (stops at the deadline).
+    """
+    pool = witness_points(box)
+    g = net.preactivations(pool)[l]
+    runs = 0
+    for i in units:
+        i = int(i)
+        if st.witness_max[l][i] <= 0:
+            sense, target, sgn = "max", 0.0, 1.0
+        elif st.witness_min[l][i] > st.tol:
+            sense, target, sgn = "min", st.tol, -1.0
+        else:
+            continue
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
+        top = pool[np.argsort(-sgn * g[:, i])[:16]]
+        pts = ascent_witnesses(net, box, l, i, sense, np.vstack([top, box.sample(16, rng)]), target=target,
+                               rounds=rounds, seed=int(rng.integers(2**31)))
+        _record_witnesses(st, net, box, pts)
+        runs += 1
+    return runs
+
+
 def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, progress=None,
-               stability_only: bool = False) -> Stability:
+               stability_only: bool = False, deadline: float | None = None) -> Stability:
     """Tighten every undecided unit of layers 2.. by max / min of g over the LP relaxation.
 
     Layer by layer: interval bounds from the (tightened) previous layer, then for each unit that is
     still undecided two LPs over one HiGHS model per layer (only the objective changes). Bounds are
     rigorous (`safe_lower_bound`); the first hidden layer's interval bounds are already exact.
-    stability_only: skip the units of the last hidden layer that witnesses already prove unstable
-    (their bounds only serve as big-M constants of the enumeration MILP; the stable sets are the same).
+
+    stability_only: skip the units that witnesses already prove unstable (their bounds only serve as
+    big-M constants of the MILP enumeration backends; before that, a short local search looks for
+    the missing witness of each open unit), with the same stable sets as the full tier
+    and bounds never tighter than its: a skipped unit is unstable in truth; a layer whose open
+    units are all certified needs no LP; and before a layer with an open, uncertified unit is
+    solved, the earlier layers that hold skipped (looser) units are redone without skipping from
+    their input bounds, so that its LPs run over the full tier's own formulation.
+
+    deadline (a time.perf_counter() value): checked between LPs, and each LP's HiGHS time limit is
+    the time left; when it passes, the units not yet done keep their (sound) interval bounds, and
+    the tier entry gets "stopped": "time limit". The result is intersected with the input bounds.
     """
     from .milp import build_formulation
 
@@ -374,40 +569,75 @@ def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, 
     before = st.n_stable()
     if st.witness_min is None:
         _record_witnesses(st, net, box, witness_points(box))
+    base = st.copy()                      # input bounds (and witnesses): the start of a redo
     n_layers = net.n_hidden_layers
-    todo = sum(int(u.sum()) for u in st.unstable[1:])
-    bar = _progress_bar(progress, todo, "LP bounds")
-    for l in range(1, n_layers):
+    todo_total = sum(int(u.sum()) for u in st.unstable[1:])
+    bar = _progress_bar(progress, todo_total, "LP bounds")
+    lps = redone = searched = 0
+    rng = np.random.default_rng(0)
+    skipped: set[tuple[int, int]] = set()
+    stopped = False
+    clean = 1          # layers < clean hold the full tier's bounds (layer 0: exact interval bounds)
+    full_from, full_to = n_layers, -1     # layers in [full_from, full_to] are being redone without skipping
+    l = 1
+    while l < n_layers:
         lo_i, up_i = _interval_layer(net, l, st.lower[l - 1], st.upper[l - 1])
         st.lower[l] = np.maximum(st.lower[l], lo_i)
         st.upper[l] = np.minimum(st.upper[l], up_i)
-        open_ = ~((st.lower[l] > tol) | (st.upper[l] <= 0))
-        if stability_only and l == n_layers - 1:
-            skip = open_ & st.certified_unstable()[l]
-            open_ &= ~skip
-            if bar is not None:
-                bar.update(int(skip.sum()))
-        und = np.flatnonzero(open_)
-        if und.size == 0:
+        if stopped:
+            l += 1
             continue
-        form = build_formulation(net, box, st, tol=tol, upto_layer=l)
-        lp = _LayerLP(form, box)
-        pts = []
-        for i in und:
-            idx, coef, const = form.preactivation(l, int(i))
-            lo, x1 = lp.minimise(idx, coef)
-            neg, x2 = lp.minimise(idx, -coef)
-            st.lower[l][i] = max(st.lower[l][i], lo + const)
-            st.upper[l][i] = min(st.upper[l][i], -neg + const)
-            pts += [p for p in (x1, x2) if p is not None]
-            if bar is not None:
-                bar.update(1)
-        if pts:
-            _record_witnesses(st, net, box, np.array(pts))
+        open_ = ~((st.lower[l] > tol) | (st.upper[l] <= 0))
+        skip = np.zeros_like(open_)
+        if stability_only and not full_from <= l <= full_to:
+            if (open_ & ~st.certified_unstable()[l]).any():
+                searched += _search_witnesses(st, net, box, l, np.flatnonzero(open_ & ~st.certified_unstable()[l]),
+                                              rng, deadline)
+            skip = open_ & st.certified_unstable()[l]
+            if clean < l and (open_ & ~skip).any():
+                # redo layers clean..l-1 without skipping, from their input bounds
+                for k in range(clean, l):
+                    st.lower[k], st.upper[k] = base.lower[k].copy(), base.upper[k].copy()
+                    skipped.difference_update({(k, int(i)) for i in range(net.hidden_sizes[k])})
+                full_from, full_to = clean, l - 1
+                redone += l - clean
+                l = clean
+                continue
+            skipped.update((l, int(i)) for i in np.flatnonzero(skip))
+        und = np.flatnonzero(open_ & ~skip)
+        if und.size:
+            form = build_formulation(net, box, st, tol=tol, upto_layer=l)
+            lp = _LayerLP(form, box)
+            pts = []
+            for i in und:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    stopped = True
+                    break
+                idx, coef, const = form.preactivation(l, int(i))
+                lo, x1 = lp.minimise(idx, coef, _left(deadline))
+                neg, x2 = lp.minimise(idx, -coef, _left(deadline))
+                lps += 2
+                st.lower[l][i] = max(st.lower[l][i], lo + const)
+                st.upper[l][i] = min(st.upper[l][i], -neg + const)
+                pts += [p for p in (x1, x2) if p is not None]
+                if bar is not None:
+                    bar.update(1)
+            if pts:
+                _record_witnesses(st, net, box, np.array(pts))
+        if stopped:
+            l += 1
+            continue
+        if clean == l and not skip.any():
+            clean = l + 1
+        l += 1
     if bar is not None:
         bar.close()
-    st.tiers.append({"tier": "lp", "settled": st.n_stable() - before,
-                     "seconds": round(time.perf_counter() - t0, 6)})
+    _only_tighter(st, stability)
+    entry = {"tier": "lp", "settled": st.n_stable() - before, "seconds": round(time.perf_counter() - t0, 6),
+             "lps": lps, "skipped_certified": len(skipped), "layers_redone": redone, "local_searches": searched}
+    if stopped:
+        entry["stopped"] = "time limit"
+    st.tiers.append(entry)
     return st
 
 
@@ -526,19 +756,23 @@ def _needs(st: Stability, l: int, i: int) -> str | None:
 
 
 def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, time_limit: float | None = None,
-                progress=None, unit_time_limit: float | None = None, local_search: bool = True) -> Stability:
+                progress=None, unit_time_limit: float | None = None, local_search: bool = True,
+                deadline: float | None = None) -> Stability:
     """Settle every unit still undecided by the exact MILP (HiGHS), stopping each solve early.
 
     If no witness has g > 0 the unit is maximised (inactive iff max g <= 0); if no witness has
     g <= tol it is minimised (active iff min g > tol). Before a solve, a projected-gradient local
     search from the best known points looks for a witness that answers the question (it often does
     for units with a small active region, which branch and cut may take minutes to find). Each
-    layer's MILP uses the settled earlier layers. `time_limit` bounds the whole tier,
-    `unit_time_limit` each solve; units left open stay unstable (sound) and `exact` is False.
+    layer's MILP uses the settled earlier layers. `time_limit` (seconds) and `deadline` (a
+    time.perf_counter() value) bound the whole tier, searches included, `unit_time_limit` each
+    solve; units left open stay unstable (sound), `exact` is False and the tier entry gets
+    "stopped": "time limit". The result is intersected with the input bounds.
     """
     from .milp import build_formulation
 
     t0 = time.perf_counter()
+    deadline = _deadline(t0, time_limit, deadline)
     st = stability.copy()
     st.tol = tol
     before = st.n_stable()
@@ -573,6 +807,10 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
                 for kind, arg in phases:
                     if _needs(st, l, i) != sense:
                         break
+                    left = _left(deadline)
+                    if left is not None and left <= 0:
+                        timed_out = True
+                        break
                     if kind == "search":
                         if pool_g is None:
                             pool_g = net.preactivations(pool)[l]
@@ -585,10 +823,6 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
                         _record_witnesses(st, net, box, pts)
                         pool, pool_g = grow(pool, pts), None
                         continue
-                    left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
-                    if left is not None and left <= 0:
-                        timed_out = True
-                        break
                     for cap in (unit_time_limit, arg):
                         if cap is not None:
                             left = cap if left is None else min(left, cap)
@@ -613,31 +847,55 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
                 bar.update(1)
     if bar is not None:
         bar.close()
+    _only_tighter(st, stability)
     st.exact = ambiguous == 0
-    st.tiers.append({"tier": "milp", "settled": st.n_stable() - before, "seconds": round(time.perf_counter() - t0, 6),
-                     "solves": solves, "local_searches": searched, "undecided": ambiguous,
-                     "time_limit_hit": timed_out})
+    entry = {"tier": "milp", "settled": st.n_stable() - before, "seconds": round(time.perf_counter() - t0, 6),
+             "solves": solves, "local_searches": searched, "undecided": ambiguous, "time_limit_hit": timed_out}
+    if timed_out and ambiguous:
+        entry["stopped"] = "time limit"
+    st.tiers.append(entry)
     return st
 
 
 def analyse_stability(net: ReluNet, box: Box, tol: float = 1e-6, exact: bool = False, progress=None,
                       time_limit: float | None = None, unit_time_limit: float | None = None,
-                      stability_only: bool = False) -> Stability:
+                      stability_only: bool = False, data=None, tight_bounds: bool | None = None,
+                      deadline: float | None = None) -> Stability:
     """Tiered stability: interval -> LP tightening -> (exact MILP for the units still undecided).
 
-    progress: truthy for tqdm bars on stderr. time_limit / unit_time_limit: see `milp_settle`.
-    stability_only: see `lp_tighten` (same stable sets, looser bounds on proven-unstable last-layer
-    units; for compression, not for enumeration).
+    progress: truthy for tqdm bars on stderr. unit_time_limit: see `milp_settle`.
+    time_limit (seconds from the call) and deadline (a time.perf_counter() value, e.g. the end of
+    a whole command): the earlier one bounds every tier; units left open keep sound, looser
+    bounds, `exact` is False when a unit stays undecided, and the tier entry that was cut short has
+    "stopped": "time limit" (`Stability.stopped_by_time_limit`).
+    data: points of the box (an array, a SeededSamples, or a dict of them such as
+    `data_points_for_box(box)`, or the src.region_bounds.DataPatterns of such points, whose
+    witness ranges are reused); one chunked forward pass records them as witnesses first, so
+    every unit they show on both sides is certified unstable without an LP. Points outside the box
+    are dropped.
+    tight_bounds: True runs the LP tier on every undecided unit (tight big-M constants for the MILP
+    enumeration backends); False skips the units witnesses certify unstable (`lp_tighten`'s
+    stability_only: same stable sets, looser bounds on those units). Default: False when data or
+    stability_only is given, else True (the behaviour without data).
     """
     t0 = time.perf_counter()
-    st = interval_bounds(net, box)
-    st.tol = tol
+    deadline = _deadline(t0, time_limit, deadline)
+    iv = interval_bounds(net, box)
+    iv.tol = tol
+    st = iv.copy()
     _record_witnesses(st, net, box, witness_points(box))
-    st.tiers.append({"tier": "interval", "settled": st.n_stable(), "seconds": round(time.perf_counter() - t0, 6)})
-    st = lp_tighten(net, box, st, tol=tol, progress=progress, stability_only=stability_only)
+    n_data = 0 if data is None else record_points(st, net, box, data, deadline=deadline)
+    _only_tighter(st, iv)
+    entry = {"tier": "interval", "settled": st.n_stable(), "seconds": round(time.perf_counter() - t0, 6)}
+    if data is not None:
+        entry["data_points"] = n_data
+    entry["certified_unstable"] = int(sum(int(c.sum()) for c in st.certified_unstable()))
+    st.tiers.append(entry)
+    skip = (stability_only or data is not None) if tight_bounds is None else not tight_bounds
+    st = lp_tighten(net, box, st, tol=tol, progress=progress, stability_only=skip, deadline=deadline)
     if exact:
-        left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t0))
-        st = milp_settle(net, box, st, tol=tol, time_limit=left, progress=progress, unit_time_limit=unit_time_limit)
+        st = milp_settle(net, box, st, tol=tol, progress=progress, unit_time_limit=unit_time_limit,
+                         deadline=deadline)
     return st
 
 
