@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--patterns", metavar="FILE", default=None,
                    help="use only the patterns in this activation_pattern_abhinav_<domain>.dat file; "
                         "without -i all 2^N patterns are used")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="write the net even when the pattern list is incomplete (its count stopped early, or "
+                        "test/random points have patterns missing from it); the .json still says "
+                        "\"equivalent\": false")
     p.add_argument("-o", "--output", metavar="FILE", default=None,
                    help="write the new net here (the .json goes beside it, same stem); without -o: "
                         "two_hidden_<all_nodes|feasible_<domain>>.dat next to the weights")

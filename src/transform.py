@@ -791,6 +791,36 @@ def _size_lines(sizes: dict) -> list[str]:
     return lines
 
 
+def check_pattern_sidecar(pattern_path, weights_path, domain_name, n_patterns: int) -> str | None:
+    """Check a pattern file against the regions_<domain>.json written beside it by the count.
+
+    Raises ToolError when the count was made for other weights (sha256) or the summary does not
+    describe this file; returns why the list is incomplete (the count stopped early), else None.
+    Without a summary (files of the authors' own tools) a one-line notice says it was not checked.
+    """
+    from .records import read_regions
+    from .regions import file_sha256, regions_file_name
+
+    pattern_path = Path(pattern_path)
+    side = pattern_path.parent / regions_file_name(domain_name) if domain_name else None
+    if side is None or not side.is_file():
+        print(f"notice: no regions_<domain>.json beside {pattern_path}: it could not be checked against "
+              f"{weights_path} (weights, completeness)", file=sys.stderr)
+        return None
+    summary = read_regions(side)
+    sha = file_sha256(weights_path)
+    if summary.get("weights_sha256") and summary["weights_sha256"] != sha:
+        raise ToolError(f"-i {pattern_path}: made for other weights than -w {weights_path} "
+                        f"({side.name} records sha256 {summary['weights_sha256'][:12]}…, the weights have "
+                        f"{sha[:12]}…)")
+    if summary.get("pattern_file") not in (None, pattern_path.name) or summary["count"] != n_patterns:
+        raise ToolError(f"-i {pattern_path}: {side.name} beside it records {summary['count']} patterns in "
+                        f"{summary.get('pattern_file')}, the file holds {n_patterns}; count again")
+    if not summary["complete"]:
+        return f"the count that wrote it stopped early ({side.name} says complete: false)"
+    return None
+
+
 def run_transform(args) -> int:
     """The body of transform_networks_using_all_nodes.py (args from its parser)."""
     from .domain import box_from_args
@@ -836,8 +866,10 @@ def run_transform(args) -> int:
                   file=sys.stderr)
         tag = f"feasible_{domain_name}"
         formulas = formula_sizes(net.layer_sizes, P)
+        list_problem = check_pattern_sidecar(args.patterns, args.weights, file_domain, len(P))
     else:
         P = None
+        list_problem = None
         mode = "all"
         tag = "all_nodes" if box.name == "input_0_1" else f"all_nodes_{box.name}"
         formulas = formula_sizes(net.layer_sizes, None)
@@ -942,9 +974,21 @@ def run_transform(args) -> int:
         for line in _verification_lines(ver):
             say(line)
 
+    ver = record.get("verification") or {}
+    missing = sum(int((ver.get(k) or {}).get("missing_pattern") or 0) for k in ("uniform", "mnist_test"))
+    checked = sum(int((ver.get(k) or {}).get("points") or 0) for k in ("uniform", "mnist_test"))
+    if missing:
+        found = (f"{missing} of the {checked} test and random points ({100.0 * missing / checked:.2f} %) have an "
+                 f"activation pattern that is not in the list")
+        list_problem = found if list_problem is None else f"{list_problem}; {found}"
+    record["equivalent"] = bool(ok and list_problem is None)
+    if list_problem is not None:
+        record["incomplete_list"] = list_problem
     record["weights_file"] = None
     if not ok:
         record["weights_file_note"] = "not written: the interior-point check failed"
+    elif list_problem is not None and not args.allow_incomplete:
+        record["weights_file_note"] = "not written: the pattern list is incomplete (--allow-incomplete writes it)"
     elif two.n_params > args.max_file_params:
         note = (f"not written: the dense weights.dat would hold {fmt_int(two.n_params)} numbers, more than "
                 f"--max-file-params {args.max_file_params}")
@@ -956,6 +1000,12 @@ def run_transform(args) -> int:
         say(f"wrote {dat_path}")
     atomic_write_json(json_path, record)
     say(f"wrote {json_path}")
+    if ok and list_problem is not None:
+        what = "written as asked (--allow-incomplete)" if args.allow_incomplete else \
+            "no .dat written (--allow-incomplete writes it anyway)"
+        print(f"{'warning' if args.allow_incomplete else 'error'}: the pattern list is incomplete, so the net is "
+              f"NOT equivalent to {args.weights} (\"equivalent\": false): {list_problem}; {what}", file=sys.stderr)
+        return 0 if args.allow_incomplete else 1
     if not ok:
         it = record["verification"]["interior"]
         print(f"error: interior-point check failed for {it['failures']} patterns (outputs differ by more than "

@@ -241,13 +241,19 @@ def test_cli_incomplete_file_reports_missing(run_dir, cases, tmp_path, capsys):
     drop = max(counts, key=counts.get)
     write_patterns(pf, net.layer_sizes, [p for p in feasible if tuple(p) != drop])
     out = tmp_path / "x.dat"
-    assert _load_script().main(["-w", str(run_dir / "weights.dat"), "-i", str(pf), "-o", str(out), "-q",
-                                "--verify-points", "2000"]) == 0
+    args = ["-w", str(run_dir / "weights.dat"), "-i", str(pf), "-o", str(out), "-q", "--verify-points", "2000"]
+    assert _load_script().main(args) == 1                    # never passed off as an equivalent net
     rec = json.loads(out.with_suffix(".json").read_text())
     u = rec["verification"]["uniform"]
     assert u["missing_pattern"] > 0 and u["missing"]["points"] == u["missing_pattern"]
     assert u["known"]["mismatch_outside_band"] == 0
-    assert "pattern missing" in capsys.readouterr().out
+    assert rec["equivalent"] is False and not out.exists()
+    captured = capsys.readouterr()
+    assert "pattern missing" in captured.out
+    err = [ln for ln in captured.err.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and f"{u['missing_pattern']} of the 2000" in err[0] and "--allow-incomplete" in err[0]
+    assert _load_script().main(args + ["--allow-incomplete"]) == 0
+    assert out.exists() and json.loads(out.with_suffix(".json").read_text())["equivalent"] is False
 
 
 def test_cli_interior_failure_is_an_error_exit(run_dir, tmp_path, monkeypatch, capsys):
@@ -401,3 +407,62 @@ def test_cli_all_nodes_on_a_local_box(cases, tmp_path):
     assert rec["built"] and rec["nonempty_patterns"]["complete"]
     assert rec["nonempty_patterns"]["patterns"] < 2 ** net.n_hidden_units
     assert rec["verification"]["ok"] and rec["verification"]["uniform"]["known"]["mismatch_outside_band"] == 0
+
+
+# ---- pattern files are checked against the net -------------------------------------------------------
+def _transform_cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / "transform_networks_using_all_nodes.py"), *map(str, args),
+                           "-q", "--verify-points", "500"], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def two_counted_nets(tmp_path_factory):
+    """Two nets of the same shape, each counted (pattern file + regions_input_0_1.json) in its own dir."""
+    from src.regions import count_regions
+
+    root = tmp_path_factory.mktemp("two")
+    for name, seed in (("a", 0), ("b", 1)):
+        (root / name).mkdir()
+        random_net([3, 4, 4, 1], seed).save(root / name / "weights.dat")
+        assert count_regions(root / name / "weights.dat", backend="lp", progress=False)["complete"]
+    return root
+
+
+def test_pattern_file_of_another_net_is_refused(two_counted_nets, tmp_path):
+    a, b = two_counted_nets / "a", two_counted_nets / "b"
+    pf = a / "activation_pattern_abhinav_input_0_1.dat"
+    out = tmp_path / "two.dat"
+    r = _transform_cli("-w", b / "weights.dat", "-i", pf, "-o", out)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(pf) in lines[0] and str(b / "weights.dat") in lines[0]
+    assert not out.exists() and not out.with_suffix(".json").exists() and list(tmp_path.iterdir()) == []
+    r = _transform_cli("-w", a / "weights.dat", "-i", pf, "-o", out)     # its own net: accepted
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.with_suffix(".json").read_text())["equivalent"] is True
+
+
+def test_pattern_file_without_summary_is_accepted_with_a_notice(two_counted_nets, tmp_path):
+    pf = tmp_path / "activation_pattern_abhinav_input_0_1.dat"
+    pf.write_text((two_counted_nets / "a" / "activation_pattern_abhinav_input_0_1.dat").read_text())
+    r = _transform_cli("-w", two_counted_nets / "a" / "weights.dat", "-i", pf, "-o", tmp_path / "t.dat")
+    assert r.returncode == 0, r.stderr
+    notices = [ln for ln in r.stderr.splitlines() if ln.startswith("notice:")]
+    assert len(notices) == 1 and "could not be checked" in notices[0]
+    assert (tmp_path / "t.dat").exists()
+
+
+def test_list_of_an_incomplete_count_is_not_an_equivalent_net(two_counted_nets, tmp_path):
+    src_dir = two_counted_nets / "a"
+    for name in ("weights.dat", "activation_pattern_abhinav_input_0_1.dat", "regions_input_0_1.json"):
+        (tmp_path / name).write_bytes((src_dir / name).read_bytes())
+    summary = json.loads((tmp_path / "regions_input_0_1.json").read_text())
+    summary["complete"] = False                                        # as after --time-limit
+    (tmp_path / "regions_input_0_1.json").write_text(json.dumps(summary))
+    out = tmp_path / "t.dat"
+    r = _transform_cli("-w", tmp_path / "weights.dat", "-i", tmp_path / "activation_pattern_abhinav_input_0_1.dat",
+                       "-o", out)
+    assert r.returncode == 1
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "complete: false" in err[0] and "--allow-incomplete" in err[0]
+    assert not out.exists() and json.loads(out.with_suffix(".json").read_text())["equivalent"] is False
