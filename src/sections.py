@@ -430,7 +430,6 @@ def plane_section(net: ReluNet, plane: Plane, view, box: Box | None = None, outs
             flags += [False] * len(rest)
     small = restrict_to_plane(net, plane)
     first = np.vstack([small.weights[0].T, small.biases[0][None, :]])      # (3, n1)
-    N = net.n_hidden_units
     if polys:
         V, n = _pad(polys)
     else:
@@ -450,8 +449,6 @@ def plane_section(net: ReluNet, plane: Plane, view, box: Box | None = None, outs
             K = max(o[0].shape[1] for o in outs)
             V = np.concatenate([_widen(o[0], K) for o in outs])
             n, bits, flat, in_box = (np.concatenate([o[i] for o in outs]) for i in range(1, 5))
-    if N == 0:
-        bits, flat = np.zeros((len(V), 0), np.uint8), np.zeros((len(V), 0), bool)
     areas, cents = _centroids(V) if len(V) else (np.zeros(0), np.zeros((0, 2)))
     keep = areas > area_tol * view_area
     dropped = int((~keep).sum())
