@@ -11,8 +11,16 @@ when already complete): fcnn2b and fcnn4b (l1 = --l1), --epochs on the first --t
 
 Both methods are capped (--tiered-time-limit, --ref-time-limit): a capped reference gives a lower
 bound on the speed-up (">= X") and its sets are compared only where it decided; the summary says so.
+Each row also runs data-first stability (analyse_stability(data=...): MNIST images in the box plus
+--samples seeded samples, see docs/stability.md) and compares its stable sets with the tiers'.
+
+--targets: the fcnn4b targets of issue 12 instead: fcnn4b with l1 = 0 and l1 = 1e-3 (trained with
+benchmarks/common.train_nets, --target-epochs on --target-subset images) on [0,1]^784; for each,
+today's tiers (no data, tight LP bounds) and data-first, with and without the exact MILP tier,
+their times, ratio and whether the stable sets are identical.
 
     python benchmarks/bench_stability.py --domains test0:0.005,test0:0.01 --ref-time-limit 120
+    python benchmarks/bench_stability.py --targets
 """
 from __future__ import annotations
 
@@ -110,6 +118,19 @@ def compare(st, ref) -> dict:
             "only_tiered": int(((a >= 0) & (b < 0)).sum()), "only_reference": int(((b >= 0) & (a < 0)).sum())}
 
 
+def data_first(net, box, args, exact: bool, time_limit: float):
+    """(Stability, seconds for the data, seconds for the analysis) of data-first stability."""
+    from src.bounds import analyse_stability, data_points_for_box
+
+    t0 = time.perf_counter()
+    data = data_points_for_box(box, data_root=args.data_root, n_samples=args.samples)
+    t_data = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    st = analyse_stability(net, box, tol=args.tol, exact=exact, progress=not args.quiet, time_limit=time_limit,
+                           data=data)
+    return st, t_data, time.perf_counter() - t0
+
+
 def bench_one(net, box, args) -> dict:
     from src.bounds import analyse_stability, exact_stability_per_unit
 
@@ -117,6 +138,8 @@ def bench_one(net, box, args) -> dict:
     t0 = time.perf_counter()
     st = analyse_stability(net, box, tol=args.tol, exact=True, progress=progress, time_limit=args.tiered_time_limit)
     t_tiered = time.perf_counter() - t0
+    df, t_data, t_df = data_first(net, box, args, True, args.tiered_time_limit)
+    cmp_df = compare(df, st)
     t0 = time.perf_counter()
     ref = exact_stability_per_unit(net, box, tol=args.tol, progress=progress, time_limit=args.ref_time_limit,
                                    early_stop=not args.ref_optimal)
@@ -129,7 +152,11 @@ def bench_one(net, box, args) -> dict:
            "reference_solves": int(ref.tiers[-1].get("solves", 0)),
            "speedup": round(t_ref / t_tiered, 2) if t_tiered > 0 else None,
            "speedup_is_lower_bound": not ref.exact, **cmp,
-           "counts_tiered": st.counts(), "counts_reference": ref.counts()}
+           "counts_tiered": st.counts(), "counts_reference": ref.counts(),
+           "data_first_seconds": round(t_df, 3), "data_seconds": round(t_data, 3), "data_first_exact": bool(df.exact),
+           "data_first_tiers": df.tiers, "data_first_identical_to_tiered": cmp_df["identical"],
+           "data_first_contradictions": cmp_df["contradictions"],
+           "tiered_over_data_first": round(t_tiered / t_df, 2) if t_df > 0 else None}
     if st.exact and ref.exact:
         row["verdict"] = "identical" if cmp["identical"] else "DIFFERENT"
     else:
@@ -139,14 +166,64 @@ def bench_one(net, box, args) -> dict:
 
 
 def markdown(rows) -> str:
-    lines = ["| net | domain | tiered s (interval/lp/milp settled) | exact | per-unit MILP s | speed-up | stable sets |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| net | domain | tiered s (interval/lp/milp settled) | exact | per-unit MILP s | speed-up | stable sets "
+             "| data-first s (+ data s) | tiered / data-first | data-first sets |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         tiers = "/".join(str(t["settled"]) for t in r["tiers"])
         ref = f"{r['reference_seconds']:.1f}" + ("" if r["reference_finished"] else f" (capped, {r['reference_solves']} solves)")
         sp = ("≥ " if r["speedup_is_lower_bound"] else "") + f"{r['speedup']:.1f}x"
+        dfs = "identical to tiered" if r["data_first_identical_to_tiered"] else \
+            f"DIFFERENT ({r['data_first_contradictions']} contradictions)"
         lines.append(f"| {r['net']} | {r['domain']} | {r['tiered_seconds']:.2f} ({tiers}) | {r['tiered_exact']} "
-                     f"| {ref} | {sp} | {r['verdict']}: {r['stable_tiered']} vs {r['stable_reference']} stable |")
+                     f"| {ref} | {sp} | {r['verdict']}: {r['stable_tiered']} vs {r['stable_reference']} stable "
+                     f"| {r['data_first_seconds']:.2f} (+ {r['data_seconds']:.2f}) | {r['tiered_over_data_first']:.1f}x "
+                     f"| {dfs} |")
+    return "\n".join(lines) + "\n"
+
+
+def bench_targets(args) -> list[dict]:
+    """The fcnn4b targets: today's tiers vs data-first on [0,1]^784, without and with the MILP tier."""
+    from benchmarks.common import train_nets as train_shared
+    from src.bounds import analyse_stability
+    from src.domain import Box
+    from src.network import ReluNet
+
+    paths = train_shared(Path(args.work_dir), ["fcnn4b"], [0.0, 1e-3], args.target_epochs, args.target_subset, 0)
+    box = Box.uniform(784)
+    rows = []
+    for l1, path in zip((0.0, 1e-3), paths):
+        net = ReluNet.load(path)
+        for exact in (False, True):
+            t0 = time.perf_counter()
+            today = analyse_stability(net, box, tol=args.tol, exact=exact, progress=not args.quiet,
+                                      time_limit=args.tiered_time_limit)
+            t_today = time.perf_counter() - t0
+            df, t_data, t_df = data_first(net, box, args, exact, args.tiered_time_limit)
+            cmp = compare(df, today)
+            row = {"net": f"fcnn4b l1={l1:g} ({args.target_epochs} ep, {args.target_subset} imgs)", "weights": str(path),
+                   "exact": exact, "today_seconds": round(t_today, 3), "today_exact": bool(today.exact),
+                   "today_capped": today.stopped_by_time_limit, "today_lps": today.tiers[1].get("lps"),
+                   "data_first_seconds": round(t_df, 3), "data_seconds": round(t_data, 3),
+                   "data_first_exact": bool(df.exact), "data_first_lps": df.tiers[1].get("lps"),
+                   "data_points": df.tiers[0].get("data_points"), "ratio": round(t_today / t_df, 2),
+                   "counts_data_first": df.counts(), "tiers_today": today.tiers, "tiers_data_first": df.tiers, **cmp}
+            rows.append(row)
+            if not args.quiet:
+                print(markdown_targets([row]).splitlines()[-1], file=sys.stderr)
+    return rows
+
+
+def markdown_targets(rows) -> str:
+    lines = ["| net | MILP tier | today s (LPs) | data-first s (LPs) + data s | ratio | stable units (today / data-first) "
+             "| exact (today / data-first) | stable sets |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cap = " (capped)" if r["today_capped"] else ""
+        lines.append(f"| {r['net']} | {'yes' if r['exact'] else 'no'} | {r['today_seconds']:.1f}{cap} ({r['today_lps']}) "
+                     f"| {r['data_first_seconds']:.2f} ({r['data_first_lps']}) + {r['data_seconds']:.2f} "
+                     f"| {r['ratio']:.1f}x | {r['stable_reference']} / {r['stable_tiered']} "
+                     f"| {r['today_exact']} / {r['data_first_exact']} "
+                     f"| {'identical' if r['identical'] else 'DIFFERENT'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -169,6 +246,11 @@ def build_parser():
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "bench_stability"), metavar="STEM",
                    help="write STEM.json and STEM.md (default benchmarks/out/bench_stability)")
     p.add_argument("--data-root", default=None, help="MNIST root (default <repo>/data)")
+    p.add_argument("--samples", type=int, default=10000,
+                   help="seeded samples of the box for data-first stability, besides MNIST (default 10000)")
+    p.add_argument("--targets", action="store_true", help="run the fcnn4b targets of issue 12 (see above)")
+    p.add_argument("--target-epochs", type=int, default=1, help="--targets: training epochs (default 1)")
+    p.add_argument("--target-subset", type=int, default=5000, help="--targets: first N training images (default 5000)")
     p.add_argument("-q", "--quiet", action="store_true")
     return p
 
@@ -183,6 +265,14 @@ def main(argv=None) -> int:
     for name in ("tiered_time_limit", "ref_time_limit"):
         if not getattr(args, name) > 0:
             raise ToolError(f"--{name.replace('_', '-')} must be > 0")
+    if args.targets:
+        rows = bench_targets(args)
+        md = markdown_targets(rows)
+        print(md)
+        out = Path(args.out + "_targets")
+        atomic_write_json(out.with_suffix(".json"), {"rows": rows, "args": vars(args)})
+        atomic_write_text(out.with_suffix(".md"), md)
+        return 1 if any(not r["identical"] for r in rows) else 0
     domains = parse_domains(args.domains)
     if args.weights:
         nets = [(Path(w).parent.name or w, Path(w)) for w in args.weights]
@@ -204,7 +294,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     atomic_write_json(out.with_suffix(".json"), {"rows": rows, "args": vars(args)})
     atomic_write_text(out.with_suffix(".md"), md)
-    bad = [r for r in rows if r["contradictions"] or r["verdict"] == "DIFFERENT"]
+    bad = [r for r in rows if r["contradictions"] or r["verdict"] == "DIFFERENT" or r["data_first_contradictions"]
+           or (r["tiered_exact"] and r["data_first_exact"] and not r["data_first_identical_to_tiered"])]
     return 1 if bad else 0
 
 

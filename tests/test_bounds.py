@@ -293,3 +293,152 @@ def test_stability_dataclass_is_backwards_compatible():
     cp = st.copy()
     cp.lower[0][0] = 5
     assert st.lower[0][0] == -1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# data first, time limits, tiers only tighten
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sizes,seed,shift", NETS)
+def test_data_first_gives_the_exact_and_the_tiered_stable_sets(sizes, seed, shift):
+    """Witnesses from data points skip LPs, yet the stable sets are those of the exact reference
+    (with exact=True) and those of today's LP tier (exact=False); bounds are sound, never tighter
+    than the full LP tier's."""
+    from src.bounds import data_points_for_box
+
+    net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
+    inactive, active = exact_sets(elo, ehi)
+    data = data_points_for_box(box, n_samples=5000, seed=seed)
+    ref = exact_stability_per_unit(net, box, tol=TOL)
+    full = analyse_stability(net, box, tol=TOL)
+    x = box.sample(5000, np.random.default_rng(seed + 100))
+    for exact in (False, True):
+        st = analyse_stability(net, box, tol=TOL, exact=exact, data=data)
+        assert st.tiers[0]["data_points"] == 5000
+        if exact:
+            assert st.exact and np.array_equal(st.fixed_bits(), ref.fixed_bits())
+            for l in range(net.n_hidden_layers):
+                assert np.array_equal(st.inactive[l], inactive[l]) and np.array_equal(st.active[l], active[l])
+        else:
+            assert np.array_equal(st.fixed_bits(), full.fixed_bits())
+        for l, g in enumerate(net.preactivations(x)):
+            assert np.all(st.lower[l] <= g.min(0)) and np.all(g.max(0) <= st.upper[l])
+            assert np.all(st.lower[l] <= elo[l] + 1e-9) and np.all(ehi[l] <= st.upper[l] + 1e-9)
+            if not exact:
+                assert np.all(st.upper[l] >= full.upper[l] - 1e-9) and np.all(st.lower[l] <= full.lower[l] + 1e-9)
+    # tight_bounds: the full LP tier, data or not
+    tight = analyse_stability(net, box, tol=TOL, data=data, tight_bounds=True)
+    assert tight.tiers[1]["skipped_certified"] == 0
+    for l in range(net.n_hidden_layers):
+        assert np.allclose(tight.lower[l], full.lower[l], atol=1e-9) and np.allclose(tight.upper[l], full.upper[l], atol=1e-9)
+
+
+def test_data_first_skips_the_lps_of_certified_units():
+    from src.bounds import data_points_for_box
+
+    lps = {"full": 0, "data": 0}
+    skipped = 0
+    for seed in range(4):
+        net = make_net([3, 8, 8, 8, 1], seed, 0.0)
+        box = Box.uniform(3)
+        full = analyse_stability(net, box, tol=TOL)
+        lean = analyse_stability(net, box, tol=TOL, data=data_points_for_box(box, n_samples=20_000))
+        assert np.array_equal(full.fixed_bits(), lean.fixed_bits())
+        lps["full"] += full.tiers[1]["lps"]
+        lps["data"] += lean.tiers[1]["lps"]
+        skipped += lean.tiers[1]["skipped_certified"]
+        assert lean.tiers[0]["certified_unstable"] >= full.tiers[0]["certified_unstable"]
+    assert skipped > 0 and lps["data"] < lps["full"], (lps, skipped)
+
+
+def test_data_points_for_box_and_seeded_samples():
+    from src.bounds import SeededSamples, data_points_for_box, iter_chunks, mnist_points_in_box
+
+    box = Box.uniform(3, -1.0, 2.0)
+    d = data_points_for_box(box, n_samples=1000, seed=3)
+    assert list(d) == ["samples"] and len(d["samples"]) == 1000
+    chunks = list(iter_chunks(d["samples"], 300))
+    assert [len(c) for c in chunks] == [300, 300, 300, 100]
+    assert np.array_equal(np.vstack(chunks), box.sample(1000, np.random.default_rng(3)))
+    assert np.all(box.contains(np.vstack(chunks)))
+    assert isinstance(d["samples"], SeededSamples)
+    with pytest.raises(ValueError):
+        mnist_points_in_box(box)
+    # MNIST (offline): the whole input box holds every image; a small local box its center image
+    from src.domain import test_image
+
+    full = mnist_points_in_box(Box.uniform(784))
+    assert len(full["train"]) == 60_000 and len(full["test"]) == 10_000
+    local = data_points_for_box(Box.around(test_image(7), 0.01, "test7"), n_samples=10)
+    assert list(local) == ["train", "test", "samples"]
+    assert any(np.array_equal(x, full["test"][7]) for x in local["test"]) and len(local["test"]) <= 10
+
+
+def test_record_points_drops_points_outside_the_box():
+    from src.bounds import record_points
+
+    net = make_net([2, 3, 3, 1], 0, 0.0)
+    box = Box.uniform(2)
+    st = interval_bounds(net, box)
+    outside = np.array([[5.0, 5.0], [-3.0, 0.5]])
+    assert record_points(st, net, box, outside) == 0 and st.witness_min is None
+    assert record_points(st, net, box, {"a": np.array([[0.2, 0.3]]), "b": outside}) == 1
+    g = net.preactivations(np.array([0.2, 0.3]))
+    assert all(np.array_equal(st.witness_min[l], g[l][0]) for l in range(2))
+
+
+def test_tiers_never_loosen_their_input_bounds():
+    """A witness evaluated with another summation order may sit a rounding step beyond an interval
+    bound; the tiers intersect with their input (seen under OPENBLAS_CORETYPE=Prescott)."""
+    net = make_net([3, 5, 5, 1], 3, 1.0)
+    box = Box.uniform(3)
+    iv = interval_bounds(net, box)
+    # make every first-layer bound sit exactly at the corner value plus one rounding step, the way
+    # another BLAS kernel may round; the corner witnesses then lie beyond them
+    g_lo = net.preactivations(np.where(net.weights[0] > 0, box.lo, box.hi))[0].diagonal()
+    g_hi = net.preactivations(np.where(net.weights[0] > 0, box.hi, box.lo))[0].diagonal()
+    iv.lower[0] = np.nextafter(g_lo, np.inf)
+    iv.upper[0] = np.nextafter(g_hi, -np.inf)
+    lp = lp_tighten(net, box, iv, tol=TOL)
+    ms = milp_settle(net, box, lp, tol=TOL)
+    for st, prior in ((lp, iv), (ms, lp)):
+        for l in range(net.n_hidden_layers):
+            assert np.all(st.lower[l] >= prior.lower[l]) and np.all(st.upper[l] <= prior.upper[l])
+
+
+def test_deadline_in_the_past_stops_every_tier():
+    import time
+
+    net = make_net([3, 8, 8, 8, 1], 0, 0.0)
+    box = Box.uniform(3)
+    iv = interval_bounds(net, box)
+    st = analyse_stability(net, box, tol=TOL, exact=True, deadline=time.perf_counter() - 1.0)
+    assert st.tiers[1]["lps"] == 0 and st.tiers[1]["stopped"] == "time limit"
+    assert st.stopped_by_time_limit
+    undecided = st.tiers[2]["undecided"]
+    assert st.exact == (undecided == 0) and st.tiers[2]["solves"] == 0
+    for l in range(net.n_hidden_layers):
+        assert np.all(st.lower[l] >= iv.lower[l]) and np.all(st.upper[l] <= iv.upper[l])
+    free = analyse_stability(net, box, tol=TOL, exact=True)
+    assert not free.stopped_by_time_limit and free.exact
+
+
+def test_time_limit_holds_on_a_784_100x4_net():
+    """--time-limit 5 on a fcnn4b-shaped random net ends within 30 s with sound bounds."""
+    import time
+
+    rng = np.random.default_rng(0)
+    sizes = [784, 100, 100, 100, 100, 10]
+    ws = [rng.normal(size=(o, i)) / np.sqrt(i) for i, o in zip(sizes[:-1], sizes[1:])]
+    bs = [0.1 * rng.normal(size=o) for o in sizes[1:]]
+    net = ReluNet(ws, bs)
+    box = Box.uniform(784)
+    t0 = time.perf_counter()
+    st = analyse_stability(net, box, tol=TOL, exact=True, time_limit=5.0)
+    secs = time.perf_counter() - t0
+    assert secs < 30, secs
+    assert st.stopped_by_time_limit and not st.exact
+    x = box.sample(2000, np.random.default_rng(1))
+    for l, g in enumerate(net.preactivations(x)):
+        assert np.all(st.lower[l] <= g.min(0)) and np.all(g.max(0) <= st.upper[l])
+        assert np.all(st.lower[l] <= st.witness_min[l]) and np.all(st.witness_max[l] <= st.upper[l])
+    assert st.tiers[1]["tier"] == "lp" and st.tiers[1]["lps"] > 0
