@@ -92,7 +92,8 @@ def run_sections(args, net, box, out_dir) -> int:
     X, y = load_mnist_arrays("test")
     bad = [i for i in idx if not 0 <= i < len(X)]
     if bad:
-        raise ToolError(f"--slice: index {bad[0]} out of range, the MNIST test set has {len(X)} images (0..{len(X) - 1})")
+        raise ToolError(f"--slice: index {bad[0]} out of range, the MNIST test set has {len(X)} images "
+                        f"(0..{len(X) - 1})")
     plane = None
     if idx:
         try:

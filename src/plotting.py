@@ -542,8 +542,8 @@ def plot_input_slice(nets: list[tuple[str, ReluNet]], out_base, mode: str = "ima
         unverified = sum(i["unverified"] for i in info)
         fill = ("Fill: predicted class (exact decision boundaries)" if colour == "class"
                 else "Fill: one colour per linear region")
-        fig.text(0.5, 0.005, "Exact: every linear region on the plane is a convex polygon, found by splitting the plane "
-                 "layer by layer along each unit's zero line;\nevery polygon's interior point is checked by the "
+        fig.text(0.5, 0.005, "Exact: every linear region on the plane is a convex polygon, found by splitting "
+                 "the plane layer by layer along each unit's zero line;\nevery polygon's interior point is checked by the "
                  f"forward pass ({unverified} unverified). {fill}; dark lines: region boundaries.\n"
                  "Washed out, beyond the dashed line: outside the box [0,1]^n0. "
                  "Axes: orthonormal coordinates in the plane, equal scale (L2 distance in pixel units).",
@@ -808,7 +808,8 @@ def make_all_main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=(
         "Draw every figure (regions_vs_l1, stable_units_vs_l1, accuracy_vs_regions, transform_sizes, "
-        "segment_regions_vs_l1, input_slice) for the runs into --out, and write the results table (results.csv, results.md). "
+        "segment_regions_vs_l1, input_slice) for the runs into --out, and write the results table "
+        "(results.csv, results.md). "
         "A figure whose input files are missing in every run is skipped with a message."))
     add_run_arguments(p)
     p.add_argument("--no-table", action="store_true", help="do not write results.csv / results.md")

@@ -5,8 +5,9 @@ A run directory `fcnn_run_<id>/` holds `config.json`, `metrics.json`, and per do
 domain than input_0_1: `two_hidden_all_nodes_<domain>.json`, as the transformation names it),
 `two_hidden_feasible_<domain>.json`, `compressed_<domain>.json`, and optionally the exact sections
 of count_linear_regions.py --slice / --segments (`slice_I_J_K[_<domain>].json`, `segments.json`;
-docs/sections.md). Settings (arch, l1, adv, dropout) come from config.json, never from the run id. A missing or unreadable file is
-recorded in `RunRecord.missing` / `problems` and the run is still collected.
+docs/sections.md). Settings (arch, l1, adv, dropout) come from config.json, never from the run
+id. A missing or unreadable file is recorded in `RunRecord.missing` / `problems` and the run is
+still collected.
 """
 from __future__ import annotations
 

@@ -344,7 +344,8 @@ def check_points(net: ReluNet, X, patterns, flat=None, chunk: int = 4096):
     ok = np.zeros(len(X), bool)
     margin = np.zeros(len(X))
     for s in range(0, len(X), chunk):
-        g = np.concatenate(net.preactivations(X[s:s + chunk]), axis=1)
+        gs = net.preactivations(X[s:s + chunk])
+        g = np.concatenate(gs, axis=1) if gs else np.zeros((len(X[s:s + chunk]), 0))
         p = (g > 0).astype(np.uint8)
         a = np.abs(g)
         if flat is not None:
@@ -460,7 +461,8 @@ def plane_section(net: ReluNet, plane: Plane, view, box: Box | None = None, outs
             ok_c, m_c = check_points(net, plane.points(c), bits[i:i + 1], flat[i:i + 1])
             if ok_c[0]:
                 cents[i], ok[i], margin[i] = c, True, m_c[0]
-    return PlaneSection(plane=plane, view=view, box_polygon=box_poly, vertices=[V[i, :n[i]].copy() for i in range(len(V))],
+    return PlaneSection(plane=plane, view=view, box_polygon=box_poly,
+                        vertices=[V[i, :n[i]].copy() for i in range(len(V))],
                         patterns=bits.astype(np.uint8), interior_points=cents, areas=areas, in_box=in_box,
                         verified=ok, margins=margin, slivers_dropped=dropped,
                         seconds=time.perf_counter() - t0,

@@ -55,7 +55,7 @@ def test_figure_scripts(sweep_dir, tmp_path, script, stem):
 
 def test_slice_script_random_plane(sweep_dir, tmp_path):
     rc = _script("plot_input_slice").main(["--models-dir", str(sweep_dir), "--runs", "100-103", "--out",
-                                           str(tmp_path), "--plane", "random", "--resolution", "64", "-q"])  # accepted, ignored
+                                           str(tmp_path), "--plane", "random", "--resolution", "64", "-q"])
     assert rc == 0
     _assert_figure(tmp_path, "input_slice")
 

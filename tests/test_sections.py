@@ -41,7 +41,8 @@ def _locate(sec, st, tol=1e-9):
     hits = []
     for verts in sec.vertices:
         e = np.roll(verts, -1, axis=0) - verts
-        cross = e[:, 0][None, :] * (st[:, 1:2] - verts[:, 1][None, :]) - e[:, 1][None, :] * (st[:, 0:1] - verts[:, 0][None, :])
+        dx, dy = st[:, 0:1] - verts[:, 0][None, :], st[:, 1:2] - verts[:, 1][None, :]
+        cross = e[:, 0][None, :] * dy - e[:, 1][None, :] * dx
         sign = np.sign(np.sum(verts[:, 0] * np.roll(verts[:, 1], -1) - np.roll(verts[:, 0], -1) * verts[:, 1]))
         scale = np.linalg.norm(e, axis=1)[None, :]
         hits.append(np.all(sign * cross > tol * np.maximum(scale, 1e-300), axis=1))
