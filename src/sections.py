@@ -148,7 +148,9 @@ def box_polygon(plane: Plane, box: Box, view, tol: float):
         return np.zeros((0, 2)), []
     A, c = hp
     poly, used = rect, []
-    while len(poly) >= 3:
+    for _ in range(len(c)):                        # each constraint clips at most once
+        if len(poly) < 3:
+            break
         worst = (poly @ A.T + c).min(axis=0)       # most violated constraint first
         h = int(np.argmin(worst))
         if worst[h] >= -tol:
