@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Linear regions on a 2-D slice of input space (dense evaluation of activation patterns on a grid).
+"""Linear regions on a 2-D slice of input space, exactly (convex polygons from src/sections.py).
 
     python plots/plot_input_slice.py --models-dir forward_pass/activation_pattern/models --runs 100-111
     python plots/plot_input_slice.py -w forward_pass/activation_pattern/models/fcnn_run_100/weights.dat --images 0,1,2
