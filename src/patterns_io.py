@@ -130,7 +130,7 @@ def _tokens(line: str) -> list[str]:
 def _parse_header(path, first: bytes) -> list[int]:
     text = _decode(path, first, 1)
     if not text.strip():
-        raise ToolError(f"{path}: empty pattern file (expected a first line 'n = [...]')")
+        raise ToolError(f"{path}:1: empty pattern file (expected a first line 'n = [...]')")
     m = _HEADER.match(text)
     if not m:
         raise ToolError(f"{path}:1: expected 'n = [n0, n1, ..., m]', got {text.strip()[:60]!r}")
@@ -166,7 +166,7 @@ def read_patterns(path, layer_sizes=None, dedupe: bool = True, allow_empty: bool
     path = Path(path)
     sizes = read_pattern_header(path)
     if layer_sizes is not None and list(layer_sizes) != sizes:
-        raise ToolError(f"{path}: pattern file is for a net with n = {sizes}, "
+        raise ToolError(f"{path}:1: pattern file is for a net with n = {sizes}, "
                         f"but the network has n = {list(layer_sizes)}")
     n_units = sum(sizes[1:-1])
     rows = []
@@ -188,7 +188,7 @@ def read_patterns(path, layer_sizes=None, dedupe: bool = True, allow_empty: bool
     if not rows:
         if allow_empty:
             return np.zeros((0, n_units), dtype=np.uint8)
-        raise ToolError(f"{path}: no patterns in the file (only the header)")
+        raise ToolError(f"{path}:1: no patterns in the file (only the header)")
     pats = np.vstack(rows)
     if dedupe:
         _, first = np.unique(pats, axis=0, return_index=True)

@@ -51,11 +51,16 @@ def read_weights(path) -> WeightsFile:
     """Parse a weights.dat file; any defect raises WeightsFormatError with file and line."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise WeightsFormatError(f"{path}: weights file not found") from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as e:
+    except (IsADirectoryError, PermissionError) as e:
         raise WeightsFormatError(f"{path}: cannot read weights file ({e.__class__.__name__})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise WeightsFormatError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x})") from None
 
     def fail(lineno, msg):
         raise WeightsFormatError(f"{path}:{lineno}: {msg}")
@@ -121,7 +126,7 @@ def read_weights(path) -> WeightsFile:
             blocks[current].append(v)
         if closing:
             current = None
-    end = len(lines)
+    end = max(len(lines), 1)
     if current is not None:
         fail(block_line[current], f"'{current} = [' block is never closed with '];'")
     if sizes is None:
