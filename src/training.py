@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .ioutils import ToolError, atomic_open, atomic_write_json, atomic_write_text, read_json
+from .ioutils import ToolError, atomic_open, atomic_write_json, atomic_write_text
 from .models import build_model, linear_weights, parse_arch
+from .records import read_config, read_metrics
 
 DEFAULT_MODELS_DIR = Path("forward_pass/activation_pattern/models")
 ADV_METHODS = ("pgd", "fgsm")
@@ -121,7 +122,7 @@ def is_complete(run_dir) -> bool:
     if not p.is_file():
         return False
     try:
-        return read_json(p).get("complete") is True
+        return read_metrics(p)["complete"] is True
     except ToolError:
         return False
 
@@ -168,7 +169,7 @@ def load_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict | None:
 
 def _config_mismatch(run_dir: Path, cfg: TrainConfig) -> list[str]:
     p = run_dir / "config.json"
-    old = read_json(p) if p.is_file() else {}
+    old = read_config(p) if p.is_file() else {}
     new = asdict(cfg)
     return [f"{k}: {old.get(k)!r} there, {new[k]!r} requested" for k in _IDENTITY_KEYS if old.get(k) != new[k]]
 
@@ -467,7 +468,7 @@ def run_sweep(configs, models_dir=DEFAULT_MODELS_DIR, jobs: int = 1, force: bool
     summary = []
     for c in configs:
         d = run_dir_for(models_dir, c.run_id)
-        m = results.get(c.run_id) or read_json(d / "metrics.json")
+        m = results.get(c.run_id) or read_metrics(d / "metrics.json")
         summary.append({"run_id": c.run_id, "dir": str(d), "trained": c.run_id in results,
                          "test_accuracy": m.get("test_accuracy")})
     return summary
