@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "regions_<domain>.json, stable_units_<domain>.json and inactive_<domain>.dat next to the "
                     "weights (or in --out-dir).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("-w", "--weights", required=True, metavar="FILE", help="the net, in the authors' weights.dat format")
+    p.add_argument("-w", "--weights", required=True, metavar="FILE", help="the net: weights.dat, a PyTorch state_dict (.pt/.pth) or ONNX (.onnx)")
     names = ", ".join(f"{n} ({PACKAGES.get(n, '?')})" for n in BACKENDS)
     p.add_argument("--backend", default="auto", metavar="NAME",
                    help=f"enumeration engine: auto, milp or one of {names}; auto tries {' then '.join(AUTO_ORDER)}, "
@@ -120,10 +120,10 @@ def run_sections(args, net, box, out_dir) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from src.network import ReluNet
+    from src.readers import load_net
     from src.regions import count_regions, final_line
 
-    net = ReluNet.load(args.weights)
+    net = load_net(args.weights)
     box = box_from_args(args, net.n_inputs)
     out_dir = args.out_dir if args.out_dir is not None else str(Path(args.weights).parent)
     if args.slice is not None or args.segments is not None:

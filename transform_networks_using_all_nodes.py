@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                     ".json with sizes, M, band width, build time and the verification, next to the weights "
                     "(or at -o). Nets too large to build get their exact sizes printed instead (exit 0).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("-w", "--weights", required=True, metavar="FILE", help="the net, in the authors' weights.dat format")
+    p.add_argument("-w", "--weights", required=True, metavar="FILE", help="the net: weights.dat, a PyTorch state_dict (.pt/.pth) or ONNX (.onnx)")
     p.add_argument("-i", "--patterns", metavar="FILE", default=None,
                    help="use only the patterns in this activation_pattern_abhinav_<domain>.dat file; "
                         "without -i all 2^N patterns are used")

@@ -433,7 +433,8 @@ def run_cli(args) -> int:
     if args.verify_points < 0:
         raise ToolError(f"--verify-points must be >= 0, got {args.verify_points}")
     weights_path = Path(args.weights)
-    net = ReluNet.load(weights_path)
+    from .readers import load_net   # weights.dat, .pt/.pth state_dict or .onnx
+    net = load_net(weights_path)
     if net.n_hidden_layers == 0:
         raise ToolError(f"{weights_path}: the net has no hidden layer, nothing to compress")
     domains, sweep = _domains_from_args(args, net)

@@ -5,11 +5,9 @@ h_l = ReLU(W_l h_{l-1} + b_l), then a linear output layer (W_{L+1}, b_{L+1}).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from .weights_io import read_weights, write_weights
+from .weights_io import write_weights
 
 
 class ReluNet:
@@ -109,27 +107,25 @@ class ReluNet:
     # ---- conversion and I/O ------------------------------------------------------------
     @classmethod
     def from_state_dict(cls, state_dict) -> "ReluNet":
-        """From a torch state_dict of an MLP: the 2-D '.weight' tensors in order, with their biases."""
-        ws, bs = [], []
-        for key, t in state_dict.items():
-            if key.endswith("weight") and getattr(t, "ndim", 0) == 2:
-                ws.append(t.detach().cpu().double().numpy())
-                bkey = key[: -len("weight")] + "bias"
-                if bkey in state_dict:
-                    bs.append(state_dict[bkey].detach().cpu().double().numpy())
-                else:
-                    bs.append(np.zeros(t.shape[0]))
-        return cls(ws, bs)
+        """From a torch state_dict of Linear layers (src.readers.torch_state.from_state_dict)."""
+        from .readers.torch_state import from_state_dict
+
+        return from_state_dict(state_dict)
 
     @classmethod
     def from_torch(cls, model) -> "ReluNet":
-        return cls.from_state_dict(model.state_dict())
+        """From an nn.Sequential of Linear/ReLU/Flatten/Dropout/Identity (src.readers.from_torch_module)."""
+        from .readers.torch_state import from_torch_module
+
+        return from_torch_module(model)
 
     @classmethod
     def load(cls, path) -> "ReluNet":
-        """Read weights.dat (raises WeightsFormatError, a ToolError, on any defect)."""
-        wf = read_weights(path)
-        return cls(wf.weights, wf.biases, meta={**wf.meta, "path": str(Path(path))})
+        """Read weights.dat, whatever the file's suffix (raises WeightsFormatError, a ToolError, on any
+        defect). For every format (.dat, .pt/.pth, .onnx) use src.readers.load_net."""
+        from .readers.weights_dat import load
+
+        return load(path)
 
     def save(self, path, model_path: str = "", accuracy: float | None = None) -> None:
         """Write weights.dat atomically (bit-exact round trip)."""

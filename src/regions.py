@@ -205,7 +205,8 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     _validate_settings(tol, time_limit, threads, workers, checkpoint_every)
     weights = Path(weights)
     if net is None:
-        net = ReluNet.load(weights)
+        from .readers import load_net   # weights.dat, .pt/.pth state_dict or .onnx
+        net = load_net(weights)
     if net.n_hidden_layers == 0:
         raise ToolError(f"{weights}: the network has no hidden layer, so it has exactly one linear region")
     if box is None:

@@ -839,7 +839,8 @@ def run_transform(args) -> int:
         raise ToolError("--rtol must be > 0 and --tol >= 0")
     if args.output and Path(args.output).suffix == ".json":
         raise ToolError(f"-o {args.output}: give the path of the weights file (.dat); the .json goes beside it")
-    net = ReluNet.load(args.weights)
+    from .readers import load_net   # weights.dat, .pt/.pth state_dict or .onnx
+    net = load_net(args.weights)
     if net.n_hidden_layers < 1:
         raise ToolError(f"{args.weights}: the network has no hidden layer; there is nothing to transform")
     box = box_from_args(args, net.n_inputs, data_root=args.data_root)   # None: the repository's data/
