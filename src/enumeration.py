@@ -26,6 +26,7 @@ Contract of `Backend.enumerate(problem, sink, time_limit=, threads=, resume_stat
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,12 +118,43 @@ class PatternSink:
         return arr[np.lexsort(arr.T[::-1])]
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option a backend declares: its default, a check (None when fine, else what is wrong) and help."""
+    default: object
+    help: str
+    check: Callable[[object], str | None] | None = None
+
+
+def positive_int(v) -> str | None:
+    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else f"must be an integer >= 1, got {v!r}"
+
+
 class Backend:
-    """Base class of enumeration backends."""
+    """Base class of enumeration backends.
+
+    A backend declares its options in `options` (name -> Option); `get_backend(name, **options)`
+    passes them to the constructor, which checks them and sets them as attributes.
+    `uses_milp`: the backend solves the MILP of src/milp.py (only those build it).
+    """
 
     name = "?"
     package = "?"   # pip package that provides the solver, for error messages
     frontier_checkpoints = False    # True: enumerate() takes checkpoint= and saves its frontier itself
+    uses_milp = False
+    options: dict[str, Option] = {}
+
+    def __init__(self, **options):
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ToolError(f"backend {self.name!r} has no option {', '.join(map(repr, unknown))}; its options: "
+                            f"{', '.join(self.options) or 'none'}")
+        for key, opt in self.options.items():
+            value = options.get(key, opt.default)
+            msg = opt.check(value) if opt.check is not None else None
+            if msg:
+                raise ToolError(f"backend {self.name!r} option {key}: {msg}")
+            setattr(self, key, value)
 
     @classmethod
     def check_available(cls) -> None:
@@ -162,8 +194,9 @@ def packages_line() -> str:
         f"{name} ({PACKAGES.get(name, '?')})" for name in BACKENDS)
 
 
-def get_backend(name: str) -> Backend:
-    """An instance of the named backend, after check_available(); ToolError for unknown names."""
+def get_backend(name: str, **options) -> Backend:
+    """An instance of the named backend with `options` (see its `options`), after check_available();
+    ToolError for unknown names and options."""
     if name not in BACKENDS:
         raise ToolError(f"--backend {name!r}: unknown backend; choose auto, milp or one of {', '.join(BACKENDS)} "
                         f"({packages_line()})")
@@ -178,4 +211,10 @@ def get_backend(name: str) -> Backend:
                                  f"(import of {e.name!r} failed); {packages_line()}") from None
     klass = getattr(module, cls)
     klass.check_available()
-    return klass()
+    return klass(**options)
+
+
+def backend_class(name: str):
+    """The class registered under `name`, without checking that its solver is available."""
+    mod, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(mod), cls)

@@ -134,6 +134,14 @@ def expected_size(stability_fixed_bits: np.ndarray, n_kept_inputs: int, with_f: 
             "binaries": n_unst}
 
 
+def formulation_size(net: ReluNet, stability, tol: float = 1e-6) -> dict:
+    """The size of build_formulation(net, box, stability, tol) without building it."""
+    fixed = [np.where(np.asarray(lo) > tol, 1, np.where(np.asarray(up) <= 0, 0, -1))
+             for lo, up in zip(stability.lower, stability.upper)]
+    n_kept = int(np.any(net.weights[0] != 0, axis=0).sum())
+    return expected_size(np.concatenate(fixed), n_kept)
+
+
 def build_formulation(net: ReluNet, box: Box, stability, tol: float = 1e-6,
                       upto_layer: int | None = None) -> MilpFormulation:
     """The lean MILP over `box` using the bounds and stable units of `stability`.

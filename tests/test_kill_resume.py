@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, random_net
-from src.enumeration import get_backend
+from src.enumeration import BACKENDS, get_backend
 from src.ioutils import ToolError
 from src.patterns_io import read_patterns
 from src.regions import count_regions
@@ -24,6 +24,7 @@ CLI = str(ROOT / "count_linear_regions.py")
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 # nets whose count takes a few seconds with each backend (lp is much faster per region)
 NETS = {"lp": ([6, 14, 14, 1], 0), "gurobi": ([6, 10, 10, 1], 0), "scip": ([6, 10, 10, 1], 0)}
+MILP_NET = ([6, 10, 10, 1], 0)          # a backend not listed above: the MILP-sized net
 DOMAIN = "input_0_1"
 
 
@@ -64,11 +65,11 @@ def _kill_at_random_moment(proc, run, rng, max_wait):
     assert proc.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("backend", ["lp", "gurobi", "scip"])
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_sigkill_then_resume_gives_the_uninterrupted_set(tmp_path, backend):
     if not _available(backend):
         pytest.skip(f"backend {backend} unavailable")
-    sizes, seed = NETS[backend]
+    sizes, seed = NETS.get(backend, MILP_NET)
     ref = _reference(tmp_path, sizes, seed)
     run = tmp_path / "run"
     run.mkdir()

@@ -18,14 +18,15 @@ import pytest
 from bruteforce import brute_force_patterns, sampled_patterns
 from conftest import ROOT, random_net
 from src.domain import Box
-from src.enumeration import AUTO_ORDER, PatternSink, get_backend
+from src.enumeration import AUTO_ORDER, PatternSink, backend_class, get_backend
+from src.enumeration import BACKENDS as REGISTERED
 from src.ioutils import ToolError
 from src.network import ReluNet
 from src.patterns_io import read_patterns, write_patterns
 from src.region_lp import is_feasible_pattern
 from src.regions import count_regions
 
-BACKENDS = ["gurobi", "scip"]
+BACKENDS = [n for n in REGISTERED if backend_class(n).uses_milp]     # the MILP backends (lp: test_lp_enum)
 PY = sys.executable
 CLI = str(ROOT / "count_linear_regions.py")
 

@@ -84,6 +84,7 @@ def gurobi_size(formulation) -> dict:
 class GurobiBackend(Backend):
     name = "gurobi"
     package = "gurobipy"
+    uses_milp = True
 
     # solver tolerances: tight, so that a recorded z really means g > 0 / g <= 0 (big-M rows)
     params = {"IntFeasTol": 1e-9, "FeasibilityTol": 1e-9, "MIPGap": 0.0, "MIPGapAbs": 0.0, "Symmetry": 0}

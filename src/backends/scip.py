@@ -160,6 +160,7 @@ def _make_handler_class():
 class ScipBackend(Backend):
     name = "scip"
     package = "pyscipopt"
+    uses_milp = True
 
     # tight tolerances, so that a recorded z really means g > 0 / g <= 0 (big-M rows)
     params = {"numerics/feastol": 1e-9, "misc/usesymmetry": 0, "presolving/maxrestarts": 0,
