@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
+from .verification import relative_errors
 from .domain import Box, parse_width
 from .ioutils import ToolError, atomic_write_json, atomic_write_text
 from .network import ReluNet
@@ -178,9 +179,6 @@ def compress(net: ReluNet, stability, rank_tol: float = DEFAULT_RANK_TOL) -> Com
 
 
 # ---- verification ------------------------------------------------------------------------
-def relative_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """|a - b| / max(1, |a|), elementwise: relative for large outputs, absolute below 1."""
-    return np.abs(a - b) / np.maximum(1.0, np.abs(a))
 
 
 def verify(original: ReluNet, compressed: ReluNet, box: Box, points: int = DEFAULT_POINTS, seed: int = 0,

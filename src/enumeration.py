@@ -26,6 +26,7 @@ Contract of `Backend.enumerate(problem, sink, time_limit=, threads=, resume_stat
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -218,3 +219,51 @@ def backend_class(name: str):
     """The class registered under `name`, without checking that its solver is available."""
     mod, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(mod), cls)
+
+
+def run_backends(problem: EnumerationProblem, sink: PatternSink, backend: str = "auto", *,
+                 time_limit: float | None = None, threads: int = 1, resume_state: dict | None = None,
+                 options: dict | None = None, prepare=None, on_fallback=None) -> tuple[EnumerationResult, str, list]:
+    """Enumerate with `backend`, or for auto / milp the first candidate that is available and accepts
+    the problem. Returns (result, name of the backend used, notes on fallbacks taken).
+
+    options: offered to every candidate; each takes the ones it declares. resume_state goes only to a
+    backend of the same name (or one without a name). prepare(name, backend, state) -> extra keyword
+    arguments of enumerate (the count driver's checkpoint hooks); on_fallback(message) is told
+    when a licence-size limit makes it fall back.
+    """
+    candidates = list(FALLBACK_CHOICES.get(backend, (backend,)))
+    options = dict(options or {})
+    if backend in FALLBACK_CHOICES:
+        known = set().union(*(backend_class(n).options for n in candidates))
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ToolError(f"--backend {backend}: no candidate ({', '.join(candidates)}) has option "
+                            f"{', '.join(map(repr, unknown))}")
+    t0 = time.perf_counter()
+    notes, reasons = [], []
+    for i, name in enumerate(candidates):
+        nxt = candidates[i + 1] if i + 1 < len(candidates) else None
+        try:
+            declared = backend_class(name).options if name in BACKENDS and backend in FALLBACK_CHOICES else options
+            be = get_backend(name, **{k: v for k, v in options.items() if k in declared})
+            be.check_problem(problem)
+            state = resume_state if resume_state is None or resume_state.get("backend") in (None, name) else None
+            kw = prepare(name, be, state) if prepare is not None else {}
+            left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t0))
+            return be.enumerate(problem, sink, time_limit=left, threads=int(threads), resume_state=state, **kw), \
+                name, notes
+        except BackendUnavailable as e:
+            if backend not in FALLBACK_CHOICES:
+                raise
+            reasons.append(f"{name}: {e}")
+            if nxt is None:
+                raise ToolError(f"no backend could count this net ({'; '.join(reasons)}); {packages_line()}") from None
+            if isinstance(e, ProblemTooLarge):
+                msg = f"{e}; falling back to {nxt.upper() if nxt == 'scip' else nxt}"
+                notes.append(msg)
+                if on_fallback is not None:
+                    on_fallback(msg)
+            else:
+                notes.append(f"backend {name} unavailable ({e}); using {nxt}")
+    raise AssertionError("unreachable")

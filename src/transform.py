@@ -40,6 +40,7 @@ import scipy.sparse as sp
 from .domain import Box
 from .ioutils import ToolError, atomic_open, atomic_write_json
 from .network import ReluNet
+from .verification import batched_forward as _forward, match_rows as _match, min_abs_preactivation  # noqa: F401
 
 SHARE_MODES = ("full", "trie", "none")
 DEFAULT_BIG_M = 1e9          # band width max(1, max u)/M; the interior is exact for any M (violations are exactly 0)
@@ -596,28 +597,6 @@ def _layers_two_and_out(U, V, K, m, M, h1, chunk: int = 20000):
 # ---------------------------------------------------------------------------------------------
 # Verification
 # ---------------------------------------------------------------------------------------------
-def min_abs_preactivation(net: ReluNet, x, batch: int = 4096) -> np.ndarray:
-    """min over all hidden units of |g(x)| of the original net, per point (the distance to the band)."""
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    out = np.empty(len(x))
-    for s in range(0, len(x), batch):
-        gs = net.preactivations(x[s:s + batch])
-        out[s:s + batch] = np.min(np.abs(np.concatenate(gs, axis=1)), axis=1) if gs else np.inf
-    return out
-
-
-def _forward(net: ReluNet, x, batch: int = 4096) -> np.ndarray:
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    return np.concatenate([net.forward(x[s:s + batch]) for s in range(0, len(x), batch)]) if len(x) \
-        else np.zeros((0, net.n_outputs))
-
-
-def _match(y0, y1, rtol):
-    err = np.abs(y1 - y0).max(axis=1) if y0.size else np.zeros(len(y0))
-    scale = np.maximum(1.0, np.abs(y0).max(axis=1)) if y0.size else np.ones(len(y0))
-    return err, err / scale, err <= rtol * scale
-
-
 def _pattern_keys(P) -> set:
     packed = np.packbits(np.asarray(P, dtype=np.uint8), axis=1)
     return {r.tobytes() for r in packed}
