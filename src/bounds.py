@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .layout import inactive_file_name, stable_units_file_name
 from .domain import Box
 from .network import ReluNet
 
@@ -982,8 +983,8 @@ def write_stability_files(out_dir, stability: Stability, box: Box, weights_path)
     from .ioutils import atomic_write_json, atomic_write_text
 
     out_dir = Path(out_dir)
-    js = out_dir / f"stable_units_{box.name}.json"
-    dat = out_dir / f"inactive_{box.name}.dat"
+    js = out_dir / stable_units_file_name(box.name)
+    dat = out_dir / inactive_file_name(box.name)
     atomic_write_json(js, stability_to_json(stability, box, weights_path))
     atomic_write_text(dat, inactive_lines(stability))
     return js, dat

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.linalg
 
 from .verification import relative_errors
+from .layout import compressed_file_names
 from .domain import Box, parse_width
 from .ioutils import ToolError, atomic_write_json, atomic_write_text
 from .network import ReluNet
@@ -452,7 +453,7 @@ def run_cli(args) -> int:
         return t if t is not None and box.contains(t[0]).all() else None
 
     def save(box, st, comp, times, ver, output=None):
-        dat = Path(output) if output else out_dir / f"compressed_{box.name}.dat"
+        dat = Path(output) if output else out_dir / compressed_file_names(box.name)[0]
         acc = None if ver is None else ver.get("test_accuracy_compressed")
         comp.net.save(dat, model_path=str(weights_path), accuracy=acc)
         atomic_write_json(dat.with_suffix(".json"),

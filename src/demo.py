@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import layout
 from .ioutils import ToolError, atomic_write_json
 from .patterns_io import pattern_file_name
 from .regions import regions_file_name
@@ -137,8 +138,8 @@ def _read(path: Path):
 
 def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
     """count -> compress -> transform (feasible, all-2^N sizes) for one run directory."""
-    d = Path(opts.models_dir) / f"fcnn_run_{run_id}"
-    w = d / "weights.dat"
+    d = layout.run_dir(opts.models_dir, run_id)
+    w = d / layout.WEIGHTS
     logs = Path(opts.out) / "logs"
     if not w.is_file():
         state.add(StepResult("count", run_id, "not-run", message=f"{w} missing (training failed?)"), echo)
@@ -156,14 +157,14 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
         _run_cmd("count", run_id, args, logs, opts.time_limit + 300, state, echo, _last_line)
     reg = _read(regions)
     # 2. compression (exact stability; also rewrites stable_units_<domain>.json with the exact tiers)
-    comp = d / f"compressed_{DOMAIN}.json"
+    comp = d / layout.compressed_file_names(DOMAIN)[1]
     if not opts.force and _newer(comp, w, regions):
         state.add(StepResult("compress", run_id, "skipped", message="up to date"), echo)
     else:
         _run_cmd("compress", run_id, ["-w", w, "--time-limit", opts.time_limit, "-q"], logs, opts.time_limit + 300,
                  state, echo, lambda t: _compress_summary(comp))
     # 3a. two hidden layers from the feasible patterns (only for a complete count)
-    tf = d / f"two_hidden_feasible_{DOMAIN}.json"
+    tf = d / layout.two_hidden_file_names(layout.two_hidden_tag("feasible", DOMAIN))[1]
     if reg is None or not reg.get("complete"):
         why = "no region count" if reg is None else f"count incomplete ({reg.get('count')} patterns so far)"
         state.add(StepResult("transform:feasible", run_id, "not-run", message=why), echo)
@@ -176,7 +177,7 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
                   "--max-file-params", opts.max_file_params, "-q"],
                  logs, 900, state, echo, lambda t: _transform_summary(tf))
     # 3b. the all-2^N net: sizes only (it is never small enough to be worth building here)
-    ta = d / "two_hidden_all_nodes.json"
+    ta = d / layout.two_hidden_file_names(layout.two_hidden_tag("all", DOMAIN))[1]
     if not opts.force and _newer(ta, w):
         state.add(StepResult("transform:all", run_id, "skipped", message="up to date"), echo)
     else:

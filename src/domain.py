@@ -7,12 +7,14 @@ Every output file of an analysis step carries the domain's name:
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .ioutils import ToolError
+from .layout import local_domain_name, parse_domain_name, uniform_domain_name
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,7 +31,7 @@ class Box:
     def uniform(cls, n: int, lo: float = 0.0, hi: float = 1.0) -> "Box":
         if not hi > lo:
             raise ToolError(f"--lo/--hi: need lo < hi, got lo={lo:g}, hi={hi:g}")
-        return cls(np.full(n, float(lo)), np.full(n, float(hi)), f"input_{lo:g}_{hi:g}")
+        return cls(np.full(n, float(lo)), np.full(n, float(hi)), uniform_domain_name(lo, hi))
 
     @classmethod
     def around(cls, center, width: float, center_name: str, lo: float = 0.0, hi: float = 1.0) -> "Box":
@@ -43,7 +45,7 @@ class Box:
         if bad.size:
             raise ToolError(f"center {center_name}: {bad.size} values lie outside [{lo:g}, {hi:g}] "
                             f"(first: index {bad[0]} = {c[bad[0]]:g})")
-        return cls(np.maximum(c - width, lo), np.minimum(c + width, hi), f"center_{center_name}_width_{width:g}")
+        return cls(np.maximum(c - width, lo), np.minimum(c + width, hi), local_domain_name(center_name, width))
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n points uniformly from the box, float64 (n, n0)."""
@@ -114,6 +116,21 @@ def parse_width(text) -> float:
     if not np.isfinite(w) or w <= 0:
         raise ToolError(f"--width must be > 0, got {text}")
     return w
+
+
+def box_from_domain_name(name: str, n_inputs: int, data_root=None) -> Box | None:
+    """The box a domain name stands for, when the name alone fixes it: `input_<lo>_<hi>` or
+    `center_test<K>_width_<L>` (a 784-input net; MNIST test image K); else None."""
+    parsed = parse_domain_name(name)
+    try:
+        if parsed and parsed[0] == "uniform":
+            return Box.uniform(n_inputs, parsed[1], parsed[2])
+        if parsed and parsed[0] == "local" and n_inputs == 784 and re.fullmatch(r"test\d+", parsed[1]):
+            k = int(parsed[1][4:])
+            return Box.around(test_image(k, data_root), parsed[2], f"test{k}")
+    except ToolError:
+        return None
+    return None
 
 
 def box_from_args(args, n_inputs: int, data_root="data") -> Box:

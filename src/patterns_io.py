@@ -16,8 +16,7 @@ import numpy as np
 from .ioutils import ToolError, atomic_open, create_new_file
 
 
-def pattern_file_name(domain_name: str) -> str:
-    return f"activation_pattern_abhinav_{domain_name}.dat"
+from .layout import pattern_file_name  # noqa: E402,F401  (the name's home is src/layout.py)
 
 
 def _header(layer_sizes) -> str:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from .ioutils import ToolError, atomic_write_text
 
-DEFAULT_DOMAIN = "input_0_1"
-RUN_PREFIX = "fcnn_run_"
+from .layout import DEFAULT_DOMAIN, RUN_PREFIX  # noqa: F401  (re-exported for plotting)
+from . import layout
 
 
 # ---- run ids -------------------------------------------------------------------------
@@ -46,8 +46,7 @@ def parse_runs(text: str) -> list[int]:
     return sorted(ids)
 
 
-def run_dir(models_dir, run_id: int) -> Path:
-    return Path(models_dir) / f"{RUN_PREFIX}{run_id}"
+run_dir = layout.run_dir
 
 
 # ---- one run -------------------------------------------------------------------------
@@ -205,22 +204,22 @@ def load_run(path, domain: str = DEFAULT_DOMAIN, run_id: int | None = None) -> R
     if not path.is_dir():
         rec.missing.append("<run directory>")
         return rec
-    rec.config = _read_optional(path / "config.json", rec)
-    rec.metrics = _read_optional(path / "metrics.json", rec)
+    rec.config = _read_optional(path / layout.CONFIG, rec)
+    rec.metrics = _read_optional(path / layout.METRICS, rec)
     if rec.metrics is not None and not rec.metrics.get("complete"):
         rec.problems.append("metrics.json: training not complete")
-    rec.regions = _read_optional(path / f"regions_{domain}.json", rec)
-    rec.stable = _read_optional(path / f"stable_units_{domain}.json", rec)
-    all_name = "two_hidden_all_nodes.json" if domain == DEFAULT_DOMAIN else f"two_hidden_all_nodes_{domain}.json"
-    rec.two_hidden_all = _read_optional(path / all_name, rec)
-    rec.two_hidden_feasible = _read_optional(path / f"two_hidden_feasible_{domain}.json", rec)
-    rec.compressed = _read_optional(path / f"compressed_{domain}.json", rec)
+    rec.regions = _read_optional(path / layout.regions_file_name(domain), rec)
+    rec.stable = _read_optional(path / layout.stable_units_file_name(domain), rec)
+    rec.two_hidden_all = _read_optional(path / layout.two_hidden_file_names(layout.two_hidden_tag("all", domain))[1], rec)
+    rec.two_hidden_feasible = _read_optional(
+        path / layout.two_hidden_file_names(layout.two_hidden_tag("feasible", domain))[1], rec)
+    rec.compressed = _read_optional(path / layout.compressed_file_names(domain)[1], rec)
     if rec.regions is not None and not rec.regions.get("complete"):
-        rec.problems.append(f"regions_{domain}.json: count incomplete (lower bound)")
+        rec.problems.append(f"{layout.regions_file_name(domain)}: count incomplete (lower bound)")
     rec.slice_name = _slice_file_stem(path, domain)
     if rec.slice_name is not None:
         rec.slice = _read_optional(path / f"{rec.slice_name}.json", rec, required=False)
-    rec.segments = _read_optional(path / "segments.json", rec, required=False)
+    rec.segments = _read_optional(path / layout.SEGMENTS, rec, required=False)
     return rec
 
 

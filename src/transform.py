@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import re
 import sys
 import time
 import warnings
@@ -37,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .domain import Box
+from . import layout
+from .domain import Box, box_from_domain_name
 from .ioutils import ToolError, atomic_open, atomic_write_json
 from .network import ReluNet
 from .verification import batched_forward as _forward, match_rows as _match, min_abs_preactivation  # noqa: F401
@@ -49,7 +49,6 @@ DEFAULT_MAX_UNITS = 4_000_000
 DEFAULT_MAX_PARAMS = 100_000_000
 DEFAULT_MAX_FILE_PARAMS = 50_000_000
 HUGE = 10 ** 15            # integers at least this large are also reported as log10
-_PATTERN_FILE = re.compile(r"^activation_pattern_abhinav_(.+)\.dat$")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -720,10 +719,7 @@ def fmt_int(v: int) -> str:
     return f"{v} (~10^{math.log10(v):.2f})" if v >= HUGE else str(v)
 
 
-def domain_from_pattern_file(path) -> str | None:
-    """`<domain>` of `activation_pattern_abhinav_<domain>.dat`, else None."""
-    m = _PATTERN_FILE.match(Path(path).name)
-    return m.group(1) if m else None
+domain_from_pattern_file = layout.domain_of_pattern_file
 
 
 def _default_domain_flags(args) -> bool:
@@ -731,28 +727,8 @@ def _default_domain_flags(args) -> bool:
             and args.width is None)
 
 
-def box_from_domain_name(name: str, n_inputs: int, data_root=None) -> Box | None:
-    """The box a domain name stands for, when the name alone fixes it: `input_<lo>_<hi>` or
-    `center_test<K>_width_<L>` (a 784-input net; MNIST test image K); else None."""
-    m = re.match(r"^input_(.+)_(.+)$", name)
-    try:
-        if m:
-            box = Box.uniform(n_inputs, float(m.group(1)), float(m.group(2)))
-            return box if box.name == name else None
-        m = re.match(r"^center_test(\d+)_width_(.+)$", name)
-        if m and n_inputs == 784:
-            from .domain import test_image
-
-            x = test_image(int(m.group(1)), data_root)     # data_root None: the repository's data/
-            box = Box.around(x, float(m.group(2)), f"test{int(m.group(1))}")
-            return box if box.name == name else None
-    except (ValueError, ToolError):
-        return None
-    return None
-
-
 def output_paths(weights, tag: str, out=None) -> tuple[Path, Path]:
-    dat = Path(out) if out else Path(weights).parent / f"two_hidden_{tag}.dat"
+    dat = Path(out) if out else Path(weights).parent / layout.two_hidden_file_names(tag)[0]
     return dat, dat.with_suffix(".json")
 
 
@@ -778,7 +754,8 @@ def check_pattern_sidecar(pattern_path, weights_path, domain_name, n_patterns: i
     Without a summary (files of the authors' own tools) a one-line notice says it was not checked.
     """
     from .records import read_regions
-    from .regions import file_sha256, regions_file_name
+    from .layout import regions_file_name
+    from .regions import file_sha256
 
     pattern_path = Path(pattern_path)
     side = pattern_path.parent / regions_file_name(domain_name) if domain_name else None
@@ -844,14 +821,14 @@ def run_transform(args) -> int:
             print(f"warning: {args.patterns} is named for domain '{file_domain}' but the flags give "
                   f"'{box.name}'; K, the box bounds and the verification use the flags' box",
                   file=sys.stderr)
-        tag = f"feasible_{domain_name}"
+        tag = layout.two_hidden_tag("feasible", domain_name)
         formulas = formula_sizes(net.layer_sizes, P)
         list_problem = check_pattern_sidecar(args.patterns, args.weights, file_domain, len(P))
     else:
         P = None
         list_problem = None
         mode = "all"
-        tag = "all_nodes" if box.name == "input_0_1" else f"all_nodes_{box.name}"
+        tag = layout.two_hidden_tag("all", box.name)
         formulas = formula_sizes(net.layer_sizes, None)
     dat_path, json_path = output_paths(args.weights, tag, args.output)
     sizes = {"original": size_entry(net.layer_sizes), "naive": formulas["naive"], "shared": formulas["shared"]}
