@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .geometry import box_bounds
 from .layout import inactive_file_name, stable_units_file_name
 from .domain import Box
 from .network import ReluNet
@@ -124,8 +125,7 @@ def interval_bounds(net: ReluNet, box: Box) -> Stability:
 
 def _interval_affine(w: np.ndarray, b: np.ndarray, lo_h: np.ndarray, hi_h: np.ndarray):
     """Bounds of w h + b for h in the box [lo_h, hi_h]."""
-    wp, wn = np.maximum(w, 0.0), np.minimum(w, 0.0)
-    return wp @ lo_h + wn @ hi_h + b, wp @ hi_h + wn @ lo_h + b
+    return box_bounds(w, b, lo_h, hi_h)
 
 
 def _interval_layer(net: ReluNet, layer: int, lo_prev: np.ndarray, up_prev: np.ndarray):

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.linalg
 
 from .verification import relative_errors
+from .geometry import advance
 from .layout import compressed_file_names
 from .domain import Box, parse_width
 from .ioutils import ToolError, atomic_write_json, atomic_write_text
@@ -147,11 +148,9 @@ def compress(net: ReluNet, stability, rank_tol: float = DEFAULT_RANK_TOL) -> Com
                "unstable": int(u.sum()), "folded_active": 0, "merged_active": 0}
         W, b, Wn, bn = Ws[l], bs[l], Ws[l + 1], bs[l + 1]
         if not u.any():
-            # affine layer: h = diag(s) (W z + b) on the domain -> merge into layer l+1
-            A = np.flatnonzero(a)
-            Ws[l + 1] = Wn[:, A] @ W[A]
-            bs[l + 1] = Wn[:, A] @ b[A] + bn
-            rec["merged_active"] = int(A.size)
+            # affine layer -> merge into layer l+1
+            Ws[l + 1], bs[l + 1] = advance(W, b, Wn, bn, a)     # h = diag(a) (W z + b) on the domain
+            rec["merged_active"] = int(a.sum())
             collapsed.append(l + 1)
             kept.append(np.zeros(0, int))
             per_layer.append(rec)

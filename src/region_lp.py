@@ -1,29 +1,12 @@
-"""The linear region of one full activation pattern, as pure numpy data, plus one LP over it.
-
-For a pattern S, layer l's pre-activation is affine in x: g_l = A_l^S x + c_l^S with
-A_1 = W_1, c_1 = b_1, A_{l+1} = W_{l+1} diag(s_l) A_l, c_{l+1} = W_{l+1} diag(s_l) c_l + b_{l+1};
-the output is F^S x + e^S.
-"""
+"""The linear region of one full activation pattern (its affine maps: src/geometry.py) and one LP over it."""
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linprog
 
 from .domain import Box
+from .geometry import pattern_affine_maps  # noqa: F401  (its home is src/geometry.py)
 from .network import ReluNet
-
-
-def pattern_affine_maps(net: ReluNet, pattern):
-    """([(A_l, c_l) for each hidden layer], (F, e)) for the flat 0/1 pattern."""
-    bits = net.split_pattern(np.asarray(pattern))
-    A, c = net.weights[0], net.biases[0]
-    maps = []
-    for l, s in enumerate(bits):
-        maps.append((A, c))
-        s = s.astype(np.float64)
-        A = net.weights[l + 1] @ (s[:, None] * A)
-        c = net.weights[l + 1] @ (s * c) + net.biases[l + 1]
-    return maps, (A, c)
 
 
 def region_rows(net: ReluNet, pattern):

@@ -38,6 +38,7 @@ import scipy.sparse as sp
 
 from . import layout
 from .domain import Box, box_from_domain_name
+from .geometry import advance, box_bounds
 from .ioutils import ToolError, atomic_open, atomic_write_json
 from .network import ReluNet
 from .verification import batched_forward as _forward, match_rows as _match, min_abs_preactivation  # noqa: F401
@@ -46,6 +47,7 @@ SHARE_MODES = ("full", "trie", "none")
 DEFAULT_BIG_M = 1e9          # band width max(1, max u)/M; the interior is exact for any M (violations are exactly 0)
 MAX_BIG_M = 1e150          # M * V must stay far below the float64 overflow
 DEFAULT_MAX_UNITS = 4_000_000
+BOX_MARGIN = 1e-12            # relative widening of box bounds: covers the rounding of their sums (sound)
 DEFAULT_MAX_PARAMS = 100_000_000
 DEFAULT_MAX_FILE_PARAMS = 50_000_000
 HUGE = 10 ** 15            # integers at least this large are also reported as log10
@@ -278,22 +280,9 @@ def all_patterns(n_units: int, limit: int = 1 << 24) -> np.ndarray:
     return ((idx[:, None] >> shifts[None, :]) & 1).astype(np.uint8)
 
 
-def box_min_max(R: np.ndarray, d: np.ndarray, box: Box, chunk_numbers: int = 4_000_000):
-    """min and max over the box of the affine functions R[..., :] x + d (any leading shape).
-
-    Exact up to float rounding: with centre m and radius r of the box, value(m) -/+ |R| r.
-    """
-    mid, rad = (box.lo + box.hi) / 2.0, (box.hi - box.lo) / 2.0
-    lead = R.shape[:-1]
-    Rf = R.reshape(-1, R.shape[-1])
-    gm, gr = np.empty(len(Rf)), np.empty(len(Rf))
-    chunk = max(1, chunk_numbers // max(1, R.shape[-1]))
-    for s in range(0, len(Rf), chunk):
-        gm[s:s + chunk] = Rf[s:s + chunk] @ mid
-        gr[s:s + chunk] = np.abs(Rf[s:s + chunk]) @ rad
-    gm = gm.reshape(lead) + d
-    gr = gr.reshape(lead)
-    return gm - gr, gm + gr
+def box_min_max(R: np.ndarray, d: np.ndarray, box: Box):
+    """Sound min and max over the box of the affine functions R[..., :] x + d (any leading shape)."""
+    return box_bounds(R, d, box.lo, box.hi, margin=BOX_MARGIN)
 
 
 _COEFS: dict[int, np.ndarray] = {}
@@ -398,15 +387,14 @@ class _RowPool:
 
 
 def _advance(A, c, parent, bits, W, b, chunk_numbers: int = 4_000_000):
-    """Children's affine maps: A' = (W diag(bits)) A[parent], c' = W (bits * c[parent]) + b."""
+    """Children's affine maps (geometry.advance of each child's parent map and layer bits), in chunks."""
     q, n0 = len(parent), A.shape[2]
     out_A = np.empty((q, W.shape[0], n0))
+    out_c = np.empty((q, W.shape[0]))
     chunk = max(1, chunk_numbers // max(1, A.shape[1] * n0))
-    bf = bits.astype(np.float64)
     for s in range(0, q, chunk):
-        Wb = W[None, :, :] * bf[s:s + chunk, None, :]
-        np.matmul(Wb, A[parent[s:s + chunk]], out=out_A[s:s + chunk])
-    out_c = (bf * c[parent]) @ W.T + b
+        p = parent[s:s + chunk]
+        out_A[s:s + chunk], out_c[s:s + chunk] = advance(A[p], c[p], W, b, bits[s:s + chunk])
     return out_A, out_c
 
 
