@@ -36,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "marked complete: false (continue with --resume)")
     p.add_argument("--threads", type=int, default=1, help="solver threads (Gurobi; SCIP's tree search is sequential)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="lp backend: enumerate prefix subtrees in N parallel processes (same patterns, sorted)")
+                   help="lp backend: enumerate prefix subtrees on N Ray workers, a local Ray started here unless "
+                        "--ray-address is given (same patterns, sorted; docs/cluster.md)")
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="lp backend: join the Ray cluster at HOST:PORT (default: $RAY_ADDRESS if set); with "
+                        "--workers 1 every CPU of the cluster is used")
     p.add_argument("--resume", action="store_true",
                    help="continue an earlier count: from its last checkpoint after a kill, else from its pattern "
                         "file and frontier (known patterns become no-good cuts or are skipped)")
@@ -139,7 +143,7 @@ def main(argv=None) -> int:
     summary = count_regions(args.weights, box, backend=args.backend, tol=args.tol, time_limit=args.time_limit,
                             threads=args.threads, workers=args.workers, resume=args.resume, out_dir=args.out_dir,
                             exact_stability=args.exact_stability, progress=not args.quiet, net=net,
-                            checkpoint_every=args.checkpoint_every)
+                            checkpoint_every=args.checkpoint_every, ray_address=args.ray_address)
     print(final_line(summary, out_dir))
     return 130 if summary.get("interrupted") else 0
 

@@ -39,17 +39,19 @@ new point enriches the node.
 A time limit, a stop request or Ctrl-C stops the walk and returns the unexplored frontier: a list
 of prefixes ("0110..." over the first k hidden units, pattern order) whose subtrees hold exactly
 the patterns not yet emitted. Passing it back as `roots` continues the search. With workers > 1
-the tree is cut into prefix subtrees walked by worker processes; the patterns are emitted in
-lexicographic order (the order of the sequential walk) whatever the number of workers.
+(or a Ray cluster) workers walk prefix subtrees in time slices and hand back the unexplored rest,
+which is queued again (dynamic splitting); the patterns are emitted in lexicographic order (the
+order of the sequential walk) whatever the number of workers.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
+import socket
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -237,8 +239,6 @@ class LpSearch:
         self._deadline = None
         self._stop_flag = None
         self._emit = None
-        self._cut = None
-        self._tasks = None
         self._checkpoint = None
         self._pending: list = []
         self._roots_left: list = []
@@ -723,9 +723,6 @@ class LpSearch:
             raise SearchStopped([self._prefix(u)])
         if self._checkpoint is not None and self._checkpoint.due():
             self._checkpoint.save(self._frontier_here(u))
-        if self._cut is not None and u >= self._cut:
-            self._tasks.append(self._prefix(u))
-            return
         if i == self.sizes[l]:
             if l == self.L - 1:
                 self.stats["patterns"] += 1
@@ -874,17 +871,6 @@ class LpSearch:
             self._checkpoint = None
             self._reset_path()
 
-    def split(self, roots, depth, emit):
-        """Cut the subtrees of `roots` (prefixes shorter than `depth`) at unit index `depth`: the certified
-        prefixes where the walk reaches that unit (full patterns included), in lexicographic order."""
-        self._cut, self._tasks = depth, []
-        try:
-            complete, _ = self.run(emit, roots=roots)
-            assert complete
-            return self._tasks
-        finally:
-            self._cut, self._tasks = None, None
-
 
 # ---- the driver: sequential or parallel, time limit, Ctrl-C -------------------------------------------
 @dataclass
@@ -920,83 +906,218 @@ class _SigintFlag:
         return False
 
 
-_W: dict = {}
+# ---- parallel: time slices of prefix subtrees (src/execution.py runs them), dynamic splitting ----------
+SLICE_MIN = 0.1          # seconds of a slice while fewer subtrees wait than there are workers (split fast)
+SLICE_SHORT = 0.5        # ... while fewer than 4 per worker wait
+SLICE_LONG = 2.0         # ... while more wait (least overhead per pattern)
+STOP_WAIT = 60.0         # after a stop, how long running slices may take to hand back their state
+
+def slice_seconds(waiting: int, workers: int) -> float:
+    """Length of the next slice: short while few subtrees wait (they split into more), long when many do."""
+    if waiting < workers:
+        return SLICE_MIN
+    return SLICE_SHORT if waiting < 4 * workers else SLICE_LONG
 
 
-def _worker_init(net, box, fixed, tol, options, event):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _W["engine"] = LpSearch(net, box, fixed, tol, options)
-    _W["event"] = event
+_ENGINE: dict = {}       # per worker process: the engine of the current problem (token -> LpSearch)
 
 
-def _worker_task(args):
-    prefix, deadline = args
-    eng = _W["engine"]
-    event = _W["event"]
+def walk_slice(problem, token: str, prefixes: list, seconds: float) -> dict:
+    """Walk the subtrees of `prefixes` (in order) for at most `seconds` (checked at node entries) here.
+
+    problem = (net, box, fixed_bits, tol, options); the engine is built once per token and process.
+    Returns the patterns found (packbits rows, lexicographic order), the unexplored frontier of the
+    subtrees (prefixes in order; empty when they are done), the stats and where and how long it ran.
+    """
+    eng = _ENGINE.get(token)
+    if eng is None:
+        _ENGINE.clear()
+        eng = _ENGINE[token] = LpSearch(*problem)
     eng.stats = new_stats()
     found = []
-    complete, frontier = eng.run(lambda bits: found.append(bits.copy()), roots=[prefix], deadline=deadline,
-                                 stop_flag=event.is_set)
+    w0, t0 = time.time(), time.monotonic()
+    _, frontier = eng.run(lambda bits: found.append(bits.copy()), roots=list(prefixes), deadline=t0 + seconds)
     pats = np.array(found, np.uint8).reshape(len(found), eng.N)
-    return np.packbits(pats, axis=1), complete, frontier, eng.stats
+    return {"prefixes": list(prefixes), "packed": np.packbits(pats, axis=1), "n": len(found),
+            "frontier": list(frontier), "stats": eng.stats, "seconds": time.monotonic() - t0, "start": w0,
+            "pid": os.getpid(), "host": socket.gethostname()}
+
+
+class _Item:
+    __slots__ = ("prefix", "state", "packed", "grow", "roots")
+
+    def __init__(self, prefix, state="todo", packed=None, roots=None):
+        self.prefix, self.state, self.packed, self.grow = prefix, state, packed, 1.0
+        self.roots = roots if roots is not None else [prefix]
+
+
+class OrderedWork:
+    """The unfinished part of a parallel walk: disjoint prefix subtrees in lexicographic order.
+
+    Each item waits (todo), runs, or is done: a done item holds the patterns one slice found below its
+    roots; they are emitted once every earlier item is emitted. A finished slice replaces its items (one,
+    or a run of consecutive small ones) by the patterns it found followed by its unexplored frontier
+    (smaller subtrees, queued in place).
+    """
+
+    def __init__(self, roots):
+        self.items = [_Item(p) for p in roots]
+
+    def take(self, most: int = 1) -> list:
+        """The first waiting item and up to most-1 waiting items right after it (now running); [] if none."""
+        for k, it in enumerate(self.items):
+            if it.state == "todo":
+                group = [it]
+                while len(group) < most and k + len(group) < len(self.items) and \
+                        self.items[k + len(group)].state == "todo":
+                    group.append(self.items[k + len(group)])
+                for g in group:
+                    g.state = "run"
+                return group
+        return []
+
+    def waiting(self) -> int:
+        return sum(1 for it in self.items if it.state == "todo")
+
+    def _index(self, item) -> int:
+        return next(k for k, it in enumerate(self.items) if it is item)
+
+    def release(self, group) -> None:
+        """Running items whose slice was abandoned: they wait again, nothing of them is kept."""
+        for it in group:
+            it.state = "todo"
+
+    def finish(self, group, packed, n: int, frontier) -> None:
+        """The slice of `group` (consecutive items) found n patterns (packed) and left `frontier`."""
+        roots = [it.prefix for it in group]
+        if n == 0 and list(frontier) == roots:        # no progress: the slice was too short
+            for it in group:
+                it.state = "todo"
+            group[0].grow *= 2.0
+            return
+        new = [_Item(roots[0], "done", packed, roots)] if n else []
+        new += [_Item(p) for p in frontier]
+        k = self._index(group[0])
+        self.items[k:k + len(group)] = new
+
+    def flush(self, emit_packed) -> int:
+        """Emit the done items at the front (in order); returns how many pattern rows were emitted."""
+        k = 0
+        rows = 0
+        while k < len(self.items) and self.items[k].state == "done":
+            emit_packed(self.items[k].packed)
+            rows += len(self.items[k].packed)
+            k += 1
+        del self.items[:k]
+        return rows
+
+    def frontier(self) -> list[str]:
+        """The prefixes whose subtrees hold exactly the patterns not yet emitted (after flush)."""
+        out, cover = [], ()
+        for it in self.items:
+            if cover and it.prefix.startswith(cover):
+                continue
+            if it.state == "done":
+                out += it.roots
+                cover = tuple(it.roots)
+            else:
+                out.append(it.prefix)
+                cover = ()
+        return out
+
+
+def group_size(waiting: int, workers: int) -> int:
+    """How many consecutive waiting subtrees one slice takes: one while few wait, more (small ones, fewer
+    round trips) while many do."""
+    return max(1, min(64, waiting // (4 * workers)))
+
+
+def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoint, trace) -> SearchOutcome:
+    """The walk as time slices on `session` (src.execution.Session), emitted in lexicographic order."""
+    work = OrderedWork([""] if roots is None else roots)
+    data = session.put(problem)
+    token = uuid.uuid4().hex
+    n_units = eng.N
+    stats = new_stats()
+    running: dict = {}
+    slices = 0
+
+    def emit_packed(packed):
+        for row in np.unpackbits(packed, axis=1, count=n_units).astype(np.int8):
+            emit(row)
+
+    with _SigintFlag() as sig:
+        stop_at = None
+        try:
+            while True:
+                if stop_at is None and (sig.hit or (stop_flag is not None and stop_flag())
+                                        or (t_end is not None and time.monotonic() >= t_end)):
+                    stop_at = time.monotonic()
+                while stop_at is None and len(running) < session.slots:
+                    waiting = work.waiting()
+                    group = work.take(group_size(waiting, session.slots))
+                    if not group:
+                        break
+                    s = slice_seconds(waiting - len(group), session.slots) * group[0].grow
+                    if t_end is not None:
+                        s = max(0.0, min(s, t_end - time.monotonic()))
+                    h = session.submit(walk_slice, data, token, [it.prefix for it in group], s)
+                    running[h] = (group, time.time())
+                if not running:
+                    break
+                if stop_at is not None and time.monotonic() > stop_at + STOP_WAIT:
+                    session.cancel(list(running))
+                    for group, _ in running.values():
+                        work.release(group)
+                    running.clear()
+                    break
+                for h in session.wait(list(running), timeout=0.2):
+                    group, dispatched = running.pop(h)
+                    r = session.result(h)
+                    work.finish(group, r["packed"], r["n"], r["frontier"])
+                    merge_stats(stats, r["stats"])
+                    slices += 1
+                    if trace is not None:
+                        trace({**r, "dispatched": dispatched, "returned": time.time()})
+                work.flush(emit_packed)
+                if checkpoint is not None and checkpoint.due():
+                    checkpoint.save(work.frontier())
+        finally:
+            if running:                      # an error: abandon what still runs
+                session.cancel(list(running))
+        work.flush(emit_packed)
+    frontier = work.frontier()
+    complete = not frontier
+    return SearchOutcome(complete, frontier, stats, interrupted=sig.hit and not complete, tasks=slices)
 
 
 def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, workers: int = 1,
-               options: EngineOptions | None = None, tasks_per_worker: int = 8, stop_flag=None,
-               checkpoint=None) -> SearchOutcome:
+               options: EngineOptions | None = None, stop_flag=None, checkpoint=None, ray_address=None,
+               trace=None) -> SearchOutcome:
     """Enumerate every feasible pattern below `roots` (None = the whole tree), streaming them to emit(bits).
 
     Stops at the time limit, on Ctrl-C (then interrupted=True) or when the callable stop_flag() turns true
-    (checked in this process), with complete=False and the unexplored frontier. workers > 1 walks prefix
-    subtrees in that many processes; the emission order is lexicographic either way. checkpoint (see
+    (checked in this process), with complete=False and the unexplored frontier. checkpoint (see
     LpSearch.run) receives the frontier of the patterns emitted so far whenever it is due.
+
+    workers > 1 or a Ray address (src/execution.py) walks the tree in time slices of prefix subtrees on Ray
+    workers; a slice hands back its patterns and the unexplored rest of its subtree, which is queued again.
+    The emission order is lexicographic either way. trace(event), when given, gets every finished slice
+    (prefix, seconds, frontier, n, packed, pid, host, start, dispatched, returned).
     """
+    from .execution import Session
+
     options = options or EngineOptions()
     t_end = None if time_limit is None else time.monotonic() + max(0.0, float(time_limit))
     fixed = np.asarray(fixed_bits, np.int8)
     eng = LpSearch(net, box, fixed, tol, options)
     if roots is not None:
         roots = check_frontier(roots, eng.N)
-    workers = max(1, int(workers))
-    if workers == 1:
-        with _SigintFlag() as sig:
-            complete, frontier = eng.run(emit, roots=roots, deadline=t_end, checkpoint=checkpoint,
-                                         stop_flag=lambda: sig.hit or (stop_flag is not None and stop_flag()))
-        return SearchOutcome(complete, frontier, eng.stats, interrupted=sig.hit and not complete)
-
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
-    event = ctx.Event()
-    with _SigintFlag(event) as sig:
-        # cut the tree into enough prefix subtrees (in the main process; the top of the tree is cheap)
-        tasks = [""] if roots is None else list(roots)
-        n_unstable = np.cumsum(fixed < 0)
-        want = tasks_per_worker * workers
-        depth = 0
-        while len(tasks) < want and depth < eng.N and not sig.hit:
-            grow = max(1, int(np.ceil(np.log2(max(2.0, want / max(len(tasks), 1))))) + 1)
-            target = min(int(n_unstable[depth - 1]) if depth else 0, eng.N) + grow
-            new_depth = int(np.searchsorted(n_unstable, target)) + 1 if target <= n_unstable[-1] else eng.N
-            new_depth = max(new_depth, depth + 1)
-            tasks = [t for t in tasks if len(t) >= new_depth] + eng.split([t for t in tasks if len(t) < new_depth],
-                                                                          new_depth, emit)
-            tasks.sort()
-            depth = new_depth
-        stats = eng.stats
-        frontier: list = []
-        complete = True
-        with ctx.Pool(workers, initializer=_worker_init, initargs=(net, box, fixed, tol, options, event)) as pool:
-            results = pool.imap(_worker_task, [(t, t_end) for t in tasks], chunksize=1)
-            for j, (packed, ok, fr, st) in enumerate(results):
-                n = eng.N
-                for row in np.unpackbits(packed, axis=1, count=n).astype(np.int8):
-                    emit(row)
-                if stop_flag is not None and stop_flag():
-                    event.set()
-                merge_stats(stats, st)
-                if not ok:
-                    complete = False
-                    frontier.extend(fr)
-                if checkpoint is not None and checkpoint.due():
-                    checkpoint.save(frontier + tasks[j + 1:])
-    return SearchOutcome(complete, frontier, stats, interrupted=sig.hit and not complete, tasks=len(tasks))
+    with Session(max(1, int(workers)), ray_address) as session:
+        if session.parallel:
+            return _run_parallel(session, eng, (net, box, fixed, tol, options), emit, roots, t_end, stop_flag,
+                                 checkpoint, trace)
+    with _SigintFlag() as sig:
+        complete, frontier = eng.run(emit, roots=roots, deadline=t_end, checkpoint=checkpoint,
+                                     stop_flag=lambda: sig.hit or (stop_flag is not None and stop_flag()))
+    return SearchOutcome(complete, frontier, eng.stats, interrupted=sig.hit and not complete)

@@ -190,7 +190,7 @@ def _backend_candidates(name: str) -> list[str]:
 def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol: float = 1e-6,
                   time_limit: float | None = None, threads: int = 1, resume: bool = False, out_dir=None,
                   exact_stability: bool = False, progress: bool = True, net: ReluNet | None = None,
-                  workers: int = 1, checkpoint_every: float | None = 60.0) -> dict:
+                  workers: int = 1, checkpoint_every: float | None = 60.0, ray_address: str | None = None) -> dict:
     """Enumerate every feasible activation pattern of the net in `weights` on `box` (default [0,1]^n0).
 
     Returns the summary written to regions_<domain>.json (docs/formats.md). A time limit (wall
@@ -199,10 +199,13 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     the patterns already in the pattern file (they become no-good cuts / are skipped).
     Every `checkpoint_every` seconds (0 or None: never) the patterns so far and the backend's
     frontier are made durable in checkpoint_<domain>.json, so that resume=True after the process
-    was killed (SIGKILL included) loses at most that interval.
+    was killed (SIGKILL included) loses at most that interval. workers > 1 or ray_address (or $RAY_ADDRESS)
+    runs the lp search on Ray (src/execution.py); an unreachable address fails before anything is written.
     """
     t_start = time.perf_counter()
     _validate_settings(tol, time_limit, threads, workers, checkpoint_every)
+    from .execution import check_address
+    check_address(ray_address)
     weights = Path(weights)
     if net is None:
         from .readers import load_net   # weights.dat, .pt/.pth state_dict or .onnx
@@ -306,6 +309,8 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
                 be = get_backend(name)
                 if hasattr(be, "workers"):        # the lp engine walks subtrees in parallel processes
                     be.workers = int(workers)
+                if hasattr(be, "ray_address"):
+                    be.ray_address = ray_address
                 be.check_problem(problem)
                 state = resume_state if resume_state is None or resume_state.get("backend") in (None, name) else None
                 ckpt.backend = name

@@ -19,6 +19,7 @@ import itertools
 import math
 import os
 import platform
+import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -309,7 +310,8 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     if ckpt is not None and (run_dir / "train.log").is_file():
         log.lines = (run_dir / "train.log").read_text(errors="replace").splitlines()
     log(f"run {cfg.run_id}: arch {cfg.arch} {cfg.hidden_sizes}, l1 {cfg.l1:g}, adv {cfg.adv}, dropout {cfg.dropout:g}, "
-        f"{cfg.epochs} epochs, seed {cfg.seed}, device {device}, threads {cfg.threads}")
+        f"{cfg.epochs} epochs, seed {cfg.seed}, device {device}, threads {cfg.threads}, "
+        f"pid {os.getpid()} on {socket.gethostname()}")
     if ckpt is not None:
         log(f"resuming after epoch {ckpt['epoch']} from {CHECKPOINT}")
 
@@ -409,8 +411,9 @@ def format_table(configs, statuses) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def _worker(cfg_dict: dict, run_dir: str, data_root) -> dict:
-    """Process-pool entry: one run with its own (single by default) torch thread count, no bars."""
+def train_task(cfg_dict: dict, run_dir: str, data_root) -> dict:
+    """Ray task: one run with its own torch thread count (1 by default), no bars. A retry after the
+    worker died resumes from the run's last epoch checkpoint (train_run does)."""
     import torch
 
     torch.set_num_threads(cfg_dict["threads"])
@@ -418,15 +421,51 @@ def _worker(cfg_dict: dict, run_dir: str, data_root) -> dict:
     return train_run(cfg, run_dir, quiet=True, bars=False, data_root=data_root)
 
 
-def run_sweep(configs, models_dir=DEFAULT_MODELS_DIR, jobs: int = 1, force: bool = False, quiet: bool = False,
-              data_root=None, out=None) -> list[dict]:
-    """Train every config not yet complete; prints the run table first. Returns one summary per run."""
+def _train_on_ray(session, todo, models_dir: Path, data_root, quiet: bool, out) -> dict:
+    """Every config of todo as one Ray task (threads CPUs, one GPU with --device cuda), at most
+    session.slots at once; returns {run_id: metrics}. Ctrl-C or an error cancels what still runs."""
     from tqdm import tqdm
 
-    out = sys.stdout if out is None else out
+    results = {}
+    waiting = list(todo)
+    running: dict = {}
+    try:
+        with tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr, disable=quiet) as bar:
+            while waiting or running:
+                while waiting and len(running) < session.slots:
+                    c = waiting.pop(0)
+                    gpus = 1 if str(c.device).startswith("cuda") else 0
+                    h = session.submit(train_task, asdict(c), str(run_dir_for(models_dir, c.run_id)), data_root,
+                                       num_cpus=c.threads, num_gpus=gpus)
+                    running[h] = c
+                for h in session.wait(list(running), timeout=1.0):
+                    c = running.pop(h)
+                    m = session.result(h)
+                    results[c.run_id] = m
+                    bar.write(f"run {c.run_id}: test accuracy {m['test_accuracy']:.4f} ({m['seconds']:.1f}s)", file=out)
+                    bar.update(1)
+    except BaseException:
+        session.cancel(list(running))
+        raise
+    return results
 
-    if jobs < 1:
-        raise ToolError(f"--jobs must be >= 1, got {jobs}")
+
+def run_sweep(configs, models_dir=DEFAULT_MODELS_DIR, workers: int = 1, force: bool = False, quiet: bool = False,
+              data_root=None, out=None, ray_address: str | None = None, jobs: int | None = None) -> list[dict]:
+    """Train every config not yet complete; prints the run table first. Returns one summary per run.
+
+    workers > 1 trains the runs as Ray tasks on a local Ray started here, ray_address (or $RAY_ADDRESS)
+    on that cluster (src/execution.py); workers 1 trains them one after the other in this process.
+    `jobs` is the deprecated name of workers.
+    """
+    from .execution import Session, check_address, resolve_address
+
+    out = sys.stdout if out is None else out
+    if jobs is not None:
+        workers = jobs
+    if workers < 1:
+        raise ToolError(f"--workers must be >= 1, got {workers}")
+    check_address(ray_address)                 # before anything is written
     models_dir = Path(models_dir)
     statuses = [_status(c, models_dir, force) for c in configs]
     print(format_table(configs, statuses), file=out, flush=True)
@@ -439,32 +478,14 @@ def run_sweep(configs, models_dir=DEFAULT_MODELS_DIR, jobs: int = 1, force: bool
 
         ensure_mnist(data_root, quiet=quiet)  # build once, before any worker starts
     results = {}
-    if jobs == 1 or len(todo) <= 1:
+    if todo and ((workers > 1 and len(todo) > 1) or resolve_address(ray_address) is not None):
+        with Session(workers, ray_address) as session:
+            results = _train_on_ray(session, todo, models_dir.resolve(), data_root, quiet, out)
+    else:
         for c in todo:
             m = train_run(c, run_dir_for(models_dir, c.run_id), quiet=quiet, bars=True, data_root=data_root)
             results[c.run_id] = m
             print(f"run {c.run_id}: test accuracy {m['test_accuracy']:.4f} ({m['seconds']:.1f}s)", file=out, flush=True)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
-            futs = {pool.submit(_worker, asdict(c), str(run_dir_for(models_dir, c.run_id)), data_root): c
-                    for c in todo}
-            try:
-                with tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr, disable=quiet) as bar:
-                    for f in as_completed(futs):
-                        c = futs[f]
-                        m = f.result()
-                        results[c.run_id] = m
-                        bar.write(f"run {c.run_id}: test accuracy {m['test_accuracy']:.4f} ({m['seconds']:.1f}s)",
-                                  file=out)
-                        bar.update(1)
-            except BaseException:
-                for f in futs:
-                    f.cancel()
-                raise
     summary = []
     for c in configs:
         d = run_dir_for(models_dir, c.run_id)
@@ -533,7 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--adv-steps", type=int, default=10, help="PGD steps")
     a.add_argument("--adv-step-size", type=float, default=0.02, help="PGD step size")
     r = p.add_argument_group("resources")
-    r.add_argument("--jobs", type=int, default=1, help="runs trained in parallel processes")
+    r.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="train N runs at once as Ray tasks (a local Ray started here unless --ray-address is "
+                        "given; 1 = one after the other in this process; docs/cluster.md)")
+    r.add_argument("--jobs", type=int, default=None, metavar="N", help="deprecated name of --workers")
+    r.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="train on the Ray cluster at HOST:PORT (default: $RAY_ADDRESS if set); with --workers 1 "
+                        "every CPU of the cluster is used")
     r.add_argument("--threads", type=int, default=1, help="torch threads per run")
     r.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="training device")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch messages")
@@ -548,11 +575,18 @@ def main(argv=None) -> int:
     if args.start < 0:
         raise ToolError(f"--start must be >= 0, got {args.start}")
     device = resolve_device(args.device)
+    workers = args.workers if args.jobs is None else args.jobs
+    if args.jobs is not None:
+        print("notice: --jobs is deprecated, use --workers", file=sys.stderr)
+    from .execution import check_address
+
+    check_address(args.ray_address)
     configs = sweep_configs(
         args.start, args.arch, l1s, advs, dropouts, adv_eps=args.adv_eps, adv_steps=args.adv_steps,
         adv_step_size=args.adv_step_size, epochs=args.epochs, seed=args.seed, lr=args.lr, momentum=args.momentum,
         batch_size=args.batch_size, lr_step=args.lr_step, lr_gamma=args.lr_gamma, train_subset=args.train_subset,
         device=device, threads=args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    run_sweep(configs, args.models_dir, jobs=args.jobs, force=args.force, quiet=args.quiet)
+    run_sweep(configs, args.models_dir, workers=workers, force=args.force, quiet=args.quiet,
+              ray_address=args.ray_address)
     return 0

@@ -23,3 +23,13 @@ def random_net(sizes, seed=0, bias_scale=0.5):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One embedded Ray with 2 CPUs shared by the tests of a module that ask for it; shut down after them."""
+    from src.execution import start_local
+
+    ray = start_local(2)
+    yield ray
+    ray.shutdown()

@@ -1,6 +1,6 @@
 """The LP region-tree engine (src/lp_enum.py, backend 'lp'): exactness against the brute force (one LP
 per candidate pattern) on many tiny random and degenerate nets, resume from the frontier after an
-interruption (stop after k patterns, time limit, Ctrl-C), workers=2 versus 1, and agreement with the
+interruption (stop after k patterns, time limit, Ctrl-C), workers=2 (on Ray) versus 1, and agreement with the
 MILP backends."""
 import itertools
 import os
@@ -230,7 +230,7 @@ def test_ctrl_c_stops_with_frontier_and_resume_completes():
     assert set(everything) == brute_force_patterns(net, box, TOL)
 
 
-def test_ctrl_c_with_two_workers():
+def test_ctrl_c_with_two_workers(ray_session):
     net = random_net([3, 8, 8, 1], seed=9, bias_scale=0.4)
     box = Box.uniform(3)
     fixed = interval_bounds(net, box).fixed_bits()
@@ -274,7 +274,10 @@ def test_bad_frontier_is_refused():
 
 
 # ---- workers -------------------------------------------------------------------------------------------
-def test_two_workers_give_the_same_sequence():
+def test_two_workers_give_the_same_sequence(ray_session, monkeypatch):
+    import src.lp_enum as lp_enum
+
+    monkeypatch.setattr(lp_enum, "slice_seconds", lambda waiting, workers: 0.01)   # many slices: much reordering
     net = random_net([3, 5, 4, 1], seed=9, bias_scale=0.4)
     box = Box.uniform(3)
     fixed = interval_bounds(net, box).fixed_bits()
@@ -285,7 +288,7 @@ def test_two_workers_give_the_same_sequence():
     assert set(one) == brute_force_patterns(net, box, TOL)
 
 
-def test_two_workers_time_limit_then_resume():
+def test_two_workers_time_limit_then_resume(ray_session):
     net = random_net([3, 5, 4, 1], seed=9, bias_scale=0.4)
     box = Box.uniform(3)
     fixed = interval_bounds(net, box).fixed_bits()
@@ -314,7 +317,7 @@ def test_backend_resume_state_roundtrip():
     assert res2.stats["lps"] >= 1 and "ms_per_lp" in res2.stats
 
 
-def test_backend_workers_keyword():
+def test_backend_workers_keyword(ray_session):
     net = random_net([3, 5, 4, 1], seed=9, bias_scale=0.4)
     box = Box.uniform(3)
     be = get_backend("lp")

@@ -142,13 +142,15 @@ def test_interrupted_run_is_not_complete_and_is_redone(tmp_path, monkeypatch, ca
     assert training.is_complete(d) and len(json.loads((d / "metrics.json").read_text())["epochs"]) == 3
 
 
-def test_parallel_jobs(tmp_path):
-    args = ["-s", "0", "--models-dir", str(tmp_path), "--l1", "0", "--adv", "none", "--dropout", "0,0.3",
-            "--jobs", "2", "-a", "mlp:4", "--epochs", "1", "--train-subset", "256", "-q"]
-    assert main(args) == 0
-    for i in (0, 1):
-        assert training.is_complete(tmp_path / f"fcnn_run_{i}")
-        assert json.loads((tmp_path / f"fcnn_run_{i}/config.json").read_text())["threads"] == 1
+def test_jobs_is_a_deprecated_alias_of_workers(tmp_path, capsys):
+    args = ["-s", "0", "--models-dir", str(tmp_path), "--l1", "0", "--adv", "none", "--dropout", "0",
+            "--jobs", "3", "-a", "mlp:4", "--epochs", "1", "--train-subset", "256", "-q"]
+    assert main(args) == 0                      # one run: trained in this process, no Ray started
+    assert "--jobs is deprecated, use --workers" in capsys.readouterr().err
+    assert training.is_complete(tmp_path / "fcnn_run_0")
+    assert " pid " in (tmp_path / "fcnn_run_0" / "train.log").read_text().splitlines()[0]
+    with pytest.raises(ToolError, match="--workers must be >= 1"):
+        main(args[:-9] + ["--workers", "0", "-a", "mlp:4", "--epochs", "1", "--train-subset", "256", "-q"])
 
 
 def _cli(*args):
@@ -171,7 +173,8 @@ def test_cli_errors(tmp_path):
 def test_cli_help_lists_flags():
     r = _cli("--help")
     assert r.returncode == 0
-    for flag in ("--start", "--arch", "--l1", "--adv", "--dropout", "--epochs", "--seed", "--models-dir", "--jobs",
+    for flag in ("--start", "--arch", "--l1", "--adv", "--dropout", "--epochs", "--seed", "--models-dir", "--workers",
+                 "--jobs", "--ray-address",
                  "--threads", "--device", "--force", "--adv-method", "--adv-eps", "--adv-steps", "--adv-step-size",
                  "--train-subset", "--quiet"):
         assert flag in r.stdout

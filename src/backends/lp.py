@@ -1,7 +1,8 @@
 """LP backend: the exact region-tree search of src/lp_enum.py (numpy + highspy), no MILP.
 
 Same feasibility definition and tol as the MILP backends. `workers` (constructor keyword or
-attribute, or the `workers=` keyword of enumerate) walks prefix subtrees in that many processes;
+attribute, or the `workers=` keyword of enumerate) walks prefix subtrees in that many Ray workers
+(`ray_address`: on that cluster; src/execution.py);
 the patterns reach the sink in lexicographic order whatever the number of workers. A time limit
 or Ctrl-C returns complete=False with the unexplored frontier (a list of prefix strings), which
 `resume_state={"frontier": [...]}` continues without losing or repeating a pattern. `threads` is
@@ -23,9 +24,10 @@ class LpBackend(Backend):
     package = "highspy"
     frontier_checkpoints = True
 
-    def __init__(self, workers: int = 1, options=None):
+    def __init__(self, workers: int = 1, options=None, ray_address: str | None = None):
         self.workers = int(workers)
         self.options = options          # src.lp_enum.EngineOptions or None
+        self.ray_address = ray_address  # join this Ray cluster (HOST:PORT) instead of starting a local one
 
     @classmethod
     def check_available(cls) -> None:
@@ -53,7 +55,7 @@ class LpBackend(Backend):
 
         t0 = time.perf_counter()
         out = run_search(problem.net, problem.box, fixed, problem.tol, emit, roots=roots, time_limit=time_limit,
-                         workers=workers, options=self.options, checkpoint=checkpoint)
+                         workers=workers, options=self.options, checkpoint=checkpoint, ray_address=self.ray_address)
         secs = time.perf_counter() - t0
         st = dict(out.stats)
         lps = int(st.get("lps", 0))
