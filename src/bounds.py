@@ -45,6 +45,7 @@ MIP_MARGIN = 1e-7          # relative: a MILP dual bound B decides only if beyon
 N_WITNESS_SAMPLES = 2048
 POOL_EXTRA = 2048          # local-search / incumbent points kept as start points in the MILP tier
 QUICK_MILP_SECONDS = 1.0   # the first, short MILP attempt before the longer local search
+SEARCH_RATIO = 8           # lp_tighten searches witnesses for <= 1 open unit per SEARCH_RATIO skipped ones
 
 
 @dataclass
@@ -551,8 +552,9 @@ def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, 
     rigorous (`safe_lower_bound`); the first hidden layer's interval bounds are already exact.
 
     stability_only: skip the units that witnesses already prove unstable (their bounds only serve as
-    big-M constants of the MILP enumeration backends; before that, a short local search looks for
-    the missing witness of each open unit), with the same stable sets as the full tier
+    big-M constants of the MILP enumeration backends; when a few open, uncertified units would
+    force a redo of many skipped ones, a short local search first looks for their missing
+    witnesses), with the same stable sets as the full tier
     and bounds never tighter than its: a skipped unit is unstable in truth; a layer whose open
     units are all certified needs no LP; and before a layer with an open, uncertified unit is
     solved, the earlier layers that hold skipped (looser) units are redone without skipping from
@@ -591,9 +593,11 @@ def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, 
         open_ = ~((st.lower[l] > tol) | (st.upper[l] <= 0))
         skip = np.zeros_like(open_)
         if stability_only and not full_from <= l <= full_to:
-            if (open_ & ~st.certified_unstable()[l]).any():
-                searched += _search_witnesses(st, net, box, l, np.flatnonzero(open_ & ~st.certified_unstable()[l]),
-                                              rng, deadline)
+            missing = np.flatnonzero(open_ & ~st.certified_unstable()[l])
+            n_loose = sum(1 for k, _ in skipped if clean <= k < l)
+            if clean < l and 0 < missing.size <= max(1, n_loose // SEARCH_RATIO):
+                # a few open units would force a redo of many skipped ones: look for their witnesses first
+                searched += _search_witnesses(st, net, box, l, missing, rng, deadline)
             skip = open_ & st.certified_unstable()[l]
             if clean < l and (open_ & ~skip).any():
                 # redo layers clean..l-1 without skipping, from their input bounds
