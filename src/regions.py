@@ -14,37 +14,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .bounds import analyse_stability, write_stability_files
+from .bounds import N_DATA_SAMPLES, analyse_stability, data_points_for_box, write_stability_files
 from .domain import Box
-from .enumeration import (FALLBACK_CHOICES, BackendUnavailable, EnumerationProblem, EnumerationResult, PatternSink,
-                          ProblemTooLarge, get_backend, packages_line)
+from .enumeration import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink, backend_class,
+                          get_backend, run_backends)
+from .milp import formulation_size
 from .ioutils import ToolError, atomic_write_json, remove_stale_temps
 from .network import ReluNet
-from .patterns_io import PatternWriter, pattern_file_name, read_pattern_header, read_patterns
+from .layout import (checkpoint_file_name, frontier_file_name, partial_pattern_file_name, pattern_file_name,  # noqa: F401
+                     regions_file_name)
+from .patterns_io import PatternWriter, read_pattern_header, read_patterns
 from .records import read_checkpoint, read_frontier, read_regions
-
-
-def regions_file_name(domain_name: str) -> str:
-    return f"regions_{domain_name}.json"
-
-
-def frontier_file_name(domain_name: str) -> str:
-    return f"frontier_{domain_name}.json"
-
-
-def checkpoint_file_name(domain_name: str) -> str:
-    return f"checkpoint_{domain_name}.json"
-
-
-def partial_pattern_file_name(domain_name: str) -> str:
-    return f".{pattern_file_name(domain_name)}.partial"
+from .region_bounds import data_patterns, upper_bounds
 
 
 class Checkpointer:
@@ -187,10 +174,26 @@ def _backend_candidates(name: str) -> list[str]:
     return list(FALLBACK_CHOICES.get(name, (name,)))
 
 
+def count_data(net: ReluNet, box: Box, tol: float, data_root=None, n_samples: int = N_DATA_SAMPLES, seed: int = 0):
+    """(DataPatterns of the MNIST images in the box and of n_samples seeded samples, notes).
+
+    A 784-input net uses the MNIST training and test images that lie in the box when MNIST can
+    be read (offline); otherwise, and for other nets, only the samples.
+    """
+    notes = []
+    try:
+        points = data_points_for_box(box, data_root, n_samples=n_samples, seed=seed)
+    except ToolError as e:
+        points = data_points_for_box(box, data_root, n_samples=n_samples, seed=seed, mnist=False)
+        notes.append(f"MNIST not used for data-first stability ({e})")
+    return data_patterns(net, points, tol, box), notes
+
+
 def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol: float = 1e-6,
                   time_limit: float | None = None, threads: int = 1, resume: bool = False, out_dir=None,
                   exact_stability: bool = False, progress: bool = True, net: ReluNet | None = None,
-                  workers: int = 1, checkpoint_every: float | None = 60.0, ray_address: str | None = None) -> dict:
+                  workers: int = 1, checkpoint_every: float | None = 60.0, ray_address: str | None = None,
+                  data_root=None, data_samples: int = N_DATA_SAMPLES) -> dict:
     """Enumerate every feasible activation pattern of the net in `weights` on `box` (default [0,1]^n0).
 
     Returns the summary written to regions_<domain>.json (docs/formats.md). A time limit (wall
@@ -201,6 +204,11 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     frontier are made durable in checkpoint_<domain>.json, so that resume=True after the process
     was killed (SIGKILL included) loses at most that interval. workers > 1 or ray_address (or $RAY_ADDRESS)
     runs the lp search on Ray (src/execution.py); an unreachable address fails before anything is written.
+
+    Data first: the patterns of the MNIST images in the box (784-input nets) and of data_samples
+    seeded samples certify units unstable without an LP and give `lower_bound` (patterns known
+    feasible) and `data_patterns`; `upper_bound` is Theorem 1 of Serra et al. (2018) and 2^unstable
+    (src/region_bounds.py). The time limit bounds every phase.
     """
     t_start = time.perf_counter()
     _validate_settings(tol, time_limit, threads, workers, checkpoint_every)
@@ -272,29 +280,32 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
         else:
             _log(f"--resume: no {pattern_path.name} in {out_dir} yet; starting from scratch", not progress)
 
-    # ---- bounds and stable units --------------------------------------------------------------
+    # ---- data, bounds and stable units ----------------------------------------------------------
     t0 = time.perf_counter()
-    bounds_limit = None if time_limit is None else max(time_limit, 0.0)
-    stability = analyse_stability(net, box, tol=tol, exact=exact_stability, progress=progress,
-                                  time_limit=bounds_limit)
+    deadline = None if time_limit is None else t_start + time_limit
+    data, data_notes = count_data(net, box, tol, data_root, data_samples)
+    notes += data_notes
+    candidates = _backend_candidates(backend)
+    stability = analyse_stability(net, box, tol=tol, exact=exact_stability, progress=progress, data=data,
+                                  tight_bounds=backend_class(candidates[0]).uses_milp, deadline=deadline)
+    if stability.stopped_by_time_limit:
+        notes.append("the time limit cut the stability analysis short: some units left open are stable "
+                     "(sound, but more patterns to search)")
     write_stability_files(out_dir, stability, box, weights)
     t_bounds = time.perf_counter() - t0
     fixed = stability.fixed_bits()
     if known is not None:
         check_known_patterns(known, fixed, pattern_path)
     problem = EnumerationProblem(net, box, stability, tol)
-    model_size = problem.formulation().size()
+    model_size = formulation_size(net, stability, tol)      # only MILP backends build the MILP itself
     counts = stability.counts()
     _log(f"{net!r} on {box.name}: bounds in {t_bounds:.2f}s, unstable units per layer "
          f"{[c['unstable'] for c in counts]} of {net.hidden_sizes}; MILP {model_size['variables']} variables, "
          f"{model_size['constraints']} constraints, {model_size['binaries']} binaries", not progress)
 
     # ---- enumeration ----------------------------------------------------------------------------
-    candidates = _backend_candidates(backend)
     bar = _Progress(progress, 0 if known is None else len(known))
     writer = PatternWriter(pattern_path, net.layer_sizes, partial=partial_path, resume_bytes=resume_bytes)
-    result: EnumerationResult | None = None
-    used = None
     interrupted = False
     t_enum0 = time.perf_counter()
     try:
@@ -302,50 +313,31 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
         ckpt = Checkpointer(checkpoint_path, writer, sink, checkpoint_every or None,
                             {"weights_sha256": sha, "tol": float(tol), "domain": box.name,
                              "layer_sizes": net.layer_sizes})
-        reasons = []
-        for i, name in enumerate(candidates):
-            nxt = candidates[i + 1] if i + 1 < len(candidates) else None
-            try:
-                be = get_backend(name)
-                if hasattr(be, "workers"):        # the lp engine walks subtrees in parallel processes
-                    be.workers = int(workers)
-                if hasattr(be, "ray_address"):
-                    be.ray_address = ray_address
-                be.check_problem(problem)
-                state = resume_state if resume_state is None or resume_state.get("backend") in (None, name) else None
-                ckpt.backend = name
-                if checkpoint_every:
-                    # the state this run starts from, in the files it writes from now on
-                    ckpt.save(None if state is None else state.get("frontier"))
-                kw = {}
-                if be.frontier_checkpoints:
-                    kw["checkpoint"] = ckpt
-                    sink.on_new = None
-                else:
-                    sink.on_new = ckpt.on_new_pattern
-                left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t_start))
-                result = be.enumerate(problem, sink, time_limit=left, threads=int(threads), resume_state=state, **kw)
-                used = name
-                break
-            except BackendUnavailable as e:
-                if backend not in FALLBACK_CHOICES:
-                    raise
-                reasons.append(f"{name}: {e}")
-                if nxt is None:
-                    raise ToolError(f"no backend could count this net ({'; '.join(reasons)}); {packages_line()}") from None
-                if isinstance(e, ProblemTooLarge):
-                    msg = f"{e}; falling back to {nxt.upper() if nxt == 'scip' else nxt}"
-                    bar.close()
-                    print(msg, file=sys.stderr, flush=True)
-                    notes.append(msg)
-                    bar = _Progress(progress, len(sink))
-                    sink.progress = bar
-                else:
-                    notes.append(f"backend {name} unavailable ({e}); using {nxt}")
+
+        def prepare(name, be, state):
+            """The checkpoint hooks of this backend; the first checkpoint is the state it starts from."""
+            ckpt.backend = name
+            if checkpoint_every:
+                ckpt.save(None if state is None else state.get("frontier"))
+            sink.on_new = None if be.frontier_checkpoints else ckpt.on_new_pattern
+            return {"checkpoint": ckpt} if be.frontier_checkpoints else {}
+
+        def fallback(msg):
+            nonlocal bar
+            bar.close()
+            print(msg, file=sys.stderr, flush=True)
+            bar = _Progress(progress, len(sink))
+            sink.progress = bar
+
+        left = None if deadline is None else max(0.0, deadline - time.perf_counter())
+        result, used, fell = run_backends(problem, sink, backend, time_limit=left, threads=threads,
+                                          resume_state=resume_state, prepare=prepare, on_fallback=fallback,
+                                          options=_parallel_options(workers, ray_address))
+        notes += fell
     except KeyboardInterrupt:
         interrupted = True
         result = EnumerationResult(complete=False, stats={"status": "interrupted"}, interrupted=True)
-        used = used or (candidates[0] if len(candidates) == 1 else "auto")
+        used = ckpt.backend or (candidates[0] if len(candidates) == 1 else "auto")
     except BaseException as e:
         bar.close()
         writer.abort(e)
@@ -373,10 +365,16 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     stats.update(patterns_at_start=int(sink.n_known), new_patterns=int(n_new), threads=int(threads),
                  time_limit=time_limit,
                  ms_per_region=round(1000.0 * t_enum / n_new, 4) if n_new else None)
+    extra = _data_patterns_missing(data, sink)
+    if complete and extra:
+        raise RuntimeError(f"{extra} patterns certified by data points were not enumerated by backend {used}: "
+                           f"a bug in the backend (please report it with {weights})")
     summary = {
         "weights": str(weights), "weights_sha256": sha, "layer_sizes": net.layer_sizes, "domain": box.to_json(),
         "pattern_file": pattern_path.name, "count": int(count), "complete": complete, "backend": used,
         "tol": float(tol),
+        "lower_bound": int(count + extra), "upper_bound": upper_bounds(net, stability),
+        "data_patterns": data.to_json(),
         "times": {"bounds": round(t_bounds, 4), "enumeration": round(t_enum, 4),
                   "total": round(time.perf_counter() - t_start, 4)},
         "stable_units": [{"layer": l + 1, **c} for l, c in enumerate(counts)],
@@ -389,6 +387,23 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     atomic_write_json(json_path, summary)
     ckpt.remove()
     return summary
+
+
+def _parallel_options(workers: int, ray_address) -> dict:
+    """The backend options --workers / --ray-address ask for (none by default: every backend runs)."""
+    out = {}
+    if int(workers) > 1:
+        out["workers"] = int(workers)
+    if ray_address:
+        out["ray_address"] = ray_address
+    return out
+
+
+def _data_patterns_missing(data, sink: PatternSink) -> int:
+    """How many data-certified patterns the sink does not hold."""
+    if data is None or not data.keys:
+        return 0
+    return int(sum(1 for p in data.patterns() if p not in sink))
 
 
 def _usable_checkpoint(checkpoint_path: Path, partial_path: Path, net: ReluNet, sha, tol, domain_name) -> dict | None:
@@ -412,12 +427,27 @@ def _usable_checkpoint(checkpoint_path: Path, partial_path: Path, net: ReluNet, 
     return ck
 
 
+def bounds_text(summary: dict) -> str:
+    """`lower L ≤ regions ≤ upper U (…)` with the data patterns, when the summary has them."""
+    if "upper_bound" not in summary:
+        return ""
+    ub = summary["upper_bound"]
+    up = ub["upper_bound"]
+    up_txt = up["value"] if len(up["value"]) <= 12 else f"10^{up['log10']:.1f}"
+    data = summary.get("data_patterns") or {}
+    src = ", ".join(f"{d['source']} {d['distinct_patterns']}" for d in data.get("sources", []))
+    return (f"bounds: {summary['lower_bound']} <= regions <= {up_txt} (lower: patterns certified by the search and "
+            f"by data points; upper: min of Theorem 1 = 10^{ub['theorem1']['log10']:.1f} and "
+            f"2^unstable = 10^{ub['two_pow_unstable']['log10']:.1f}); data patterns: {src or 'none'}")
+
+
 def final_line(summary: dict, out_dir=None) -> str:
-    """The last line the CLI prints: the count, and whether it is complete."""
+    """The last line the CLI prints: the count, and whether it is complete (else the bounds known)."""
     where = summary["pattern_file"] if out_dir is None else str(Path(out_dir) / summary["pattern_file"])
     t = summary["times"]["total"]
     if summary["complete"]:
         return f"{summary['count']} linear regions (complete, backend {summary['backend']}, {t:.2f}s): {where}"
     why = "interrupted" if summary.get("interrupted") else "stopped early"
+    b = bounds_text(summary)
     return (f"INCOMPLETE ({why}): {summary['count']} patterns found so far in {t:.2f}s, written to {where}; "
-            f"rerun with --resume to continue")
+            f"rerun with --resume to continue" + (f"; {b}" if b else ""))

@@ -13,7 +13,7 @@ from bruteforce import brute_force_patterns, sampled_patterns
 from conftest import random_net
 from src.bounds import interval_bounds
 from src.domain import Box
-from src.enumeration import EnumerationProblem, PatternSink, get_backend
+from src.enumeration import BACKENDS, EnumerationProblem, PatternSink, backend_class, get_backend
 from src.ioutils import ToolError
 from src.lp_enum import EngineOptions, LpSearch, check_frontier, run_search
 from src.network import ReluNet
@@ -336,7 +336,7 @@ def _milp_backend(name):
         pytest.skip(f"backend {name} unavailable: {e}")
 
 
-@pytest.mark.parametrize("name", ["gurobi", "scip"])
+@pytest.mark.parametrize("name", [n for n in BACKENDS if backend_class(n).uses_milp])
 def test_agrees_with_milp_backends(name):
     be = _milp_backend(name)
     for shape, seed in (([2, 4, 4, 1], 1), ([3, 4, 3, 2, 1], 2), ([3, 6, 1], 3)):

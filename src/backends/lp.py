@@ -1,8 +1,8 @@
 """LP backend: the exact region-tree search of src/lp_enum.py (numpy + highspy), no MILP.
 
-Same feasibility definition and tol as the MILP backends. `workers` (constructor keyword or
-attribute, or the `workers=` keyword of enumerate) walks prefix subtrees in that many Ray workers
-(`ray_address`: on that cluster; src/execution.py);
+Same feasibility definition and tol as the MILP backends. `workers` (option of get_backend,
+or the `workers=` keyword of enumerate) walks prefix subtrees in that many Ray workers (option
+`ray_address`: on that cluster; src/execution.py);
 the patterns reach the sink in lexicographic order whatever the number of workers. A time limit
 or Ctrl-C returns complete=False with the unexplored frontier (a list of prefix strings), which
 `resume_state={"frontier": [...]}` continues without losing or repeating a pattern. `threads` is
@@ -14,20 +14,30 @@ import time
 
 import numpy as np
 
-from ..enumeration import (Backend, BackendUnavailable, EnumerationProblem, EnumerationResult, PatternSink,
-                           packages_line)
+from ..enumeration import (Backend, BackendUnavailable, EnumerationProblem, EnumerationResult, Option, PatternSink,
+                           packages_line, positive_int)
 from ..ioutils import ToolError
+
+
+def _engine_options(v):
+    from ..lp_enum import EngineOptions
+
+    return None if v is None or isinstance(v, EngineOptions) else f"must be an EngineOptions, got {type(v).__name__}"
+
+
+def _address(v):
+    return None if v is None or isinstance(v, str) else f"must be a string HOST:PORT, got {type(v).__name__}"
 
 
 class LpBackend(Backend):
     name = "lp"
     package = "highspy"
     frontier_checkpoints = True
-
-    def __init__(self, workers: int = 1, options=None, ray_address: str | None = None):
-        self.workers = int(workers)
-        self.options = options          # src.lp_enum.EngineOptions or None
-        self.ray_address = ray_address  # join this Ray cluster (HOST:PORT) instead of starting a local one
+    options = {
+        "workers": Option(1, "walk prefix subtrees in this many processes (same patterns, same order)", positive_int),
+        "engine": Option(None, "src.lp_enum.EngineOptions of the search (None: the defaults)", _engine_options),
+        "ray_address": Option(None, "join this Ray cluster (HOST:PORT) instead of starting a local one", _address),
+    }
 
     @classmethod
     def check_available(cls) -> None:
@@ -55,7 +65,7 @@ class LpBackend(Backend):
 
         t0 = time.perf_counter()
         out = run_search(problem.net, problem.box, fixed, problem.tol, emit, roots=roots, time_limit=time_limit,
-                         workers=workers, options=self.options, checkpoint=checkpoint, ray_address=self.ray_address)
+                         workers=workers, options=self.engine, checkpoint=checkpoint, ray_address=self.ray_address)
         secs = time.perf_counter() - t0
         st = dict(out.stats)
         lps = int(st.get("lps", 0))
