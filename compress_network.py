@@ -23,12 +23,7 @@ from src.ioutils import run_main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-w", "--weights", required=True, metavar="FILE", help="the net: weights.dat, a PyTorch state_dict (.pt/.pth) or ONNX (.onnx)")
-    add_domain_arguments(p, width_help="half-width L of the local box [c-L, c+L] ∩ [lo,hi]; "
-                                       "a comma-separated list L1,L2,... runs a sweep")
-    for a in p._actions:  # the range form is specific to this tool
-        if "--center-test-index" in a.option_strings:
-            a.help = ("local box around the K-th MNIST test image (0..9999); "
-                      "A:B runs a sweep over the test images A..B-1")
+    add_domain_arguments(p, sweep=True)
     g = p.add_argument_group("output")
     g.add_argument("-o", "--output", metavar="FILE",
                    help="compressed weights file (single domain; default compressed_<domain>.dat next to "

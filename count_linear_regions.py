@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from src.domain import add_domain_arguments, box_from_args  # noqa: E402
+from src.domain import add_domain_arguments, domains_from_args  # noqa: E402
 from src.enumeration import AUTO_ORDER, BACKENDS, MILP_ORDER, PACKAGES  # noqa: E402
 from src.ioutils import ToolError, run_main  # noqa: E402
 
@@ -57,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only print 'STATUS PATH' of an earlier count with these arguments and exit: STATUS is "
                         "complete, incomplete, stale (other weights or tol) or none; PATH is its "
                         "regions_<domain>.json (used by count_linear_regions_script.sh)")
-    add_domain_arguments(p)
+    p.add_argument("--save-each", action="store_true",
+                   help="in a sweep of local boxes, also keep each domain's pattern file and JSON files")
+    p.add_argument("--data-samples", type=int, default=100_000, metavar="N",
+                   help="seeded uniform samples of the box whose patterns certify unstable units and give the "
+                        "lower bound (besides the MNIST images in the box, for 784-input nets)")
+    add_domain_arguments(p, sweep=True)
     g = p.add_argument_group("exact sections, instead of the count (docs/sections.md)")
     g.add_argument("--slice", metavar="I,J,K",
                    help="exact 2-D section of the plane x = p_I + s(p_J - p_I) + t(p_K - p_I) through MNIST test "
@@ -125,25 +130,40 @@ def run_sections(args, net, box, out_dir) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from src.readers import load_net
-    from src.regions import count_regions, final_line
+    from src.regions import count_regions, count_status, count_sweep, final_line, sweep_markdown, sweep_status, \
+        sweep_summary
 
     net = load_net(args.weights)
-    box = box_from_args(args, net.n_inputs)
+    domains, sweep = domains_from_args(args, net.n_inputs)
+    box = domains[0][2]
     out_dir = args.out_dir if args.out_dir is not None else str(Path(args.weights).parent)
+    if args.data_samples < 0:
+        raise ToolError(f"--data-samples must be >= 0, got {args.data_samples}")
+    if args.threads < 1:
+        raise ToolError(f"--threads must be >= 1, got {args.threads}")
+    if sweep and (args.slice is not None or args.segments is not None or args.resume):
+        raise ToolError("a sweep of local boxes (a width list or --center-test-index A:B) counts from scratch; "
+                        "it does not take --slice, --segments or --resume")
     if args.slice is not None or args.segments is not None:
         return run_sections(args, net, box, out_dir)
     if args.status:
-        from src.regions import count_status
-
-        status, path = count_status(args.weights, box, args.tol, out_dir)
+        status, path = sweep_status(args.weights, domains, out_dir) if sweep else \
+            count_status(args.weights, box, args.tol, out_dir)
         print(f"{status} {path}")
         return 0
-    if args.threads < 1:
-        raise ToolError(f"--threads must be >= 1, got {args.threads}")
+    if sweep:
+        rows, paths = count_sweep(args.weights, domains, net=net, out_dir=out_dir, save_each=args.save_each,
+                                  time_limit=args.time_limit, progress=not args.quiet, backend=args.backend,
+                                  tol=args.tol, threads=args.threads, exact_stability=args.exact_stability,
+                                  data_samples=args.data_samples)
+        print(sweep_markdown(sweep_summary(rows)))
+        print("wrote " + ", ".join(map(str, paths)))
+        return 0
     summary = count_regions(args.weights, box, backend=args.backend, tol=args.tol, time_limit=args.time_limit,
                             threads=args.threads, workers=args.workers, resume=args.resume, out_dir=args.out_dir,
                             exact_stability=args.exact_stability, progress=not args.quiet, net=net,
-                            checkpoint_every=args.checkpoint_every, ray_address=args.ray_address)
+                            checkpoint_every=args.checkpoint_every, ray_address=args.ray_address,
+                            data_samples=args.data_samples)
     print(final_line(summary, out_dir))
     return 130 if summary.get("interrupted") else 0
 

@@ -13,7 +13,9 @@ Runs count_linear_regions.py on MODELS_DIR/fcnn_run_<id>/weights.dat for id = ST
   -f             force: count again from scratch even when a run's regions_<domain>.json says complete
                  (without -f, complete runs are skipped, incomplete ones continue with --resume, and
                  outputs of other weights or another --tol are recounted from scratch)
-  -- ARGS        passed on to count_linear_regions.py (e.g. -- --backend scip --time-limit 600 -q)
+  -- ARGS        passed on to count_linear_regions.py (e.g. -- --backend scip --time-limit 600 -q;
+                 local counts: -- --center-test-index 0:20 --width 0.005,0.01, then the table shows the
+                 median count of the first width)
 Keeps going when a run fails; prints a table (run, regions, complete, seconds, status) at the end
 and exits non-zero if any run failed or is missing (130 after Ctrl-C).
 Uses .venv/bin/python next to this script if present, else python3.
@@ -59,7 +61,12 @@ json_field() {  # json_field FILE -> "count complete seconds" of a regions json 
     "$PY" - "$1" <<'PYEOF' 2>/dev/null || echo "- - -"
 import json, sys
 d = json.load(open(sys.argv[1]))
-print(d.get("count", "-"), str(d.get("complete", "-")).lower(), d.get("times", {}).get("total", "-"))
+if "rows" in d:   # a sweep of local boxes: median count of the first width, all complete, total seconds
+    s = d["summary"][0]
+    print(f"median:{s['median']:g}" if s["median"] is not None else "-",
+          str(all(r["complete"] for r in d["rows"])).lower(), round(sum(r["seconds"] for r in d["rows"]), 2))
+else:
+    print(d.get("count", "-"), str(d.get("complete", "-")).lower(), d.get("times", {}).get("total", "-"))
 PYEOF
 }
 

@@ -33,6 +33,7 @@ import numpy as np
 import scipy.linalg
 
 from .verification import relative_errors
+from .domain import domains_from_args, parse_index_spec, parse_widths  # noqa: F401  (their home is src/domain.py)
 from .geometry import advance
 from .layout import compressed_file_names
 from .domain import Box, parse_width
@@ -282,37 +283,6 @@ def compress_on_domain(net: ReluNet, box: Box, *, tol: float = 1e-6, exact: bool
 
 
 # ---- sweep over local boxes ----------------------------------------------------------------
-def parse_index_spec(text) -> tuple[list[int], bool]:
-    """`K` -> ([K], False); `A:B` -> (A..B-1, True). Indices must lie in 0..9999 (MNIST test set)."""
-    s = str(text).strip()
-    is_range = ":" in s
-    parts = s.split(":") if is_range else [s]
-    if len(parts) > 2:
-        raise ToolError(f"--center-test-index: expected K or A:B, got {text!r}")
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        raise ToolError(f"--center-test-index: expected an integer K or a range A:B of integers, got {text!r}") from None
-    for v in vals:
-        if not 0 <= v <= (10000 if is_range else 9999):
-            raise ToolError(f"--center-test-index {text}: {v} is out of range, the MNIST test set has "
-                            "10000 images (0..9999; a range A:B stops before B <= 10000)")
-    if is_range:
-        a, b = vals
-        if b <= a:
-            raise ToolError(f"--center-test-index {text}: empty range, need A < B (A:B means A..B-1)")
-        return list(range(a, b)), True
-    return vals, False
-
-
-def parse_widths(text) -> list[float]:
-    """`L` or `L1,L2,...`: each a finite number > 0."""
-    toks = [t.strip() for t in str(text).split(",")]
-    if not toks or any(t == "" for t in toks):
-        raise ToolError(f"--width: expected L or a comma-separated list L1,L2,..., got {text!r}")
-    return [parse_width(t) for t in toks]
-
-
 def sweep_row(center: str, width: float, box: Box, st, comp: Compression, times: dict, ver) -> dict:
     """One table row: units left per layer, layers collapsed, parameters, time."""
     row = {"center": center, "width": width, "domain": box.name}
@@ -366,29 +336,7 @@ def write_sweep(out_dir, stem: str, rows: list[dict], units_before: list[int], m
 
 # ---- command line (compress_network.py) ----------------------------------------------------
 def _domains_from_args(args, net: ReluNet):
-    """[(center label, width, Box)] and whether this is a sweep; --width may list several values,
-    --center-test-index may be a range A:B."""
-    from .domain import box_from_args, read_center_file, test_image
-
-    if args.center and args.center_test_index is not None:
-        raise ToolError("give either --center or --center-test-index, not both")
-    if args.center is None and args.center_test_index is None:
-        return [(None, None, box_from_args(args, net.n_inputs))], False
-    if args.width is None:
-        raise ToolError("--center/--center-test-index needs --width L (or a list L1,L2,...)")
-    widths = parse_widths(args.width)
-    if not args.hi > args.lo:
-        raise ToolError(f"--lo/--hi: need lo < hi, got lo={args.lo:g}, hi={args.hi:g}")
-    if args.center:
-        centers = [(Path(args.center).stem, read_center_file(args.center, net.n_inputs))]
-        is_range = False
-    else:
-        idx, is_range = parse_index_spec(args.center_test_index)
-        if net.n_inputs != 784:
-            raise ToolError(f"--center-test-index needs a 784-input (MNIST) network, this one has {net.n_inputs} inputs")
-        centers = [(f"test{k}", test_image(k, args.data_root)) for k in idx]
-    out = [(name, w, Box.around(c, w, name, args.lo, args.hi)) for name, c in centers for w in widths]
-    return out, is_range or len(out) > 1
+    return domains_from_args(args, net.n_inputs, args.data_root)
 
 
 def _write_stability(out_dir, st, box, weights_path):

@@ -86,16 +86,20 @@ def read_center_file(path, n_inputs: int) -> np.ndarray:
     return vals
 
 
-def add_domain_arguments(parser: argparse.ArgumentParser, width_help: str | None = None) -> None:
+def add_domain_arguments(parser: argparse.ArgumentParser, width_help: str | None = None, sweep: bool = False) -> None:
+    """--lo/--hi, --center, --center-test-index, --width; with sweep, a list of widths and a range A:B of
+    test images name several local boxes (domains_from_args)."""
     g = parser.add_argument_group("input domain (default: the box [0,1]^n0)")
     g.add_argument("--lo", type=float, default=0.0, help="lower end of the input box (default 0)")
     g.add_argument("--hi", type=float, default=1.0, help="upper end of the input box (default 1)")
     g.add_argument("--center", metavar="FILE",
                    help="local box around the point in FILE (one line of n0 comma-separated values)")
     g.add_argument("--center-test-index", metavar="K",
-                   help="local box around the K-th MNIST test image")
+                   help="local box around the K-th MNIST test image (0..9999)"
+                        + ("; A:B runs a sweep over the test images A..B-1" if sweep else ""))
     g.add_argument("--width", metavar="L",
-                   help=width_help or "half-width of the local box: [c-L, c+L] ∩ [lo,hi]")
+                   help=width_help or ("half-width of the local box: [c-L, c+L] ∩ [lo,hi]"
+                                       + ("; a comma-separated list L1,L2,... runs a sweep" if sweep else "")))
 
 
 def test_image(index: int, data_root="data") -> np.ndarray:
@@ -157,3 +161,58 @@ def box_from_args(args, n_inputs: int, data_root="data") -> Box:
         c = test_image(k, data_root)
         name = f"test{k}"
     return Box.around(c, width, name, args.lo, args.hi)
+
+
+def parse_index_spec(text) -> tuple[list[int], bool]:
+    """`K` -> ([K], False); `A:B` -> (A..B-1, True). Indices must lie in 0..9999 (MNIST test set)."""
+    s = str(text).strip()
+    is_range = ":" in s
+    parts = s.split(":") if is_range else [s]
+    if len(parts) > 2:
+        raise ToolError(f"--center-test-index: expected K or A:B, got {text!r}")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise ToolError(f"--center-test-index: expected an integer K or a range A:B of integers, got {text!r}") from None
+    for v in vals:
+        if not 0 <= v <= (10000 if is_range else 9999):
+            raise ToolError(f"--center-test-index {text}: {v} is out of range, the MNIST test set has "
+                            "10000 images (0..9999; a range A:B stops before B <= 10000)")
+    if is_range:
+        a, b = vals
+        if b <= a:
+            raise ToolError(f"--center-test-index {text}: empty range, need A < B (A:B means A..B-1)")
+        return list(range(a, b)), True
+    return vals, False
+
+
+def parse_widths(text) -> list[float]:
+    """`L` or `L1,L2,...`: each a finite number > 0."""
+    toks = [t.strip() for t in str(text).split(",")]
+    if not toks or any(t == "" for t in toks):
+        raise ToolError(f"--width: expected L or a comma-separated list L1,L2,..., got {text!r}")
+    return [parse_width(t) for t in toks]
+
+
+def domains_from_args(args, n_inputs: int, data_root=None) -> tuple[list[tuple], bool]:
+    """[(center label, width, Box)] named by add_domain_arguments' flags, and whether it is a sweep:
+    --width may list several values and --center-test-index may be a range A:B."""
+    if args.center and args.center_test_index is not None:
+        raise ToolError("give either --center or --center-test-index, not both")
+    if args.center is None and args.center_test_index is None:
+        return [(None, None, box_from_args(args, n_inputs))], False
+    if args.width is None:
+        raise ToolError("--center/--center-test-index needs --width L (or a list L1,L2,...)")
+    widths = parse_widths(args.width)
+    if not args.hi > args.lo:
+        raise ToolError(f"--lo/--hi: need lo < hi, got lo={args.lo:g}, hi={args.hi:g}")
+    if args.center:
+        centers = [(Path(args.center).stem, read_center_file(args.center, n_inputs))]
+        is_range = False
+    else:
+        idx, is_range = parse_index_spec(args.center_test_index)
+        if n_inputs != 784:
+            raise ToolError(f"--center-test-index needs a 784-input (MNIST) network, this one has {n_inputs} inputs")
+        centers = [(f"test{k}", test_image(k, data_root)) for k in idx]
+    out = [(name, w, Box.around(c, w, name, args.lo, args.hi)) for name, c in centers for w in widths]
+    return out, is_range or len(out) > 1

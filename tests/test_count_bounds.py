@@ -1,0 +1,92 @@
+"""Where a count cannot finish, the driver answers with what is known: certified lower bound, upper
+bounds (Theorem 1, 2^unstable) and data patterns; the time limit bounds the whole command."""
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bruteforce import brute_force_patterns
+from conftest import ROOT, random_net
+from src.domain import Box
+from src.regions import count_regions
+
+NETS = [([2, 3, 3, 1], 0, 0.5), ([3, 4, 3, 2, 1], 1, 0.5), ([2, 5, 5, 1], 5, 2.5), ([3, 5, 4, 1], 9, 0.4)]
+
+
+@pytest.mark.parametrize("sizes,seed,scale", NETS)
+def test_data_le_lower_le_count_le_upper(tmp_path, sizes, seed, scale):
+    net = random_net(sizes, seed, bias_scale=scale)
+    net.save(tmp_path / "weights.dat")
+    s = count_regions(tmp_path / "weights.dat", backend="lp", progress=False, data_samples=20000)
+    ref = len(brute_force_patterns(net, Box.uniform(net.n_inputs)))
+    up = s["upper_bound"]
+    assert s["complete"] and s["count"] == ref == s["lower_bound"]
+    assert s["data_patterns"]["union"] <= s["lower_bound"] <= s["count"] <= int(up["upper_bound"]["value"])
+    assert int(up["upper_bound"]["value"]) <= int(up["theorem1"]["value"])
+    assert int(up["two_pow_unstable"]["value"]) == 2 ** sum(c["unstable"] for c in s["stable_units"])
+    assert abs(up["theorem1"]["log10"] - np.log10(int(up["theorem1"]["value"]))) < 1e-9
+    assert [d["source"] for d in s["data_patterns"]["sources"]] == ["samples"]
+
+
+def test_an_incomplete_count_reports_bounds(tmp_path):
+    net = random_net([5, 12, 12, 1], 3)
+    net.save(tmp_path / "weights.dat")
+    s = count_regions(tmp_path / "weights.dat", backend="lp", progress=False, time_limit=0.3, checkpoint_every=0)
+    assert not s["complete"]
+    assert s["count"] <= s["lower_bound"] <= int(s["upper_bound"]["upper_bound"]["value"])
+    assert s["lower_bound"] >= s["data_patterns"]["union"] > 0
+
+
+def test_time_limit_bounds_the_whole_command_on_a_784_100x4_net(tmp_path):
+    """fcnn4b-sized (784-100-100-100-100-10): --time-limit 5 ends well within 30 s, with bounds."""
+    net = random_net([784, 100, 100, 100, 100, 10], 0, bias_scale=0.1)
+    for w in net.weights:
+        w *= 0.05
+    net.save(tmp_path / "weights.dat")
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, str(ROOT / "count_linear_regions.py"), "-w", str(tmp_path / "weights.dat"),
+                        "-q", "--time-limit", "5"], capture_output=True, text=True, timeout=120)
+    wall = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert wall < 30, wall
+    s = json.loads((tmp_path / "regions_input_0_1.json").read_text())
+    assert s["complete"] is False and s["lower_bound"] >= s["count"]
+    assert s["upper_bound"]["upper_bound"]["log10"] > 2
+    assert "bounds:" in r.stdout.strip().splitlines()[-1]
+
+
+# ---- exact local counts ------------------------------------------------------------------------------
+def test_local_sweep_equals_brute_force_on_tiny_nets(tmp_path):
+    from src.regions import count_sweep
+
+    net = random_net([2, 5, 5, 1], 5, bias_scale=0.8)
+    net.save(tmp_path / "weights.dat")
+    rng = np.random.default_rng(0)
+    centers = [("c%d" % k, rng.random(2)) for k in range(3)]
+    domains = [(name, w, Box.around(c, w, name)) for name, c in centers for w in (0.05, 0.2)]
+    rows, paths = count_sweep(tmp_path / "weights.dat", domains, net=net, progress=False, backend="lp")
+    for (name, w, box), row in zip(domains, rows):
+        assert row["complete"] and row["count"] == len(brute_force_patterns(net, box)), (name, w)
+    assert {p.suffix for p in paths} == {".json", ".csv", ".md"}
+    table = json.loads(paths[0].read_text())
+    assert [s["width"] for s in table["summary"]] == [0.05, 0.2]
+    assert table["summary"][0]["median"] == float(np.median([r["count"] for r in rows if r["width"] == 0.05]))
+    assert not list(tmp_path.glob("activation_pattern_*"))            # no per-domain files without save_each
+
+
+def test_cli_local_sweep_around_test_images(tmp_path):
+    net = random_net([784, 8, 8, 10], 1, bias_scale=0.3)
+    net.save(tmp_path / "weights.dat")
+    r = subprocess.run([sys.executable, str(ROOT / "count_linear_regions.py"), "-w", str(tmp_path / "weights.dat"),
+                        "-q", "--center-test-index", "0:3", "--width", "0.005,0.02", "--save-each",
+                        "--data-samples", "2000"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    table = json.loads((tmp_path / "regions_sweep_test0_to_test2_width_0.005_0.02.json").read_text())
+    assert len(table["rows"]) == 6 and all(row["complete"] for row in table["rows"])
+    for row in table["rows"]:
+        s = json.loads((tmp_path / f"regions_{row['domain']}.json").read_text())
+        assert s["count"] == row["count"] >= 1
+    assert "| width |" in r.stdout
