@@ -598,6 +598,51 @@ def plot_segment_regions(records: list[RunRecord], out_base, title: str | None =
         return save(fig, out_base, formats)
 
 
+def plot_local_regions(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
+    """Exact region counts in the local boxes around test images (regions_sweep_*.json), smallest width:
+    the distribution over the boxes against l1, one box plot per (adv, dropout) group."""
+    recs, skipped = _usable(records, lambda r: r.l1 is not None and r.local_median is not None)
+    if not recs:
+        raise ToolError("local-regions figure: no run has both config.json and a regions_sweep_*.json "
+                        "(count_linear_regions.py --center-test-index A:B --width L)")
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        style = GroupStyle(recs)
+        l1s = sorted({r.l1 for r in recs})
+        xpos = {v: i for i, v in enumerate(l1s)}
+        off = style.offsets(0.5)
+        width = 0.5 / max(len(style.groups), 1) * 0.85
+        for g in style.groups:
+            kw = style.kw(g)
+            per_l1 = {}
+            for r in recs:
+                if r.group == g:
+                    per_l1.setdefault(r.l1, []).extend(r._local_counts())
+            xs = [xpos[v] + off[g] for v in sorted(per_l1)]
+            data = [per_l1[v] for v in sorted(per_l1)]
+            bp = ax.boxplot(data, positions=xs, widths=width, patch_artist=True, showfliers=True,
+                            flierprops=dict(marker=".", markersize=2.5, markeredgecolor=kw["color"], alpha=0.6),
+                            medianprops=dict(color="k", linewidth=1.0), whiskerprops=dict(color=kw["color"]),
+                            capprops=dict(color=kw["color"]), manage_ticks=False)
+            for b in bp["boxes"]:
+                b.set_facecolor(matplotlib.colors.to_rgba(kw["color"], 0.35))
+                b.set_edgecolor(kw["color"])
+            ax.plot(xs, [np.median(d) for d in data], color=kw["color"], linestyle=kw["linestyle"],
+                    marker=kw["marker"], markersize=4, markeredgecolor="k", markeredgewidth=0.4, linewidth=1.0)
+        _l1_axis(ax, l1s)
+        ax.set_yscale("log")
+        _log_axis(ax.yaxis)
+        ax.set_ylabel("linear regions in the box\n(exact, per test image)")
+        widths = sorted({r.local_width for r in recs})
+        ax.set_title(title or f"Exact local counts: L-inf boxes of radius {'/'.join(f'{w:g}' for w in widths)} "
+                              f"around test images")
+        handles = [Line2D([], [], **style.kw(g), markersize=5, markeredgecolor="k", markeredgewidth=0.4,
+                          label=style.label(g)) for g in style.groups]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        _skipped_note(fig, skipped, "regions_sweep_*.json")
+        return save(fig, out_base, formats)
+
+
 # ---- drivers (used by the thin scripts in plots/) ------------------------------------
 FIGURES = {
     "regions": ("regions_vs_l1", plot_regions_vs_l1),
@@ -605,6 +650,7 @@ FIGURES = {
     "accuracy_regions": ("accuracy_vs_regions", plot_accuracy_vs_regions),
     "transform_sizes": ("transform_sizes", plot_transform_sizes),
     "segments": ("segment_regions_vs_l1", plot_segment_regions),
+    "local_regions": ("local_regions_vs_l1", plot_local_regions),
 }
 
 
@@ -744,6 +790,10 @@ FIGURE_HELP = {
     "segments": "Linear regions crossed per unit of L2 length along the segments between pairs of MNIST test "
                 "images (segments.json of count_linear_regions.py --segments K: exact 1-D sections), one box "
                 "per (adversarial training, dropout) group against l1.",
+    "local_regions": "Exact region counts in L-inf boxes around MNIST test images (regions_sweep_*.json of "
+                     "count_linear_regions.py --center-test-index A:B --width L; smallest width), one box per "
+                     "(adversarial training, dropout) group against l1: the answer where global counts are out "
+                     "of reach (fcnn4b).",
 }
 
 

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .ioutils import ToolError, atomic_write_text
 
 from .layout import DEFAULT_DOMAIN, RUN_PREFIX  # noqa: F401  (re-exported for plotting)
@@ -67,6 +69,8 @@ class RunRecord:
     slice: dict | None = None           # slice_I_J_K[_<domain>].json (optional)
     slice_name: str | None = None       # its stem, e.g. slice_0_1_2
     segments: dict | None = None        # segments.json (optional)
+    local: dict | None = None           # regions_sweep_*.json: exact counts on local boxes (optional)
+    local_name: str | None = None       # its stem
     missing: list[str] = field(default_factory=list)    # expected files that are absent
     problems: list[str] = field(default_factory=list)   # files present but unreadable / incomplete
 
@@ -106,6 +110,41 @@ class RunRecord:
     @property
     def regions_complete(self):
         return None if self.regions is None else bool(self.regions.get("complete"))
+
+    @property
+    def regions_bounds(self) -> tuple[int, float] | None:
+        """(certified lower bound, log10 of the upper bound) of the count, when regions_<domain>.json has them."""
+        r = self.regions or {}
+        try:
+            return int(r["lower_bound"]), float(r["upper_bound"]["upper_bound"]["log10"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _local_counts(self) -> list[int]:
+        """Exact counts of the complete local boxes of the smallest width of the sweep."""
+        rows = (self.local or {}).get("rows") or []
+        widths = sorted({r.get("width") for r in rows if isinstance(r.get("width"), (int, float))})
+        if not widths:
+            return []
+        return [int(r["count"]) for r in rows if r.get("width") == widths[0] and r.get("complete")
+                and isinstance(r.get("count"), int)]
+
+    @property
+    def local_width(self):
+        rows = (self.local or {}).get("rows") or []
+        widths = sorted({r.get("width") for r in rows if isinstance(r.get("width"), (int, float))})
+        return widths[0] if widths else None
+
+    @property
+    def local_median(self):
+        """Median exact region count over the local boxes of the smallest width (None without a sweep)."""
+        c = self._local_counts()
+        return _median(c) if c else None
+
+    @property
+    def local_iqr(self):
+        c = self._local_counts()
+        return (float(np.percentile(c, 25)), float(np.percentile(c, 75))) if c else None
 
     @property
     def slice_regions(self):
@@ -220,6 +259,12 @@ def load_run(path, domain: str = DEFAULT_DOMAIN, run_id: int | None = None) -> R
     if rec.slice_name is not None:
         rec.slice = _read_optional(path / f"{rec.slice_name}.json", rec, required=False)
     rec.segments = _read_optional(path / layout.SEGMENTS, rec, required=False)
+    sweeps = sorted(path.glob("regions_sweep_*.json"))
+    if sweeps:
+        tables = [(t, p) for p in sweeps if (t := _read_optional(p, rec, required=False)) is not None]
+        if tables:
+            rec.local, best = max(tables, key=lambda tp: (len(tp[0].get("rows") or []), tp[1].name))
+            rec.local_name = best.stem
     return rec
 
 
@@ -364,7 +409,8 @@ def fmt_size(log10v: float | None, exact: int | None = None) -> str:
 COLUMNS = [
     "run", "arch", "hidden_sizes", "l1", "adv", "dropout", "epochs", "test_accuracy",
     "stable_active", "stable_inactive", "unstable", "stable_total",
-    "regions", "regions_complete", "regions_backend", "regions_seconds",
+    "regions", "regions_complete", "regions_backend", "regions_seconds", "regions_lower", "regions_upper_log10",
+    "local_boxes", "local_width", "local_median", "local_iqr",
     "slice_images", "slice_regions_in_box", "slice_regions_in_view",
     "segments", "segment_regions_median", "segment_regions_per_length_median",
     "feasible_patterns", "two_hidden_all_params_log10", "two_hidden_feasible_naive_params",
@@ -419,6 +465,15 @@ def record_row(rec: RunRecord) -> dict:
         row["regions_backend"] = rec.regions.get("backend", "")
         t = (rec.regions.get("times") or {}).get("total")
         row["regions_seconds"] = "" if t is None else round(float(t), 2)
+        b = rec.regions_bounds
+        if b is not None:
+            row["regions_lower"], row["regions_upper_log10"] = b[0], round(b[1], 2)
+    if rec.local is not None:
+        row["local_boxes"] = len(rec.local.get("rows") or [])
+        row["local_width"] = "" if rec.local_width is None else rec.local_width
+        med, iqr = rec.local_median, rec.local_iqr
+        row["local_median"] = "" if med is None else med
+        row["local_iqr"] = "" if iqr is None else f"{iqr[0]:g}-{iqr[1]:g}"
     if rec.slice is not None:
         row["slice_images"] = ",".join(rec.slice_name.split("_")[1:4])
         row["slice_regions_in_box"] = "" if rec.slice_regions is None else rec.slice_regions
@@ -559,6 +614,10 @@ class SectionTrend:
     equal: int = 0
     medians: dict = field(default_factory=dict)    # l1 -> median of the measure
     n_runs: int = 0
+    kind: str = "Exact sections"
+    adv_fewer: int = 0        # adversarially trained run below its adv = none twin (same l1, dropout)
+    adv_more: int = 0
+    adv_equal: int = 0
 
     @property
     def agrees(self) -> bool:
@@ -569,15 +628,19 @@ class SectionTrend:
     def summary(self) -> str:
         med = ", ".join(f"l1={_g(k)}: {v:g}" for k, v in sorted(self.medians.items()))
         word = "agrees with" if self.agrees else "does NOT agree with"
-        return (f"Exact sections, {self.name} ({self.n_runs} runs): median by l1: {med}; pairs weaker vs stronger "
-                f"l1: {self.fewer} fewer, {self.more} more, {self.equal} equal; this measure {word} the trend.")
+        adv = self.adv_fewer + self.adv_more + self.adv_equal
+        adv_txt = (f" Adversarial training vs none (same l1, dropout): {self.adv_fewer} fewer, {self.adv_more} more, "
+                   f"{self.adv_equal} equal." if adv else "")
+        return (f"{self.kind}, {self.name} ({self.n_runs} runs): median by l1: {med}; pairs weaker vs stronger "
+                f"l1: {self.fewer} fewer, {self.more} more, {self.equal} equal; this measure {word} the trend."
+                + adv_txt)
 
 
-def section_trend(records, name: str, value, key) -> SectionTrend:
+def section_trend(records, name: str, value, key, kind: str = "Exact sections") -> SectionTrend:
     """Pairs within (adv, dropout) groups and equal key (same plane / same segment pairs), l1_a < l1_b."""
     import statistics
 
-    rep = SectionTrend(name)
+    rep = SectionTrend(name, kind=kind)
     groups: dict = {}
     by_l1: dict = {}
     for r in records:
@@ -596,6 +659,17 @@ def section_trend(records, name: str, value, key) -> SectionTrend:
                     rep.fewer += vb < va
                     rep.more += vb > va
                     rep.equal += vb == va
+    # adversarial training: runs with adv != none against the run with adv = none of the same l1 and dropout
+    plain = {(r.l1, r.dropout, key(r)): value(r) for r in records
+             if getattr(r, "adv", None) == "none" and value(r) is not None}
+    for r in records:
+        v = value(r)
+        if getattr(r, "adv", None) not in (None, "none") and v is not None:
+            base = plain.get((r.l1, r.dropout, key(r)))
+            if base is not None:
+                rep.adv_fewer += v < base
+                rep.adv_more += v > base
+                rep.adv_equal += v == base
     return rep
 
 
@@ -637,6 +711,9 @@ def l1_trend(records) -> TrendReport:
                 else:
                     rep.undetermined += 1
     rep.sections = [
+        section_trend(records, "median region count in the local boxes around test images",
+                      lambda r: getattr(r, "local_median", None), lambda r: getattr(r, "local_name", None),
+                      kind="Exact local counts"),
         section_trend(records, "regions in the box on the slice plane", lambda r: getattr(r, "slice_regions", None),
                       lambda r: getattr(r, "slice_name", None)),
         section_trend(records, "median regions crossed per segment between test images",

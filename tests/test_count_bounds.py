@@ -90,3 +90,34 @@ def test_cli_local_sweep_around_test_images(tmp_path):
         s = json.loads((tmp_path / f"regions_{row['domain']}.json").read_text())
         assert s["count"] == row["count"] >= 1
     assert "| width |" in r.stdout
+
+
+def test_results_table_figure_and_verdict_use_bounds_and_local_counts(tmp_path):
+    """Per run: bounds of an incomplete count and the local counts' median / spread; the verdict and the
+    local-regions figure are computed from the local counts."""
+    from run_fixtures import write_run
+    from src import plotting, results
+    from src.regions import count_sweep
+
+    models = tmp_path / "models"
+    for k, l1 in enumerate((0.0, 1e-3)):
+        rid = 10 + k
+        write_run(models, rid, l1, "none", 0.0, hidden=(5, 5), files=("config", "metrics"), n0=2)
+        d = models / f"fcnn_run_{rid}"
+        net = random_net([2, 5, 5, 1], k, bias_scale=0.8)
+        net.save(d / "weights.dat")
+        count_regions(d / "weights.dat", backend="lp", progress=False, time_limit=0.01 if k == 0 else None,
+                      data_samples=500)
+        centers = [("c%d" % j, np.random.default_rng(j).random(2)) for j in range(4)]
+        count_sweep(d / "weights.dat", [(n, 0.1, Box.around(c, 0.1, n)) for n, c in centers], net=net,
+                    progress=False, backend="lp", data_samples=500)
+    recs = results.load_runs(models, "10-11")
+    rows = results.collect_rows(recs)
+    for rec, row in zip(recs, rows):
+        counts = [r["count"] for r in rec.local["rows"]]
+        assert row["local_boxes"] == 4 and row["local_median"] == float(np.median(counts))
+        assert row["regions_lower"] == rec.regions["lower_bound"] >= rec.region_count
+    verdict = results.l1_trend(recs).summary()
+    assert "Exact local counts, median region count in the local boxes" in verdict
+    paths = plotting.draw("local_regions", models, "10-11", out_dir=tmp_path / "out")
+    assert any(p.suffix == ".png" and p.stat().st_size > 1000 for p in paths)

@@ -1,0 +1,20 @@
+#!/usr/bin/env python
+"""Exact region counts in local boxes around test images against l1 (grouped by adversarial training and dropout).
+
+    python plots/plot_local_regions.py --models-dir forward_pass/activation_pattern/models --runs 100-111 [--out plots/out]
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.ioutils import run_main  # noqa: E402
+from src.plotting import figure_main  # noqa: E402
+
+
+def main(argv=None) -> int:
+    return figure_main("local_regions", argv)
+
+
+if __name__ == "__main__":
+    run_main(main)
