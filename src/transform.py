@@ -39,8 +39,9 @@ import scipy.sparse as sp
 from . import layout
 from .domain import Box, box_from_domain_name
 from .geometry import advance, box_bounds
-from .ioutils import ToolError, atomic_open, atomic_write_json
+from .ioutils import ToolError, atomic_write_json
 from .network import ReluNet
+from .weights_io import write_weights
 from .verification import batched_forward as _forward, match_rows as _match, min_abs_preactivation  # noqa: F401
 
 SHARE_MODES = ("full", "trie", "none")
@@ -114,39 +115,10 @@ class TwoHiddenNet:
         return ReluNet([self.W1, self.W2.toarray(), self.W3.toarray()], [self.b1, self.b2, self.b3])
 
     def save(self, path, model_path: str = "", accuracy: float | None = None) -> None:
-        """Write weights.dat (levels = 3, n = [n0, H1, H2, m]) atomically, streaming the sparse rows.
-
-        Same layout as src.weights_io.write_weights; zeros of W2/W3 are written as `0`, every other
-        value as its shortest round-trip decimal, so ReluNet.load gives back exactly these numbers.
-        """
-        sizes = self.layer_sizes
-        acc = "n/a" if accuracy is None else f"{100.0 * accuracy:.2f}%"
-        with atomic_open(path, "w") as fh:
-            fh.write(f"//Model path = {model_path}\n")
-            fh.write(f"//Classification accuracy = {acc}\n")
-            fh.write("levels = 3;\n")
-            fh.write(f"n = [{', '.join(map(str, sizes))}];\n")
-            fh.write("W = [\n")
-            first = True
-            for row in self.W1.tolist():
-                fh.write(("" if first else ",") + ",".join(map(repr, row)) + "\n")
-                first = False
-            for mat in (self.W2, self.W3):
-                mat = mat.tocsr()
-                mat.sort_indices()
-                n_cols = mat.shape[1]
-                for r in range(mat.shape[0]):
-                    toks = ["0"] * n_cols
-                    lo, hi = mat.indptr[r], mat.indptr[r + 1]
-                    for j, v in zip(mat.indices[lo:hi].tolist(), mat.data[lo:hi].tolist()):
-                        if v != 0.0:
-                            toks[j] = repr(v)
-                    fh.write(("" if first else ",") + ",".join(toks) + "\n")
-                    first = False
-            fh.write("];\nB = [\n")
-            for i, b in enumerate((self.b1, self.b2, self.b3)):
-                fh.write(("" if i == 0 else ",") + ",".join(map(repr, np.asarray(b, np.float64).tolist())) + "\n")
-            fh.write("];\n")
+        """Write weights.dat (levels = 3, n = [n0, H1, H2, m]) with src.weights_io.write_weights, which
+        streams the sparse W2/W3 (zeros as `0`), so ReluNet.load gives back exactly these numbers."""
+        write_weights(path, [self.W1, self.W2, self.W3], [self.b1, self.b2, self.b3], model_path=model_path,
+                      accuracy=accuracy)
 
 
 @dataclass

@@ -156,8 +156,28 @@ def read_weights(path) -> WeightsFile:
     return WeightsFile(sizes, weights, biases, meta)
 
 
+def _row_texts(w):
+    """The rows of one weight matrix as text: dense arrays value by value (repr); scipy sparse matrices
+    streamed row by row with their zeros written as `0` (no dense copy)."""
+    if hasattr(w, "tocsr"):
+        mat = w.tocsr()
+        mat.sort_indices()
+        n_cols = mat.shape[1]
+        for r in range(mat.shape[0]):
+            toks = ["0"] * n_cols
+            lo, hi = mat.indptr[r], mat.indptr[r + 1]
+            for j, v in zip(mat.indices[lo:hi].tolist(), mat.data[lo:hi].tolist()):
+                if v != 0.0:
+                    toks[j] = repr(v)
+            yield ",".join(toks)
+    else:
+        for row in np.asarray(w, dtype=np.float64).tolist():
+            yield ",".join(map(repr, row))
+
+
 def write_weights(path, weights, biases, model_path: str = "", accuracy: float | None = None) -> None:
-    """Write weights/biases (lists of arrays, W_l of shape out x in) atomically to `path`."""
+    """Write weights/biases atomically to `path`: W_l of shape out x in, dense arrays or scipy sparse
+    matrices (streamed). The only writer of the format."""
     sizes = [weights[0].shape[1]] + [w.shape[0] for w in weights]
     acc = "n/a" if accuracy is None else f"{100.0 * accuracy:.2f}%"
     with atomic_open(path, "w") as fh:
@@ -168,8 +188,8 @@ def write_weights(path, weights, biases, model_path: str = "", accuracy: float |
         fh.write("W = [\n")
         first = True
         for w in weights:
-            for row in np.asarray(w, dtype=np.float64).tolist():
-                fh.write(("" if first else ",") + ",".join(map(repr, row)) + "\n")
+            for text in _row_texts(w):
+                fh.write(("" if first else ",") + text + "\n")
                 first = False
         fh.write("];\nB = [\n")
         for i, b in enumerate(biases):
