@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .geometry import advance, box_bounds
 from .ioutils import ToolError
 
 
@@ -292,17 +293,13 @@ class LpSearch:
             c = self.bvec[0]
         else:
             Ap, cp = self.fmaps[l - 1]
-            s = self.bits[self.off[l - 1]: self.off[l]].astype(np.float64)
-            Af = self.W[l] @ (s[:, None] * Ap)
-            c = self.W[l] @ (s * cp) + self.bvec[l]
+            Af, c = advance(Ap, cp, self.W[l], self.bvec[l], self.bits[self.off[l - 1]: self.off[l]])
         A = (self.W[0] if l == 0 else Af @ self.W[0]) if self.use_z else Af
         self.fmaps[l] = (Af, c)
         self.maps[l] = (A, c)
         R = _Region()
         R.l, R.A, R.Af, R.c = l, A, Af, c
-        ap, an = np.maximum(A, 0.0), np.minimum(A, 0.0)
-        R.lo = ap @ self.lo + an @ self.hi + c
-        R.hi = ap @ self.hi + an @ self.lo + c
+        R.lo, R.hi = box_bounds(A, c, self.lo, self.hi)
         eps = 1e-12 * (np.abs(c) + np.abs(A) @ self._absbox) + 1e-300
         R.nu = np.sqrt(np.einsum("ij,ij->i", A, A))
         safe = np.where(R.nu > 0, R.nu, 1.0)
