@@ -174,15 +174,16 @@ def _backend_candidates(name: str) -> list[str]:
     return list(FALLBACK_CHOICES.get(name, (name,)))
 
 
-def count_data(net: ReluNet, box: Box, tol: float, data_root=None, n_samples: int = N_DATA_SAMPLES, seed: int = 0):
+def count_data(net: ReluNet, box: Box, tol: float, data_root=None, n_samples: int = N_DATA_SAMPLES, seed: int = 0,
+               mnist: bool | None = None):
     """(DataPatterns of the MNIST images in the box and of n_samples seeded samples, notes).
 
     A 784-input net uses the MNIST training and test images that lie in the box when MNIST can
-    be read (offline); otherwise, and for other nets, only the samples.
+    be read (offline); otherwise, and for other nets, only the samples. mnist=False: only the samples.
     """
     notes = []
     try:
-        points = data_points_for_box(box, data_root, n_samples=n_samples, seed=seed)
+        points = data_points_for_box(box, data_root, n_samples=n_samples, seed=seed, mnist=mnist)
     except ToolError as e:
         points = data_points_for_box(box, data_root, n_samples=n_samples, seed=seed, mnist=False)
         notes.append(f"MNIST not used for data-first stability ({e})")
@@ -193,7 +194,7 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
                   time_limit: float | None = None, threads: int = 1, resume: bool = False, out_dir=None,
                   exact_stability: bool = False, progress: bool = True, net: ReluNet | None = None,
                   workers: int = 1, checkpoint_every: float | None = 60.0, ray_address: str | None = None,
-                  data_root=None, data_samples: int = N_DATA_SAMPLES) -> dict:
+                  data_root=None, data_samples: int = N_DATA_SAMPLES, mnist: bool | None = None) -> dict:
     """Enumerate every feasible activation pattern of the net in `weights` on `box` (default [0,1]^n0).
 
     Returns the summary written to regions_<domain>.json (docs/formats.md). A time limit (wall
@@ -283,7 +284,7 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     # ---- data, bounds and stable units ----------------------------------------------------------
     t0 = time.perf_counter()
     deadline = None if time_limit is None else t_start + time_limit
-    data, data_notes = count_data(net, box, tol, data_root, data_samples)
+    data, data_notes = count_data(net, box, tol, data_root, data_samples, mnist=mnist)
     notes += data_notes
     candidates = _backend_candidates(backend)
     stability = analyse_stability(net, box, tol=tol, exact=exact_stability, progress=progress, data=data,

@@ -427,14 +427,12 @@ def _per_layer(vals) -> str:
 
 
 def _verification_ok(ver) -> str:
-    """'yes' / 'no' / '' from a verification dict written by transform or compress."""
+    """'yes' / 'no' / '' from a verification record: its "ok" (files of earlier versions: "passed")."""
     if not isinstance(ver, dict) or not ver:
         return ""
-    for k in ("ok", "passed", "verified", "exact"):
+    for k in ("ok", "passed"):
         if isinstance(ver.get(k), bool):
             return "yes" if ver[k] else "no"
-    if "max_rel_error" in ver and ver["max_rel_error"] is not None:
-        return "yes" if float(ver["max_rel_error"]) <= 1e-6 else "no"
     return "?"
 
 

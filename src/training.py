@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from .ioutils import ToolError, atomic_open, atomic_write_json, atomic_write_text
+from . import layout
+from .layout import DEFAULT_MODELS_DIR, RUN_PREFIX  # noqa: F401
 from .models import build_model, linear_weights, parse_arch
 from .records import read_config, read_metrics
 
-DEFAULT_MODELS_DIR = Path("forward_pass/activation_pattern/models")
 ADV_METHODS = ("pgd", "fgsm")
 ADV_CHOICES = ("none",) + ADV_METHODS
-RUN_PREFIX = "fcnn_run_"
 # config keys that must agree for an existing complete run to be reused (not the machine ones)
 _IDENTITY_KEYS = ("arch", "hidden_sizes", "l1", "adv", "adv_eps", "adv_steps", "adv_step_size", "dropout",
                   "epochs", "seed", "lr", "momentum", "batch_size", "lr_step", "lr_gamma", "train_subset")
@@ -100,8 +100,7 @@ class TrainConfig:
         return d
 
 
-def run_dir_for(models_dir, run_id: int) -> Path:
-    return Path(models_dir) / f"{RUN_PREFIX}{run_id}"
+run_dir_for = layout.run_dir
 
 
 def resolve_device(device: str) -> str:
@@ -119,7 +118,7 @@ def resolve_device(device: str) -> str:
 
 def is_complete(run_dir) -> bool:
     """True when run_dir/metrics.json exists and says complete: true."""
-    p = Path(run_dir) / "metrics.json"
+    p = Path(run_dir) / layout.METRICS
     if not p.is_file():
         return False
     try:
@@ -128,7 +127,7 @@ def is_complete(run_dir) -> bool:
         return False
 
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = layout.TRAIN_CHECKPOINT
 
 
 def _identity(cfg: TrainConfig) -> dict:
@@ -169,7 +168,7 @@ def load_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict | None:
 
 
 def _config_mismatch(run_dir: Path, cfg: TrainConfig) -> list[str]:
-    p = run_dir / "config.json"
+    p = run_dir / layout.CONFIG
     old = read_config(p) if p.is_file() else {}
     new = asdict(cfg)
     return [f"{k}: {old.get(k)!r} there, {new[k]!r} requested" for k in _IDENTITY_KEYS if old.get(k) != new[k]]
@@ -296,7 +295,7 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = run_dir / layout.METRICS
     ckpt = load_checkpoint(run_dir, cfg)
     if ckpt is None:
         metrics = {"epochs": [], "test_accuracy": None, "train_accuracy": None, "seconds": 0.0, "complete": False}
@@ -305,10 +304,10 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     else:
         metrics = dict(ckpt["metrics"], complete=False)
     atomic_write_json(metrics_path, metrics)  # first: a stale complete:true must never survive a re-run
-    atomic_write_json(run_dir / "config.json", cfg.to_json())
-    log = _Log(run_dir / "train.log", echo=not quiet and not bars)
-    if ckpt is not None and (run_dir / "train.log").is_file():
-        log.lines = (run_dir / "train.log").read_text(errors="replace").splitlines()
+    atomic_write_json(run_dir / layout.CONFIG, cfg.to_json())
+    log = _Log(run_dir / layout.TRAIN_LOG, echo=not quiet and not bars)
+    if ckpt is not None and (run_dir / layout.TRAIN_LOG).is_file():
+        log.lines = (run_dir / layout.TRAIN_LOG).read_text(errors="replace").splitlines()
     log(f"run {cfg.run_id}: arch {cfg.arch} {cfg.hidden_sizes}, l1 {cfg.l1:g}, adv {cfg.adv}, dropout {cfg.dropout:g}, "
         f"{cfg.epochs} epochs, seed {cfg.seed}, device {device}, threads {cfg.threads}, "
         f"pid {os.getpid()} on {socket.gethostname()}")
@@ -363,11 +362,11 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
         ebar.close()
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_open(run_dir / "model.pt", "wb") as fh:
+    with atomic_open(run_dir / layout.MODEL, "wb") as fh:
         torch.save(state, fh)
     net = ReluNet.from_state_dict(state)
     test_acc = metrics["epochs"][-1]["test_acc"]
-    net.save(run_dir / "weights.dat", model_path=str(run_dir / "model.pt"), accuracy=test_acc)
+    net.save(run_dir / layout.WEIGHTS, model_path=str(run_dir / layout.MODEL), accuracy=test_acc)
     metrics.update(test_accuracy=test_acc, train_accuracy=metrics["epochs"][-1]["train_acc"],
                    seconds=time.perf_counter() - t0)
     log(f"done: test accuracy {test_acc:.4f}, train accuracy {metrics['train_accuracy']:.4f}, "
@@ -489,7 +488,7 @@ def run_sweep(configs, models_dir=DEFAULT_MODELS_DIR, workers: int = 1, force: b
     summary = []
     for c in configs:
         d = run_dir_for(models_dir, c.run_id)
-        m = results.get(c.run_id) or read_metrics(d / "metrics.json")
+        m = results.get(c.run_id) or read_metrics(d / layout.METRICS)
         summary.append({"run_id": c.run_id, "dir": str(d), "trained": c.run_id in results,
                          "test_accuracy": m.get("test_accuracy")})
     return summary

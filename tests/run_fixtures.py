@@ -79,7 +79,7 @@ def write_run(models_dir, run_id, l1, adv, dropout, *, hidden=(8, 8), seed=0, co
                                    "params": (n0 + 1) * h1 + (h1 + 1) * h2 + (h2 + 1) * 10},
                          "shared": {"layer_sizes": [n0, sh1, h2, 10],
                                     "params": (n0 + 1) * sh1 + (sh1 + 1) * h2 + (h2 + 1) * 10}},
-               "build_seconds": 0.3, "verification": {"max_rel_error": 1e-12}})
+               "build_seconds": 0.3, "verification": {"max_rel_error": 1e-12, "ok": True}})
     if "compressed" in files:
         after = [c["unstable"] + c["active"] for c in counts]
         _dump(d / "compressed_input_0_1.json",
@@ -87,7 +87,8 @@ def write_run(models_dir, run_id, l1, adv, dropout, *, hidden=(8, 8), seed=0, co
                "removed": {"inactive": sum(inactive), "folded_active": 0, "collapsed_layers": 0},
                "params_before": orig_params, "params_after": orig_params - 785 * sum(inactive), "tiers": [],
                "times": {}, "verification": {"points": 10000, "max_abs_error": 0.0, "max_rel_error": 0.0,
-                                             "test_accuracy_original": 0.9, "test_accuracy_compressed": 0.9}})
+                                             "test_accuracy_original": 0.9, "test_accuracy_compressed": 0.9,
+                                             "ok": True, "passed": True}})
     if "weights" in files:
         ws = [rng.normal(size=(o, i)) * np.sqrt(2.0 / i) * (1 - min(0.9, 300 * l1))
               for i, o in zip(sizes[:-1], sizes[1:])]
@@ -105,3 +106,18 @@ def write_sweep(models_dir, start=100, hidden=(8, 8), incomplete=(101,), n0=784)
         rid = start + k
         write_run(models_dir, rid, l1, adv, p, hidden=hidden, complete=rid not in incomplete, n0=n0)
     return [start + k for k in range(len(SWEEP))]
+
+
+def write_local_counts(run_dir, n_boxes: int = 2, width: float = 0.01, seed: int = 0) -> None:
+    """A real regions_sweep_*.json for the run's weights.dat: exact counts in local boxes around seeded
+    uniform random points standing in for MNIST test images (used by the plot tests)."""
+    from src.domain import Box
+    from src.network import ReluNet
+    from src.regions import count_sweep
+
+    run_dir = Path(run_dir)
+    net = ReluNet.load(run_dir / "weights.dat")
+    X = np.random.default_rng(seed).random((n_boxes, net.n_inputs))
+    domains = [(f"test{k}", width, Box.around(x, width, f"test{k}")) for k, x in enumerate(X)]
+    count_sweep(run_dir / "weights.dat", domains, net=net, progress=False, backend="lp", data_samples=200,
+                mnist=False)

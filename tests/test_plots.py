@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, random_net
-from run_fixtures import write_run, write_sweep
+from run_fixtures import write_local_counts, write_run, write_sweep
 from test_sections import write_section_files
 
 from src import plotting
@@ -29,6 +29,7 @@ def sweep_dir(tmp_path_factory):
     write_sweep(d, start=100, hidden=(6, 6), incomplete=(101, 108))
     for run in range(100, 112):
         write_section_files(d / f"fcnn_run_{run}")
+        write_local_counts(d / f"fcnn_run_{run}")
     return d
 
 
@@ -45,6 +46,8 @@ def _assert_figure(out, stem):
     ("plot_stable_units", "stable_units_vs_l1"),
     ("plot_accuracy_regions", "accuracy_vs_regions"),
     ("plot_transform_sizes", "transform_sizes"),
+    ("plot_segments", "segment_regions_vs_l1"),
+    ("plot_local_regions", "local_regions_vs_l1"),
 ])
 def test_figure_scripts(sweep_dir, tmp_path, script, stem):
     rc = _script(script).main(["--models-dir", str(sweep_dir), "--runs", "100-111", "--out", str(tmp_path), "-q"])
@@ -87,6 +90,7 @@ def test_figures_survive_missing_files(tmp_path):
     """Runs lacking some files are skipped in the figures that need them, not crashed on."""
     models = tmp_path / "m"
     write_section_files(write_run(models, 1, 0.0, "none", 0.0, hidden=(4, 4)))
+    write_local_counts(models / "fcnn_run_1")
     write_run(models, 2, 1e-3, "none", 0.0, hidden=(4, 4), files=("config", "metrics"))
     write_run(models, 3, 1e-3, "pgd", 0.0, hidden=(4, 4), files=("config", "regions", "weights"))
     out = tmp_path / "out"
