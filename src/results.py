@@ -69,7 +69,7 @@ class RunRecord:
     slice: dict | None = None           # slice_I_J_K[_<domain>].json (optional)
     slice_name: str | None = None       # its stem, e.g. slice_0_1_2
     segments: dict | None = None        # segments.json (optional)
-    local: dict | None = None           # regions_sweep_*.json: exact counts on local boxes (optional)
+    local: dict | None = None           # the newest regions_sweep_*.json: exact counts on local boxes (optional)
     local_name: str | None = None       # its stem
     missing: list[str] = field(default_factory=list)    # expected files that are absent
     problems: list[str] = field(default_factory=list)   # files present but unreadable / incomplete
@@ -263,7 +263,7 @@ def load_run(path, domain: str = DEFAULT_DOMAIN, run_id: int | None = None) -> R
     if sweeps:
         tables = [(t, p) for p in sweeps if (t := _read_optional(p, rec, required=False)) is not None]
         if tables:
-            rec.local, best = max(tables, key=lambda tp: (len(tp[0].get("rows") or []), tp[1].name))
+            rec.local, best = max(tables, key=lambda tp: (tp[1].stat().st_mtime, tp[1].name))   # the newest
             rec.local_name = best.stem
     return rec
 
