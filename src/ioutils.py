@@ -149,23 +149,29 @@ def line_of(text: str, needle: str) -> int:
     return 1 if i < 0 else text.count("\n", 0, i) + 1
 
 
+def read_utf8(path, what: str = "file", error=ToolError) -> str:
+    """The text of a UTF-8 file; a missing, unreadable or non-UTF-8 file raises `error` naming file (and line)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except (IsADirectoryError, PermissionError) as e:
+        raise error(f"{path}: cannot read {what} ({e.__class__.__name__})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise error(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x})") from None
+
+
 def read_json_text(path) -> tuple[object, str]:
     """(value, text) of a strict JSON file: UTF-8, finite numbers only (no NaN, Infinity, 1e999).
 
     Every defect raises ToolError `FILE:LINE: what is wrong`.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ToolError(f"{path}: file not found") from None
-    except (IsADirectoryError, PermissionError) as e:
-        raise ToolError(f"{path}: cannot read ({e.__class__.__name__})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise ToolError(f"{path}:{line}: not UTF-8 text (byte {e.start})") from None
+    text = read_utf8(path)
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float), text
     except _BadNumber as e:

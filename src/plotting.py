@@ -554,6 +554,35 @@ def plot_input_slice(nets: list[tuple[str, ReluNet]], out_base, mode: str = "ima
 
 
 # ---- figure 6: regions crossed along segments between test images --------------------
+def _group_boxplots(ax, recs, values):
+    """Per (adv, dropout) group, a box plot against l1 of the values(run) of its runs, joined by the
+    medians; draws the l1 axis and returns the GroupStyle (for the legend)."""
+    style = GroupStyle(recs)
+    l1s = sorted({r.l1 for r in recs})
+    xpos = {v: i for i, v in enumerate(l1s)}
+    off = style.offsets(0.5)
+    width = 0.5 / max(len(style.groups), 1) * 0.85
+    for g in style.groups:
+        kw = style.kw(g)
+        per_l1 = {}
+        for r in recs:
+            if r.group == g:
+                per_l1.setdefault(r.l1, []).extend(values(r))
+        xs = [xpos[v] + off[g] for v in sorted(per_l1)]
+        data = [per_l1[v] for v in sorted(per_l1)]
+        bp = ax.boxplot(data, positions=xs, widths=width, patch_artist=True, showfliers=True,
+                        flierprops=dict(marker=".", markersize=2.5, markeredgecolor=kw["color"], alpha=0.6),
+                        medianprops=dict(color="k", linewidth=1.0), whiskerprops=dict(color=kw["color"]),
+                        capprops=dict(color=kw["color"]), manage_ticks=False)
+        for b in bp["boxes"]:
+            b.set_facecolor(matplotlib.colors.to_rgba(kw["color"], 0.35))
+            b.set_edgecolor(kw["color"])
+        ax.plot(xs, [np.median(d) for d in data], color=kw["color"], linestyle=kw["linestyle"],
+                marker=kw["marker"], markersize=4, markeredgecolor="k", markeredgewidth=0.4, linewidth=1.0)
+    _l1_axis(ax, l1s)
+    return style
+
+
 def plot_segment_regions(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
     """Distribution over segments (segments.json) of the linear regions crossed per unit of L2 length,
     against l1, one box per (adv, dropout) group."""
@@ -563,29 +592,7 @@ def plot_segment_regions(records: list[RunRecord], out_base, title: str | None =
                         "(count_linear_regions.py --segments K)")
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
-        style = GroupStyle(recs)
-        l1s = sorted({r.l1 for r in recs})
-        xpos = {v: i for i, v in enumerate(l1s)}
-        off = style.offsets(0.5)
-        width = 0.5 / max(len(style.groups), 1) * 0.85
-        for g in style.groups:
-            kw = style.kw(g)
-            per_l1 = {}
-            for r in recs:
-                if r.group == g:
-                    per_l1.setdefault(r.l1, []).extend(r.segment_values)
-            xs = [xpos[v] + off[g] for v in sorted(per_l1)]
-            data = [per_l1[v] for v in sorted(per_l1)]
-            bp = ax.boxplot(data, positions=xs, widths=width, patch_artist=True, showfliers=True,
-                            flierprops=dict(marker=".", markersize=2.5, markeredgecolor=kw["color"], alpha=0.6),
-                            medianprops=dict(color="k", linewidth=1.0), whiskerprops=dict(color=kw["color"]),
-                            capprops=dict(color=kw["color"]), manage_ticks=False)
-            for b in bp["boxes"]:
-                b.set_facecolor(matplotlib.colors.to_rgba(kw["color"], 0.35))
-                b.set_edgecolor(kw["color"])
-            ax.plot(xs, [np.median(d) for d in data], color=kw["color"], linestyle=kw["linestyle"],
-                    marker=kw["marker"], markersize=4, markeredgecolor="k", markeredgewidth=0.4, linewidth=1.0)
-        _l1_axis(ax, l1s)
+        style = _group_boxplots(ax, recs, lambda r: r.segment_values)
         ax.set_ylim(bottom=0)
         ax.set_ylabel("linear regions crossed\nper unit of L2 length")
         n_seg = sorted({len(r.segment_values) for r in recs})
@@ -607,29 +614,7 @@ def plot_local_regions(records: list[RunRecord], out_base, title: str | None = N
                         "(count_linear_regions.py --center-test-index A:B --width L)")
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
-        style = GroupStyle(recs)
-        l1s = sorted({r.l1 for r in recs})
-        xpos = {v: i for i, v in enumerate(l1s)}
-        off = style.offsets(0.5)
-        width = 0.5 / max(len(style.groups), 1) * 0.85
-        for g in style.groups:
-            kw = style.kw(g)
-            per_l1 = {}
-            for r in recs:
-                if r.group == g:
-                    per_l1.setdefault(r.l1, []).extend(r._local_counts())
-            xs = [xpos[v] + off[g] for v in sorted(per_l1)]
-            data = [per_l1[v] for v in sorted(per_l1)]
-            bp = ax.boxplot(data, positions=xs, widths=width, patch_artist=True, showfliers=True,
-                            flierprops=dict(marker=".", markersize=2.5, markeredgecolor=kw["color"], alpha=0.6),
-                            medianprops=dict(color="k", linewidth=1.0), whiskerprops=dict(color=kw["color"]),
-                            capprops=dict(color=kw["color"]), manage_ticks=False)
-            for b in bp["boxes"]:
-                b.set_facecolor(matplotlib.colors.to_rgba(kw["color"], 0.35))
-                b.set_edgecolor(kw["color"])
-            ax.plot(xs, [np.median(d) for d in data], color=kw["color"], linestyle=kw["linestyle"],
-                    marker=kw["marker"], markersize=4, markeredgecolor="k", markeredgewidth=0.4, linewidth=1.0)
-        _l1_axis(ax, l1s)
+        style = _group_boxplots(ax, recs, lambda r: r._local_counts())
         ax.set_yscale("log")
         _log_axis(ax.yaxis)
         ax.set_ylabel("linear regions in the box\n(exact, per test image)")

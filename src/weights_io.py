@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ioutils import ToolError, atomic_open
+from .ioutils import ToolError, atomic_open, read_utf8
 
 
 class WeightsFormatError(ToolError):
@@ -50,17 +50,7 @@ _META = re.compile(r"^//\s*(Model path|Classification accuracy)\s*=\s*(.*)$")
 def read_weights(path) -> WeightsFile:
     """Parse a weights.dat file; any defect raises WeightsFormatError with file and line."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise WeightsFormatError(f"{path}: weights file not found") from None
-    except (IsADirectoryError, PermissionError) as e:
-        raise WeightsFormatError(f"{path}: cannot read weights file ({e.__class__.__name__})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise WeightsFormatError(f"{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x})") from None
+    text = read_utf8(path, "weights file", WeightsFormatError)
 
     def fail(lineno, msg):
         raise WeightsFormatError(f"{path}:{lineno}: {msg}")
