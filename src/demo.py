@@ -2,7 +2,7 @@
 
 Steps (each one of the project's scripts, run with this interpreter in a subprocess):
 1. train_bulk_script.py: a 12-run sweep (l1 x adv x dropout) of a small arch;
-2. per run, in parallel (--jobs):
+2. per run, in parallel (--jobs processes):
    count_linear_regions.py (stable units + exact region count, backend auto, --time-limit per run),
    compress_network.py (exact stability, lossless compression, verified),
    transform_networks_using_all_nodes.py -i <feasible patterns> (built and verified; skipped when the
@@ -207,7 +207,7 @@ def train_args(opts) -> list:
     a = ["-s", opts.start, "-a", opts.arch, "--epochs", opts.epochs, "--l1", opts.l1, "--adv", opts.adv,
          "--dropout", opts.dropout, "--adv-eps", opts.adv_eps, "--adv-steps", opts.adv_steps,
          "--adv-step-size", opts.adv_step_size, "--lr", opts.lr, "--seed", opts.seed,
-         "--train-subset", opts.train_subset, "--models-dir", opts.models_dir, "--jobs", opts.jobs, "-q"]
+         "--train-subset", opts.train_subset, "--models-dir", opts.models_dir, "-q"]   # in-process: no Ray start-up
     if opts.force:
         a.append("--force")
     return a
@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plane of the input-slice figure")
     g = p.add_argument_group("running")
     g.add_argument("--out", default=D["out"], help="figures, table, logs and demo_summary.json")
-    g.add_argument("-j", "--jobs", type=int, default=D["jobs"], help="parallel training jobs and per-run analyses")
+    g.add_argument("-j", "--jobs", type=int, default=D["jobs"], help="per-run analyses (count, compress, transform) run in parallel; training runs in-process")
     g.add_argument("--force", action="store_true", help="redo every step (retrain, recount, ...)")
     return p
 
