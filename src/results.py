@@ -105,7 +105,15 @@ class RunRecord:
 
     @property
     def region_count(self):
-        return None if self.regions is None else _int_or_none(self.regions.get("count"))
+        """The count when complete; else the best certified lower bound (patterns found, or lower_bound
+        with the data-certified patterns, whichever is larger)."""
+        if self.regions is None:
+            return None
+        c = _int_or_none(self.regions.get("count"))
+        lb = _int_or_none(self.regions.get("lower_bound"))
+        if c is not None and lb is not None and not self.regions.get("complete"):
+            return max(c, lb)
+        return c
 
     @property
     def regions_complete(self):
