@@ -221,6 +221,11 @@ def backend_class(name: str):
     return getattr(importlib.import_module(mod), cls)
 
 
+def backend_candidates(name: str) -> list[str]:
+    """The backends `--backend name` tries, in order (auto / milp: their fallback lists)."""
+    return list(FALLBACK_CHOICES.get(name, (name,)))
+
+
 def run_backends(problem: EnumerationProblem, sink: PatternSink, backend: str = "auto", *,
                  time_limit: float | None = None, threads: int = 1, resume_state: dict | None = None,
                  options: dict | None = None, prepare=None, on_fallback=None) -> tuple[EnumerationResult, str, list]:
@@ -232,7 +237,7 @@ def run_backends(problem: EnumerationProblem, sink: PatternSink, backend: str = 
     arguments of enumerate (the count driver's checkpoint hooks); on_fallback(message) is told
     when a licence-size limit makes it fall back.
     """
-    candidates = list(FALLBACK_CHOICES.get(backend, (backend,)))
+    candidates = backend_candidates(backend)
     options = dict(options or {})
     if backend in FALLBACK_CHOICES:
         known = set().union(*(backend_class(n).options for n in candidates))

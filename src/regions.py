@@ -22,8 +22,8 @@ import numpy as np
 
 from .bounds import N_DATA_SAMPLES, analyse_stability, data_points_for_box, write_stability_files
 from .domain import Box
-from .enumeration import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink, backend_class,
-                          get_backend, run_backends)
+from .enumeration import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink, backend_candidates,
+                          backend_class, get_backend, run_backends)
 from .milp import formulation_size
 from .ioutils import ToolError, atomic_write_json, read_json, remove_stale_temps
 from .network import ReluNet
@@ -170,10 +170,6 @@ def _validate_settings(tol, time_limit, threads, workers=1, checkpoint_every=Non
         raise ToolError(f"--workers must be >= 1, got {workers}")
 
 
-def _backend_candidates(name: str) -> list[str]:
-    return list(FALLBACK_CHOICES.get(name, (name,)))
-
-
 def count_data(net: ReluNet, box: Box, tol: float, data_root=None, n_samples: int = N_DATA_SAMPLES, seed: int = 0,
                mnist: bool | None = None):
     """(DataPatterns of the MNIST images in the box and of n_samples seeded samples, notes).
@@ -286,7 +282,7 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     deadline = None if time_limit is None else t_start + time_limit
     data, data_notes = count_data(net, box, tol, data_root, data_samples, mnist=mnist)
     notes += data_notes
-    candidates = _backend_candidates(backend)
+    candidates = backend_candidates(backend)
     stability = analyse_stability(net, box, tol=tol, exact=exact_stability, progress=progress, data=data,
                                   tight_bounds=backend_class(candidates[0]).uses_milp, deadline=deadline)
     if stability.stopped_by_time_limit:
