@@ -100,9 +100,6 @@ class TrainConfig:
         return d
 
 
-run_dir_for = layout.run_dir
-
-
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without a GPU raises ToolError."""
     import torch
@@ -387,7 +384,7 @@ def sweep_configs(start: int, arch: str, l1s, advs, dropouts, **common) -> list[
 
 
 def _status(cfg: TrainConfig, models_dir, force: bool) -> str:
-    d = run_dir_for(models_dir, cfg.run_id)
+    d = layout.run_dir(models_dir, cfg.run_id)
     if not d.exists():
         return "new"
     if is_complete(d):
@@ -434,7 +431,7 @@ def _train_on_ray(session, todo, models_dir: Path, data_root, quiet: bool, out) 
                 while waiting and len(running) < session.slots:
                     c = waiting.pop(0)
                     gpus = 1 if str(c.device).startswith("cuda") else 0
-                    h = session.submit(train_task, asdict(c), str(run_dir_for(models_dir, c.run_id)), data_root,
+                    h = session.submit(train_task, asdict(c), str(layout.run_dir(models_dir, c.run_id)), data_root,
                                        num_cpus=c.threads, num_gpus=gpus)
                     running[h] = c
                 for h in session.wait(list(running), timeout=1.0):
@@ -482,12 +479,12 @@ def run_sweep(configs, models_dir=DEFAULT_MODELS_DIR, workers: int = 1, force: b
             results = _train_on_ray(session, todo, models_dir.resolve(), data_root, quiet, out)
     else:
         for c in todo:
-            m = train_run(c, run_dir_for(models_dir, c.run_id), quiet=quiet, bars=True, data_root=data_root)
+            m = train_run(c, layout.run_dir(models_dir, c.run_id), quiet=quiet, bars=True, data_root=data_root)
             results[c.run_id] = m
             print(f"run {c.run_id}: test accuracy {m['test_accuracy']:.4f} ({m['seconds']:.1f}s)", file=out, flush=True)
     summary = []
     for c in configs:
-        d = run_dir_for(models_dir, c.run_id)
+        d = layout.run_dir(models_dir, c.run_id)
         m = results.get(c.run_id) or read_metrics(d / layout.METRICS)
         summary.append({"run_id": c.run_id, "dir": str(d), "trained": c.run_id in results,
                          "test_accuracy": m.get("test_accuracy")})

@@ -679,9 +679,6 @@ def fmt_int(v: int) -> str:
     return f"{v} (~10^{math.log10(v):.2f})" if v >= HUGE else str(v)
 
 
-domain_from_pattern_file = layout.domain_of_pattern_file
-
-
 def _default_domain_flags(args) -> bool:
     return (args.lo == 0.0 and args.hi == 1.0 and args.center is None and args.center_test_index is None
             and args.width is None)
@@ -770,7 +767,7 @@ def run_transform(args) -> int:
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         mode = "feasible"
-        file_domain = domain_from_pattern_file(args.patterns)
+        file_domain = layout.domain_of_pattern_file(args.patterns)
         if file_domain and file_domain != box.name and _default_domain_flags(args):
             named = box_from_domain_name(file_domain, net.n_inputs, args.data_root)
             if named is not None:
