@@ -5,7 +5,7 @@ else 0. A pattern S is feasible iff some x in the domain has g > tol on every un
 bit 1 and g <= 0 on every unit with bit 0; the number of linear regions is the number of
 feasible patterns. `count_regions` writes, next to the weights (or in out_dir):
   activation_pattern_abhinav_<domain>.dat   the patterns (streamed, atomic)
-  stable_units_<domain>.json, inactive_<domain>.dat   the stable units (src/bounds.py)
+  stable_units_<domain>.json, inactive_<domain>.dat   the stable units (src/bounds/files.py)
   regions_<domain>.json                     the summary (docs/formats.md), written last
   frontier_<domain>.json                    resumable search state (only backends that have one)
 """

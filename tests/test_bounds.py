@@ -1,4 +1,4 @@
-"""Bounds and stable units (src/bounds.py) against exact per-region LPs on tiny nets."""
+"""Bounds and stable units (src/bounds/) against exact per-region LPs on tiny nets."""
 import json
 from functools import lru_cache
 
