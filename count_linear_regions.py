@@ -73,60 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_sections(args, net, box, out_dir) -> int:
-    """--slice / --segments: check every flag first, then write slice_I_J_K.json and/or segments.json."""
-    from src import sections
-    from src.data import load_mnist_arrays
-    from src.ioutils import atomic_write_json
-    from src.regions import file_sha256
-
-    def ints(flag, text, n):
-        try:
-            v = [int(t) for t in str(text).split(",")]
-        except ValueError:
-            v = []
-        if len(v) != n:
-            raise ToolError(f"{flag}: expected {'three integers like 0,1,2' if n == 3 else 'an integer'}, "
-                            f"got {text!r}")
-        return v
-
-    idx = ints("--slice", args.slice, 3) if args.slice is not None else []
-    n_pairs = ints("--segments", args.segments, 1)[0] if args.segments is not None else 0
-    seed = ints("--segments-seed", args.segments_seed, 1)[0]
-    if args.segments is not None and n_pairs < 1:
-        raise ToolError(f"--segments must be >= 1, got {n_pairs}")
-    flag = "--slice" if args.slice is not None else "--segments"
-    if net.n_inputs != 784:
-        raise ToolError(f"{flag} uses MNIST test images and needs a 784-input network, this one has {net.n_inputs}")
-    X, y = load_mnist_arrays("test")
-    bad = [i for i in idx if not 0 <= i < len(X)]
-    if bad:
-        raise ToolError(f"--slice: index {bad[0]} out of range, the MNIST test set has {len(X)} images "
-                        f"(0..{len(X) - 1})")
-    plane = None
-    if idx:
-        try:
-            plane = sections.plane_through(X[idx].astype("float64"))
-        except ToolError as e:
-            raise ToolError(f"--slice {args.slice}: {e}") from None
-    meta = {"weights": args.weights, "weights_sha256": file_sha256(args.weights), "layer_sizes": net.layer_sizes}
-    if plane is not None:
-        rec = sections.image_slice_record(net, plane, box, idx, [int(y[i]) for i in idx])
-        name = "slice_" + "_".join(map(str, idx)) + ("" if box.name == "input_0_1" else f"_{box.name}")
-        atomic_write_json(Path(out_dir) / f"{name}.json", {**meta, **rec})
-        print(f"{rec['regions_in_box']} linear regions in the box on the plane through test images {args.slice} "
-              f"({rec['regions_in_view']} in view, {len(rec['unverified'])} unverified, {rec['seconds']:.2f} s): "
-              f"{Path(out_dir) / f'{name}.json'}")
-    if n_pairs:
-        rec = sections.image_segments_record(net, X, sections.seeded_pairs(len(X), n_pairs, seed), seed)
-        atomic_write_json(Path(out_dir) / "segments.json", {**meta, **rec})
-        s = rec["summary"]
-        print(f"{n_pairs} segments between MNIST test images: median {s['median_regions']:g} linear regions "
-              f"crossed, {s['median_regions_per_unit_length']:.3g} per unit of L2 length ({s['unverified']} "
-              f"unverified, {rec['seconds']:.2f} s): {Path(out_dir) / 'segments.json'}")
-    return 0
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from src.readers import load_net
@@ -145,7 +91,12 @@ def main(argv=None) -> int:
         raise ToolError("a sweep of local boxes (a width list or --center-test-index A:B) counts from scratch; "
                         "it does not take --slice, --segments or --resume")
     if args.slice is not None or args.segments is not None:
-        return run_sections(args, net, box, out_dir)
+        from src.sections import write_image_sections
+
+        for f in write_image_sections(args.weights, net, box, out_dir, slice_images=args.slice,
+                                      segments=args.segments, segments_seed=args.segments_seed):
+            print(f.line)
+        return 0
     if args.status:
         status, path = sweep_status(args.weights, domains, out_dir) if sweep else \
             count_status(args.weights, box, args.tol, out_dir)

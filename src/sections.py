@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -703,3 +704,79 @@ def image_segments_record(net: ReluNet, images, pairs, seed: int) -> dict:
     return {"pairs": len(pairs), "seed": int(seed), "tolerance": SEGMENT_TOL,
             "seconds": round(time.perf_counter() - t0, 4), "summary": segments_summary(segs),
             "segments": [segment_record(s, i, j) for s, (i, j) in zip(segs, pairs)]}
+
+
+# ---- the step: count_linear_regions.py --slice / --segments ------------------------------------------
+@dataclass
+class SectionFile:
+    """One file written by `write_image_sections`: its path, its JSON record and a one-line summary."""
+
+    path: Path
+    record: dict
+    line: str
+
+
+def _flag_ints(flag: str, value, n: int) -> list[int]:
+    """n integers from "a,b,c" (or a sequence of ints); a ToolError naming the flag otherwise."""
+    text = value if isinstance(value, str) else ",".join(map(str, np.atleast_1d(value)))
+    try:
+        v = [int(t) for t in str(text).split(",")]
+    except ValueError:
+        v = []
+    if len(v) != n:
+        raise ToolError(f"{flag}: expected {'three integers like 0,1,2' if n == 3 else 'an integer'}, got {value!r}")
+    return v
+
+
+def write_image_sections(weights, net: ReluNet, box: Box, out_dir, *, slice_images=None, segments=None,
+                         segments_seed=0) -> list[SectionFile]:
+    """Exact sections through MNIST test images: slice_I_J_K[_<domain>].json and/or segments.json in out_dir.
+
+    slice_images: three test-image indices ("I,J,K" or a sequence), the 2-D section of the plane through
+    them; segments: K, the 1-D sections of K seeded pairs (seed segments_seed). Every argument is
+    checked before anything is written (ToolError naming the flag). Returns the files written, in order.
+    """
+    from .data import load_mnist_arrays
+    from .ioutils import atomic_write_json
+    from .layout import SEGMENTS, slice_file_name
+    from .regions import file_sha256
+
+    idx = _flag_ints("--slice", slice_images, 3) if slice_images is not None else []
+    n_pairs = _flag_ints("--segments", segments, 1)[0] if segments is not None else 0
+    seed = _flag_ints("--segments-seed", segments_seed, 1)[0]
+    if segments is not None and n_pairs < 1:
+        raise ToolError(f"--segments must be >= 1, got {n_pairs}")
+    flag = "--slice" if slice_images is not None else "--segments"
+    if net.n_inputs != 784:
+        raise ToolError(f"{flag} uses MNIST test images and needs a 784-input network, this one has {net.n_inputs}")
+    X, y = load_mnist_arrays("test")
+    bad = [i for i in idx if not 0 <= i < len(X)]
+    if bad:
+        raise ToolError(f"--slice: index {bad[0]} out of range, the MNIST test set has {len(X)} images "
+                        f"(0..{len(X) - 1})")
+    slice_text = slice_images if isinstance(slice_images, str) else ",".join(map(str, idx))
+    plane = None
+    if idx:
+        try:
+            plane = plane_through(X[idx].astype("float64"))
+        except ToolError as e:
+            raise ToolError(f"--slice {slice_text}: {e}") from None
+    meta = {"weights": str(weights), "weights_sha256": file_sha256(weights), "layer_sizes": net.layer_sizes}
+    out = []
+    if plane is not None:
+        rec = image_slice_record(net, plane, box, idx, [int(y[i]) for i in idx])
+        path = Path(out_dir) / slice_file_name(idx, box.name)
+        atomic_write_json(path, {**meta, **rec})
+        out.append(SectionFile(path, rec, f"{rec['regions_in_box']} linear regions in the box on the plane through "
+                                          f"test images {slice_text} ({rec['regions_in_view']} in view, "
+                                          f"{len(rec['unverified'])} unverified, {rec['seconds']:.2f} s): {path}"))
+    if n_pairs:
+        rec = image_segments_record(net, X, seeded_pairs(len(X), n_pairs, seed), seed)
+        path = Path(out_dir) / SEGMENTS
+        atomic_write_json(path, {**meta, **rec})
+        s = rec["summary"]
+        out.append(SectionFile(path, rec, f"{n_pairs} segments between MNIST test images: median "
+                                          f"{s['median_regions']:g} linear regions crossed, "
+                                          f"{s['median_regions_per_unit_length']:.3g} per unit of L2 length "
+                                          f"({s['unverified']} unverified, {rec['seconds']:.2f} s): {path}"))
+    return out
