@@ -37,11 +37,43 @@ class RegionCount:
         return int(len(self.patterns))
 
 
-def _box(net: ReluNet, box: Box | None) -> Box:
+def _box(net: ReluNet, box: Box | None, source=None) -> Box:
+    """The box (default [0,1]^n0), checked against the net's inputs; source names the net in the message."""
     box = Box.uniform(net.n_inputs) if box is None else box
     if box.n != net.n_inputs:
-        raise ToolError(f"the domain has {box.n} inputs but the network has {net.n_inputs}")
+        what = "the network" if source is None else f"the network {source}"
+        raise ToolError(f"the domain has {box.n} inputs but {what} has {net.n_inputs}")
     return box
+
+
+def count_domain(net: ReluNet, box: Box | None = None, source=None) -> Box:
+    """The domain of a region count, checked: the net has a hidden layer and the box its inputs.
+
+    One definition for count_regions here and the file driver src.regions.count_regions (source: the
+    weights file, named in its messages).
+    """
+    where = "" if source is None else f"{source}: "
+    if net.n_hidden_layers == 0:
+        raise ToolError(f"{where}the network has no hidden layer, so it has exactly one linear region")
+    return _box(net, box, source)
+
+
+def count_stability(net: ReluNet, box: Box, *, backend: str = "auto", tol: float = 1e-6, exact: bool = False,
+                    data=None, progress=None, time_limit: float | None = None,
+                    deadline: float | None = None) -> Stability:
+    """The stable units a region count starts from (src.bounds.analyse_stability).
+
+    With data (points of the box, e.g. src.regions.count_data) the LP tier tightens every open unit
+    only when the first backend `backend` tries solves the MILP (its big-M constants); without data
+    analyse_stability's default (the full LP tier). One definition for both count drivers.
+    """
+    tight = None
+    if data is not None:
+        from .enumeration import backend_candidates, backend_class
+
+        tight = backend_class(backend_candidates(backend)[0]).uses_milp
+    return analyse_stability(net, box, tol=tol, exact=exact, progress=progress, time_limit=time_limit, data=data,
+                             tight_bounds=tight, deadline=deadline)
 
 
 def count_regions(net: ReluNet, box: Box | None = None, *, backend: str = "auto", tol: float = 1e-6,
@@ -53,11 +85,9 @@ def count_regions(net: ReluNet, box: Box | None = None, *, backend: str = "auto"
     or a registered name; options go to the backend (e.g. workers=2 for lp). A time limit returns
     what was found with complete=False. The file-writing driver is src.regions.count_regions.
     """
-    box = _box(net, box)
-    if net.n_hidden_layers == 0:
-        raise ToolError("the network has no hidden layer, so it has exactly one linear region")
-    st = stability if stability is not None else analyse_stability(net, box, tol=tol, exact=exact_stability,
-                                                                      time_limit=time_limit)
+    box = count_domain(net, box)
+    st = stability if stability is not None else count_stability(net, box, backend=backend, tol=tol,
+                                                                    exact=exact_stability, time_limit=time_limit)
     sink = PatternSink()
     result, used, notes = run_backends(EnumerationProblem(net, box, st, tol), sink, backend, time_limit=time_limit,
                                        threads=threads, options=options)

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .bounds import N_DATA_SAMPLES, analyse_stability, data_points_for_box, write_stability_files
+from .api import count_domain, count_stability
+from .bounds import N_DATA_SAMPLES, data_points_for_box, write_stability_files
 from .domain import Box
 from .enumeration import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink, backend_candidates,
-                          backend_class, get_backend, run_backends)
+                          get_backend, run_backends)
 from .milp import formulation_size
 from .ioutils import ToolError, atomic_write_json, read_json, remove_stale_temps
 from .network import ReluNet
@@ -215,12 +216,7 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     if net is None:
         from .readers import load_net   # weights.dat, .pt/.pth state_dict or .onnx
         net = load_net(weights)
-    if net.n_hidden_layers == 0:
-        raise ToolError(f"{weights}: the network has no hidden layer, so it has exactly one linear region")
-    if box is None:
-        box = Box.uniform(net.n_inputs)
-    if box.n != net.n_inputs:
-        raise ToolError(f"the domain has {box.n} inputs but the network {weights} has {net.n_inputs}")
+    box = count_domain(net, box, source=weights)
     if backend not in FALLBACK_CHOICES:
         get_backend(backend)          # unknown name / missing package: fail before any work
     out_dir = Path(out_dir) if out_dir is not None else weights.parent
@@ -283,8 +279,8 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     data, data_notes = count_data(net, box, tol, data_root, data_samples, mnist=mnist)
     notes += data_notes
     candidates = backend_candidates(backend)
-    stability = analyse_stability(net, box, tol=tol, exact=exact_stability, progress=progress, data=data,
-                                  tight_bounds=backend_class(candidates[0]).uses_milp, deadline=deadline)
+    stability = count_stability(net, box, backend=backend, tol=tol, exact=exact_stability, progress=progress,
+                                data=data, deadline=deadline)
     if stability.stopped_by_time_limit:
         notes.append("the time limit cut the stability analysis short: some units left open are stable "
                      "(sound, but more patterns to search)")
