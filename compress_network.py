@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from src.compress import DEFAULT_POINTS, DEFAULT_RANK_TOL, DEFAULT_RTOL, run_cli
-from src.domain import add_domain_arguments
+from src.compress import DEFAULT_POINTS, DEFAULT_RANK_TOL, DEFAULT_RTOL, compress_run
+from src.domain import DomainSpec, add_domain_arguments
 from src.ioutils import run_main
 
 
@@ -59,7 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(args)
+    report = compress_run(
+        args.weights, domain=DomainSpec.from_args(args), output=args.output, out_dir=args.out_dir,
+        save_each=args.save_each, stability_files=not args.no_stability_files, tol=args.tol, exact=not args.no_exact,
+        time_limit=args.time_limit, rank_tol=args.rank_tol, verify=not args.no_verify,
+        verify_points=args.verify_points, rtol=args.rtol, seed=args.seed, data_root=args.data_root,
+        progress=not args.quiet)
+    if report.error:
+        print(f"error: {report.error}", file=sys.stderr)
+    elif not args.quiet:
+        for line in report.lines:
+            print(line)
+    return report.exit_code
 
 
 if __name__ == "__main__":

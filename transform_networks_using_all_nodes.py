@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from src.domain import add_domain_arguments  # noqa: E402
+from src.domain import DomainSpec, add_domain_arguments  # noqa: E402
 from src.ioutils import run_main  # noqa: E402
 from src.transform import (DEFAULT_BIG_M, DEFAULT_MAX_FILE_PARAMS, DEFAULT_MAX_PARAMS,  # noqa: E402
                            DEFAULT_MAX_UNITS)
@@ -76,9 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from src.transform import run_transform
+    from src.transform import transform_run
 
-    return run_transform(args)
+    report = transform_run(
+        args.weights, args.patterns, output=args.output, domain=DomainSpec.from_args(args), big_m=args.big_m,
+        share="none" if args.no_share else ("trie" if args.trie_only else "full"),
+        allow_incomplete=args.allow_incomplete, size_only=args.size_only, max_units=args.max_units,
+        max_params=args.max_params, max_file_params=args.max_file_params, verify=not args.no_verify,
+        verify_points=args.verify_points, verify_patterns=args.verify_patterns, rtol=args.rtol, tol=args.tol,
+        seed=args.seed, mnist=not args.no_mnist, data_root=args.data_root, progress=not args.quiet, say=print)
+    if report.message:
+        print(report.message, file=sys.stderr)
+    return report.exit_code
 
 
 if __name__ == "__main__":

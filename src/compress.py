@@ -33,7 +33,7 @@ import numpy as np
 import scipy.linalg
 
 from .verification import relative_errors
-from .domain import domains_from_args, parse_index_spec, parse_widths  # noqa: F401  (their home is src/domain.py)
+from .domain import DomainSpec, domains_for, domains_from_args, parse_index_spec, parse_widths  # noqa: F401  (their home is src/domain.py)
 from .geometry import advance
 from .layout import compressed_file_names
 from .domain import Box, parse_width
@@ -334,15 +334,24 @@ def write_sweep(out_dir, stem: str, rows: list[dict], units_before: list[int], m
     return paths
 
 
-# ---- command line (compress_network.py) ----------------------------------------------------
-def _domains_from_args(args, net: ReluNet):
-    return domains_from_args(args, net.n_inputs, args.data_root)
+# ---- the step (compress_network.py) ---------------------------------------------------------
+@dataclass
+class CompressReport:
+    """What `compress_run` did. One domain: box, stability, compression, times, verification and the
+    compressed net's file; a sweep: its table rows. `files`: every file written; `lines`: the summary the
+    script prints (unless -q); `error`: why it failed (verification), with exit_code 1."""
 
-
-def _write_stability(out_dir, st, box, weights_path):
-    from .bounds import write_stability_files
-
-    return write_stability_files(out_dir, st, box, weights_path)
+    exit_code: int = 0
+    error: str | None = None
+    box: Box | None = None
+    stability: object = None
+    compression: Compression | None = None
+    times: dict | None = None
+    verification: dict | None = None
+    dat_path: Path | None = None
+    rows: list[dict] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
 
 
 def _summary(box: Box, comp: Compression, st, times: dict, ver) -> str:
@@ -364,84 +373,96 @@ def _summary(box: Box, comp: Compression, st, times: dict, ver) -> str:
     return "\n".join(lines)
 
 
-def run_cli(args) -> int:
-    """compress_network.py: one domain -> compressed net + JSON; several -> a sweep table."""
+def compress_run(weights, *, domain: DomainSpec | Box | None = None, output=None, out_dir=None,
+                 save_each: bool = False, stability_files: bool = True, tol: float = 1e-6, exact: bool = True,
+                 time_limit: float | None = None, rank_tol: float = DEFAULT_RANK_TOL, verify: bool = True,
+                 verify_points: int = DEFAULT_POINTS, rtol: float = DEFAULT_RTOL, seed: int = 0, data_root=None,
+                 progress: bool = True) -> CompressReport:
+    """The compression step (compress_network.py) on the net in `weights`.
+
+    domain: a DomainSpec (default [0,1]^n0; a width list or a test-image range A:B is a sweep) or a Box.
+    One domain: compressed_<domain>.dat / .json in out_dir (default: beside the weights) or at `output`,
+    plus stable_units_<domain>.json / inactive_<domain>.dat unless stability_files=False. A sweep: the
+    table compress_sweep_<centers>_width_<widths>.csv/.md/.json (save_each: each domain's files too).
+    A verification failure returns exit_code 1 and writes nothing more; bad input raises ToolError.
+    """
     import sys
 
     from tqdm import tqdm
 
-    for name in ("tol", "rank_tol", "rtol"):
-        v = getattr(args, name)
+    for name, v in (("tol", tol), ("rank_tol", rank_tol), ("rtol", rtol)):
         if not (np.isfinite(v) and v >= 0):
             raise ToolError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v:g}")
-    if args.time_limit is not None and not (np.isfinite(args.time_limit) and args.time_limit > 0):
-        raise ToolError(f"--time-limit must be > 0 seconds, got {args.time_limit:g}")
-    if args.verify_points < 0:
-        raise ToolError(f"--verify-points must be >= 0, got {args.verify_points}")
-    weights_path = Path(args.weights)
+    if time_limit is not None and not (np.isfinite(time_limit) and time_limit > 0):
+        raise ToolError(f"--time-limit must be > 0 seconds, got {time_limit:g}")
+    if verify_points < 0:
+        raise ToolError(f"--verify-points must be >= 0, got {verify_points}")
+    weights_path = Path(weights)
     from .readers import load_net   # weights.dat, .pt/.pth state_dict or .onnx
     net = load_net(weights_path)
     if net.n_hidden_layers == 0:
         raise ToolError(f"{weights_path}: the net has no hidden layer, nothing to compress")
-    domains, sweep = _domains_from_args(args, net)
-    out_dir = Path(args.out_dir) if args.out_dir else weights_path.parent
-    if sweep and args.output:
+    domains, sweep = domains_for(domain, net.n_inputs, data_root)
+    out_dir = Path(out_dir) if out_dir else weights_path.parent
+    if sweep and output:
         raise ToolError("-o/--output names one compressed net; a sweep writes a table (use --out-dir)")
-    opts = dict(tol=args.tol, exact=not args.no_exact, rank_tol=args.rank_tol, verify_points=args.verify_points,
-                rtol=args.rtol, do_verify=not args.no_verify, seed=args.seed, time_limit=args.time_limit)
+    opts = dict(tol=tol, exact=exact, rank_tol=rank_tol, verify_points=verify_points,
+                rtol=rtol, do_verify=verify, seed=seed, time_limit=time_limit)
     test_cache = {}
+    report = CompressReport()
 
     def test_set(box):
-        if args.no_verify:
+        if not verify:
             return None
         if "t" not in test_cache and box.n == 784:
-            test_cache["t"] = test_set_for(Box.uniform(784), args.data_root)
+            test_cache["t"] = test_set_for(Box.uniform(784), data_root)
         t = test_cache.get("t")
         return t if t is not None and box.contains(t[0]).all() else None
 
     def save(box, st, comp, times, ver, output=None):
+        from .bounds import write_stability_files
+
         dat = Path(output) if output else out_dir / compressed_file_names(box.name)[0]
         acc = None if ver is None else ver.get("test_accuracy_compressed")
         comp.net.save(dat, model_path=str(weights_path), accuracy=acc)
         atomic_write_json(dat.with_suffix(".json"),
                           compression_json(comp, st, box, weights_path, times, ver))
-        if not args.no_stability_files:
-            _write_stability(out_dir if not output else dat.parent, st, box, weights_path)
+        report.files += [dat, dat.with_suffix(".json")]
+        if stability_files:
+            report.files += list(write_stability_files(out_dir if not output else dat.parent, st, box,
+                                                       weights_path))
         return dat
 
     if not sweep:
         _, _, box = domains[0]
         try:
-            st, comp, times, ver = compress_on_domain(net, box, test_set=test_set(box),
-                                                      progress=not args.quiet, **opts)
+            st, comp, times, ver = compress_on_domain(net, box, test_set=test_set(box), progress=progress, **opts)
         except VerificationError as e:
-            print(f"error: verification failed: {e}", file=sys.stderr)
-            return 1
-        dat = save(box, st, comp, times, ver, args.output)
-        if not args.quiet:
-            print(_summary(box, comp, st, times, ver))
-            print(f"wrote {dat} and {dat.with_suffix('.json')}")
-        return 0
+            return CompressReport(1, f"verification failed: {e}", box)
+        dat = save(box, st, comp, times, ver, output)
+        report.box, report.stability, report.compression, report.times, report.verification = box, st, comp, times, ver
+        report.dat_path = dat
+        report.lines = [_summary(box, comp, st, times, ver), f"wrote {dat} and {dat.with_suffix('.json')}"]
+        return report
 
     rows = []
-    for name, width, box in tqdm(domains, desc="domains", disable=args.quiet, file=sys.stderr):
+    for name, width, box in tqdm(domains, desc="domains", disable=not progress, file=sys.stderr):
         try:
             st, comp, times, ver = compress_on_domain(net, box, test_set=test_set(box), **opts)
         except VerificationError as e:
-            print(f"error: verification failed: {e}", file=sys.stderr)
-            return 1
-        if args.save_each:
+            return CompressReport(1, f"verification failed: {e}", box)
+        if save_each:
             save(box, st, comp, times, ver)
         rows.append(sweep_row(name, width, box, st, comp, times, ver))
     centers = sorted({n for n, _, _ in domains}, key=lambda s: (len(s), s))
     label = centers[0] if len(centers) == 1 else f"{centers[0]}_to_{centers[-1]}"
     widths = sorted({w for _, w, _ in domains})
     stem = f"compress_sweep_{label}_width_{'_'.join(f'{w:g}' for w in widths)}"
-    meta = {"weights": str(weights_path), "layer_sizes": net.layer_sizes, "tol": args.tol,
-            "exact": not args.no_exact, "verified": not args.no_verify,
-            "verify_points": args.verify_points if not args.no_verify else 0}
+    meta = {"weights": str(weights_path), "layer_sizes": net.layer_sizes, "tol": tol,
+            "exact": exact, "verified": verify,
+            "verify_points": verify_points if verify else 0}
     paths = write_sweep(out_dir, stem, rows, net.hidden_sizes, meta)
-    if not args.quiet:
-        print(sweep_tables(rows, net.hidden_sizes)[1])
-        print("wrote " + ", ".join(map(str, paths)))
-    return 0
+    report.rows = rows
+    report.files += paths
+    report.lines = [sweep_tables(rows, net.hidden_sizes)[1], "wrote " + ", ".join(map(str, paths))]
+    return report

@@ -137,6 +137,50 @@ def box_from_domain_name(name: str, n_inputs: int, data_root=None) -> Box | None
     return None
 
 
+@dataclass(frozen=True)
+class DomainSpec:
+    """The input domain as add_domain_arguments' flags name it, before the net is known: the box
+    [lo,hi]^n0, or the local box of half-width `width` around the point in the file `center` or around
+    MNIST test image `center_test_index` (a sweep when width lists several values or the index is A:B).
+    Steps take it as `domain=` and resolve it with `box_for` / `domains_for`."""
+
+    lo: float = 0.0
+    hi: float = 1.0
+    center: str | None = None
+    center_test_index: str | int | None = None
+    width: str | float | None = None
+
+    @classmethod
+    def from_args(cls, args) -> "DomainSpec":
+        return cls(args.lo, args.hi, args.center, args.center_test_index, args.width)
+
+    @property
+    def is_default(self) -> bool:
+        """True for [0,1]^n0 named by no flag at all."""
+        return (self.lo == 0.0 and self.hi == 1.0 and self.center is None and self.center_test_index is None
+                and self.width is None)
+
+
+def _given_box(box: Box, n_inputs: int) -> Box:
+    if box.n != n_inputs:
+        raise ToolError(f"the domain has {box.n} inputs but the network has {n_inputs}")
+    return box
+
+
+def box_for(domain: "DomainSpec | Box | None", n_inputs: int, data_root=None) -> Box:
+    """The one box a DomainSpec names (None: [0,1]^n0); a Box is checked against the net's inputs."""
+    if isinstance(domain, Box):
+        return _given_box(domain, n_inputs)
+    return box_from_args(domain or DomainSpec(), n_inputs, data_root)
+
+
+def domains_for(domain: "DomainSpec | Box | None", n_inputs: int, data_root=None) -> tuple[list[tuple], bool]:
+    """[(center label, width, Box)] a DomainSpec names and whether it is a sweep (domains_from_args)."""
+    if isinstance(domain, Box):
+        return [(None, None, _given_box(domain, n_inputs))], False
+    return domains_from_args(domain or DomainSpec(), n_inputs, data_root)
+
+
 def box_from_args(args, n_inputs: int, data_root="data") -> Box:
     """The domain named by add_domain_arguments' flags."""
     if args.center and args.center_test_index is not None:

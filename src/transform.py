@@ -21,7 +21,7 @@ Sharing (`share`):
           on D by the same bound), and merge units with bit-identical weights and bias (e.g. value units
           of patterns that differ only in units with zero outgoing weights, or dead prefixes).
           For all 2^N patterns, `nonempty_patterns` grows only the non-provably-empty ones.
-Everything here is pure numpy/scipy; `run_transform` is the body of transform_networks_using_all_nodes.py.
+Everything here is pure numpy/scipy; `transform_run` is the step transform_networks_using_all_nodes.py runs.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import layout
-from .domain import Box, box_from_domain_name
+from .domain import Box, DomainSpec, box_for, box_from_domain_name
 from .geometry import advance, box_bounds
 from .ioutils import ToolError, atomic_write_json
 from .network import ReluNet
@@ -148,6 +148,20 @@ class TransformResult:
                           value_units=int(self.value_units), patterns=int(len(self.patterns_used)),
                           dropped_units=int(self.dropped_units), merged_units=int(self.merged_units),
                           pruned_patterns=int(len(self.pruned)))
+
+
+@dataclass
+class TransformReport:
+    """What `transform_run` did: the exit code of the script, the sizes, the .json record it wrote
+    (None with size_only), the files, the built net, and the warning/error line for stderr."""
+
+    exit_code: int                     # 0, or 1: the interior-point check failed / incomplete list not written
+    sizes: dict
+    record: dict | None = None
+    json_path: Path | None = None
+    dat_path: Path | None = None       # the two-hidden-layer weights file, when written
+    net: TwoHiddenNet | None = None
+    message: str | None = None         # "warning: …" / "error: …" (the script prints it on stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -679,11 +693,6 @@ def fmt_int(v: int) -> str:
     return f"{v} (~10^{math.log10(v):.2f})" if v >= HUGE else str(v)
 
 
-def _default_domain_flags(args) -> bool:
-    return (args.lo == 0.0 and args.hi == 1.0 and args.center is None and args.center_test_index is None
-            and args.width is None)
-
-
 def output_paths(weights, tag: str, out=None) -> tuple[Path, Path]:
     dat = Path(out) if out else Path(weights).parent / layout.two_hidden_file_names(tag)[0]
     return dat, dat.with_suffix(".json")
@@ -734,60 +743,74 @@ def check_pattern_sidecar(pattern_path, weights_path, domain_name, n_patterns: i
     return None
 
 
-def run_transform(args) -> int:
-    """The body of transform_networks_using_all_nodes.py (args from its parser)."""
-    from .domain import box_from_args
+def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | Box | None = None,
+                  big_m: float = DEFAULT_BIG_M, share: str = "full", allow_incomplete: bool = False,
+                  size_only: bool = False, max_units: int = DEFAULT_MAX_UNITS, max_params: int = DEFAULT_MAX_PARAMS,
+                  max_file_params: int = DEFAULT_MAX_FILE_PARAMS, verify: bool = True, verify_points: int = 10000,
+                  verify_patterns: int = 0, rtol: float = 1e-6, tol: float = 1e-6, seed: int = 0,
+                  mnist: bool = True, data_root=None, progress: bool = True, say=None) -> TransformReport:
+    """The transformation step (transform_networks_using_all_nodes.py): read the net in `weights`, build
+    the two-hidden-layer net from all 2^N patterns (patterns=None) or from the pattern file `patterns`,
+    verify it and write two_hidden_<tag>.dat / .json beside the weights (or at `output`).
+
+    domain: a DomainSpec (default [0,1]^n0; then a pattern file named for another domain sets it) or a
+    Box. share: "full", "trie" or "none" (module docstring). Nets over max_units / max_params are not
+    built (their sizes go to the .json, exit code 0); size_only prints the sizes and writes nothing.
+    say(line) receives the report lines (the script prints them); notes and warnings go to stderr.
+    Returns a TransformReport; bad input raises ToolError before anything is written.
+    """
     from .patterns_io import read_patterns
 
-    progress = not args.quiet
-    say = print
-    M = check_big_m(args.big_m)
-    for flag, v in (("--max-units", args.max_units), ("--max-params", args.max_params),
-                    ("--max-file-params", args.max_file_params)):
+    say = say or (lambda line: None)
+    if share not in SHARE_MODES:
+        raise ToolError(f"share must be one of {', '.join(SHARE_MODES)}, got {share!r}")
+    spec = domain if domain is not None else DomainSpec()
+    M = check_big_m(big_m)
+    for flag, v in (("--max-units", max_units), ("--max-params", max_params),
+                    ("--max-file-params", max_file_params)):
         if v < 0:
             raise ToolError(f"{flag} must be >= 0, got {v}")
-    if args.verify_points < 0 or args.verify_patterns < 0:
+    if verify_points < 0 or verify_patterns < 0:
         raise ToolError("--verify-points and --verify-patterns must be >= 0")
-    if not (args.rtol > 0 and args.tol >= 0):
+    if not (rtol > 0 and tol >= 0):
         raise ToolError("--rtol must be > 0 and --tol >= 0")
-    if args.output and Path(args.output).suffix == ".json":
-        raise ToolError(f"-o {args.output}: give the path of the weights file (.dat); the .json goes beside it")
+    if output and Path(output).suffix == ".json":
+        raise ToolError(f"-o {output}: give the path of the weights file (.dat); the .json goes beside it")
     from .readers import load_net   # weights.dat, .pt/.pth state_dict or .onnx
-    net = load_net(args.weights)
+    net = load_net(weights)
     if net.n_hidden_layers < 1:
-        raise ToolError(f"{args.weights}: the network has no hidden layer; there is nothing to transform")
-    box = box_from_args(args, net.n_inputs, data_root=args.data_root)   # None: the repository's data/
-    share = "none" if args.no_share else ("trie" if args.trie_only else "full")
+        raise ToolError(f"{weights}: the network has no hidden layer; there is nothing to transform")
+    box = box_for(spec, net.n_inputs, data_root)   # data_root None: the repository's data/
     N, m = net.n_hidden_units, net.n_outputs
 
-    if args.patterns:
+    if patterns:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            P = read_patterns(args.patterns, net.layer_sizes)
+            P = read_patterns(patterns, net.layer_sizes)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         mode = "feasible"
-        file_domain = layout.domain_of_pattern_file(args.patterns)
-        if file_domain and file_domain != box.name and _default_domain_flags(args):
-            named = box_from_domain_name(file_domain, net.n_inputs, args.data_root)
+        file_domain = layout.domain_of_pattern_file(patterns)
+        if file_domain and file_domain != box.name and isinstance(spec, DomainSpec) and spec.is_default:
+            named = box_from_domain_name(file_domain, net.n_inputs, data_root)
             if named is not None:
                 box = named
-                print(f"note: domain {box.name} taken from the name of {args.patterns}", file=sys.stderr)
+                print(f"note: domain {box.name} taken from the name of {patterns}", file=sys.stderr)
         domain_name = file_domain or box.name
         if file_domain and file_domain != box.name:
-            print(f"warning: {args.patterns} is named for domain '{file_domain}' but the flags give "
+            print(f"warning: {patterns} is named for domain '{file_domain}' but the flags give "
                   f"'{box.name}'; K, the box bounds and the verification use the flags' box",
                   file=sys.stderr)
         tag = layout.two_hidden_tag("feasible", domain_name)
         formulas = formula_sizes(net.layer_sizes, P)
-        list_problem = check_pattern_sidecar(args.patterns, args.weights, file_domain, len(P))
+        list_problem = check_pattern_sidecar(patterns, weights, file_domain, len(P))
     else:
         P = None
         list_problem = None
         mode = "all"
         tag = layout.two_hidden_tag("all", box.name)
         formulas = formula_sizes(net.layer_sizes, None)
-    dat_path, json_path = output_paths(args.weights, tag, args.output)
+    dat_path, json_path = output_paths(weights, tag, output)
     sizes = {"original": size_entry(net.layer_sizes), "naive": formulas["naive"], "shared": formulas["shared"]}
     plan = formulas["naive"] if share == "none" else formulas["shared"]
     n_pat = formulas["patterns"]
@@ -798,7 +821,7 @@ def run_transform(args) -> int:
     nonempty_info = None
     if mode == "all" and share == "full":
         # full sharing leaves out the patterns that are provably empty on D: grow them through the trie
-        P, nonempty_info = nonempty_patterns(net, box, args.max_units // (m + 1), args.max_params)
+        P, nonempty_info = nonempty_patterns(net, box, max_units // (m + 1), max_params)
         if P is None:
             reason = (f"at least {fmt_int(nonempty_info['patterns'])} prefixes (up to hidden layer "
                       f"{nonempty_info['layer']}) are not provably empty on D by the box bounds of each trie "
@@ -812,30 +835,30 @@ def run_transform(args) -> int:
             f2["label"] = "nonempty"
             sizes["nonempty_formula"] = plan = f2
             say(f"patterns not provably empty on D (box bounds per trie node): {len(P)} of 2^{N}")
-    if args.size_only:
+    if size_only:
         say("sizes (by formula; not built):")
         for line in _size_lines(sizes):
             say(line)
         say(f"  note: {formulas['shared']['note']}")
-        return 0
+        return TransformReport(0, sizes)
 
     units = plan["layer_sizes"][1] + plan["layer_sizes"][2]
     mem = memory_params(plan, N)
     if reason:
         pass
-    elif units > args.max_units:
-        reason = (f"it would have {fmt_int(units)} hidden units, more than --max-units {args.max_units}")
-    elif mem > args.max_params:
+    elif units > max_units:
+        reason = (f"it would have {fmt_int(units)} hidden units, more than --max-units {max_units}")
+    elif mem > max_params:
         reason = (f"building it would hold {fmt_int(mem)} numbers (dense layer 1 + sparse layers 2, 3), "
-                  f"more than --max-params {args.max_params}")
-    record = {"weights": str(args.weights), "mode": mode,
-              "pattern_file": str(args.patterns) if args.patterns else None,
+                  f"more than --max-params {max_params}")
+    record = {"weights": str(weights), "mode": mode,
+              "pattern_file": str(patterns) if patterns else None,
               "domain": box.to_json(), "patterns": n_pat, "big_m": M, "band_width": None,
               "built": False, "shared": share != "none", "share": share, "sizes": sizes,
               "build_seconds": None, "verification": None}
     if nonempty_info is not None:
         record["nonempty_patterns"] = nonempty_info
-    if args.patterns and domain_name != box.name:
+    if patterns and domain_name != box.name:
         record["pattern_domain"] = domain_name
     if reason:
         say(f"not built: {reason}. Sizes it would have (by formula):")
@@ -845,7 +868,7 @@ def run_transform(args) -> int:
         record["not_built_reason"] = reason
         atomic_write_json(json_path, record)
         say(f"wrote {json_path}")
-        return 0
+        return TransformReport(0, sizes, record, json_path)
 
     if P is None:
         P = all_patterns(N)
@@ -868,18 +891,18 @@ def run_transform(args) -> int:
 
     ok = True
     accuracy = None
-    if not args.no_verify:
+    if verify:
         t0 = time.perf_counter()
-        ver = {"rtol": args.rtol, "band_width": res.band_width}
-        ver["interior"] = verify_interior(net, two, box, P, res.band_width, tol=args.tol, rtol=args.rtol,
-                                          limit=args.verify_patterns, seed=args.seed, progress=progress)
+        ver = {"rtol": rtol, "band_width": res.band_width}
+        ver["interior"] = verify_interior(net, two, box, P, res.band_width, tol=tol, rtol=rtol,
+                                          limit=verify_patterns, seed=seed, progress=progress)
         keys = _pattern_keys(P) if mode == "feasible" else None
-        if args.verify_points:
-            X = box.sample(args.verify_points, np.random.default_rng(args.seed))
-            ver["uniform"] = compare_on_points(net, two, X, res.band_width, keys, args.rtol)
-            ver["uniform"]["seed"] = args.seed
-        if net.n_inputs == 784 and not args.no_mnist:
-            ver["mnist_test"] = _mnist_check(net, two, box, res.band_width, keys, args.rtol, args.data_root)
+        if verify_points:
+            X = box.sample(verify_points, np.random.default_rng(seed))
+            ver["uniform"] = compare_on_points(net, two, X, res.band_width, keys, rtol)
+            ver["uniform"]["seed"] = seed
+        if net.n_inputs == 784 and mnist:
+            ver["mnist_test"] = _mnist_check(net, two, box, res.band_width, keys, rtol, data_root)
             accuracy = ver["mnist_test"].get("accuracy_transformed")
         ver["seconds"] = round(time.perf_counter() - t0, 3)
         ok = ver["interior"]["ok"]
@@ -901,32 +924,33 @@ def run_transform(args) -> int:
     record["weights_file"] = None
     if not ok:
         record["weights_file_note"] = "not written: the interior-point check failed"
-    elif list_problem is not None and not args.allow_incomplete:
+    elif list_problem is not None and not allow_incomplete:
         record["weights_file_note"] = "not written: the pattern list is incomplete (--allow-incomplete writes it)"
-    elif two.n_params > args.max_file_params:
+    elif two.n_params > max_file_params:
         note = (f"not written: the dense weights.dat would hold {fmt_int(two.n_params)} numbers, more than "
-                f"--max-file-params {args.max_file_params}")
+                f"--max-file-params {max_file_params}")
         record["weights_file_note"] = note
         say(note)
     else:
-        two.save(dat_path, model_path=str(args.weights), accuracy=accuracy)
+        two.save(dat_path, model_path=str(weights), accuracy=accuracy)
         record["weights_file"] = str(dat_path)
         say(f"wrote {dat_path}")
     atomic_write_json(json_path, record)
     say(f"wrote {json_path}")
+    report = TransformReport(0, sizes, record, json_path, Path(record["weights_file"]) if record["weights_file"]
+                             else None, two)
     if ok and list_problem is not None:
-        what = "written as asked (--allow-incomplete)" if args.allow_incomplete else \
+        what = "written as asked (--allow-incomplete)" if allow_incomplete else \
             "no .dat written (--allow-incomplete writes it anyway)"
-        print(f"{'warning' if args.allow_incomplete else 'error'}: the pattern list is incomplete, so the net is "
-              f"NOT equivalent to {args.weights} (\"equivalent\": false): {list_problem}; {what}", file=sys.stderr)
-        return 0 if args.allow_incomplete else 1
-    if not ok:
+        report.message = (f"{'warning' if allow_incomplete else 'error'}: the pattern list is incomplete, so the net "
+                          f"is NOT equivalent to {weights} (\"equivalent\": false): {list_problem}; {what}")
+        report.exit_code = 0 if allow_incomplete else 1
+    elif not ok:
         it = record["verification"]["interior"]
-        print(f"error: interior-point check failed for {it['failures']} patterns (outputs differ by more than "
-              f"rtol {args.rtol:g} at points outside the band); first: {it['failed_patterns'][:5]}",
-              file=sys.stderr)
-        return 1
-    return 0
+        report.message = (f"error: interior-point check failed for {it['failures']} patterns (outputs differ by more "
+                          f"than rtol {rtol:g} at points outside the band); first: {it['failed_patterns'][:5]}")
+        report.exit_code = 1
+    return report
 
 
 def _mnist_check(net, two, box, band_width, keys, rtol, data_root) -> dict:
