@@ -34,10 +34,11 @@ import scipy.linalg
 
 from .verification import relative_errors
 from .domain import DomainSpec, domains_for, domains_from_args, parse_index_spec, parse_widths  # noqa: F401  (their home is src/domain.py)
+from .bounds import reusable_stability, write_stability_files
 from .geometry import advance
 from .layout import compressed_file_names
 from .domain import Box, parse_width
-from .ioutils import ToolError, atomic_write_json, atomic_write_text
+from .ioutils import ToolError, atomic_write_json, atomic_write_text, file_sha256
 from .network import ReluNet
 
 DEFAULT_RANK_TOL = 1e-9
@@ -263,11 +264,13 @@ def test_set_for(box: Box, data_root=None):
 def compress_on_domain(net: ReluNet, box: Box, *, tol: float = 1e-6, exact: bool = True,
                        rank_tol: float = DEFAULT_RANK_TOL, verify_points: int = DEFAULT_POINTS,
                        rtol: float = DEFAULT_RTOL, do_verify: bool = True, test_set=None,
-                       seed: int = 0, time_limit: float | None = None, progress=None):
+                       seed: int = 0, time_limit: float | None = None, progress=None, stability=None):
     """Stability -> compression -> verification on one box. Returns (stability, Compression, times,
-    verification or None); raises VerificationError when the compressed net differs."""
+    verification or None); raises VerificationError when the compressed net differs. A given `stability`
+    (sound for the box, e.g. src.bounds.reusable_stability) is used instead of computing it."""
     t0 = time.perf_counter()
-    st = stability_on(net, box, tol=tol, exact=exact, progress=progress, time_limit=time_limit)
+    st = stability if stability is not None else stability_on(net, box, tol=tol, exact=exact, progress=progress,
+                                                              time_limit=time_limit)
     t1 = time.perf_counter()
     comp = compress(net, st, rank_tol=rank_tol)
     t2 = time.perf_counter()
@@ -410,6 +413,8 @@ def compress_run(weights, *, domain: DomainSpec | Box | None = None, output=None
                 rtol=rtol, do_verify=verify, seed=seed, time_limit=time_limit)
     test_cache = {}
     report = CompressReport()
+    sha = file_sha256(weights_path)
+    reused: dict[str, Path] = {}      # domain name -> the stable_units file whose stable units were used
 
     def test_set(box):
         if not verify:
@@ -419,36 +424,48 @@ def compress_run(weights, *, domain: DomainSpec | Box | None = None, output=None
         t = test_cache.get("t")
         return t if t is not None and box.contains(t[0]).all() else None
 
-    def save(box, st, comp, times, ver, output=None):
-        from .bounds import write_stability_files
+    def stored(box, where):
+        """The stable units of an earlier step in `where` (stable_units_<domain>.json), when reusable."""
+        found = reusable_stability(where, box, weights_path, net.hidden_sizes, tol, exact, sha)
+        if found is not None:
+            reused[box.name] = found[1]
+        return None if found is None else found[0]
 
+    def save(box, st, comp, times, ver, output=None):
         dat = Path(output) if output else out_dir / compressed_file_names(box.name)[0]
         acc = None if ver is None else ver.get("test_accuracy_compressed")
         comp.net.save(dat, model_path=str(weights_path), accuracy=acc)
-        atomic_write_json(dat.with_suffix(".json"),
-                          compression_json(comp, st, box, weights_path, times, ver))
+        record = compression_json(comp, st, box, weights_path, times, ver)
+        if box.name in reused:
+            record["stability_file"] = str(reused[box.name])
+        atomic_write_json(dat.with_suffix(".json"), record)
         report.files += [dat, dat.with_suffix(".json")]
-        if stability_files:
+        if stability_files and box.name not in reused:
             report.files += list(write_stability_files(out_dir if not output else dat.parent, st, box,
-                                                       weights_path))
+                                                       weights_path, sha))
         return dat
 
     if not sweep:
         _, _, box = domains[0]
         try:
-            st, comp, times, ver = compress_on_domain(net, box, test_set=test_set(box), progress=progress, **opts)
+            st, comp, times, ver = compress_on_domain(net, box, test_set=test_set(box), progress=progress,
+                                                      stability=stored(box, Path(output).parent if output
+                                                                       else out_dir), **opts)
         except VerificationError as e:
             return CompressReport(1, f"verification failed: {e}", box)
         dat = save(box, st, comp, times, ver, output)
         report.box, report.stability, report.compression, report.times, report.verification = box, st, comp, times, ver
         report.dat_path = dat
         report.lines = [_summary(box, comp, st, times, ver), f"wrote {dat} and {dat.with_suffix('.json')}"]
+        if box.name in reused:
+            report.lines.insert(1, f"  stable units read from {reused[box.name]} (same weights, domain and tol)")
         return report
 
     rows = []
     for name, width, box in tqdm(domains, desc="domains", disable=not progress, file=sys.stderr):
         try:
-            st, comp, times, ver = compress_on_domain(net, box, test_set=test_set(box), **opts)
+            st, comp, times, ver = compress_on_domain(net, box, test_set=test_set(box), stability=stored(box, out_dir),
+                                                      **opts)
         except VerificationError as e:
             return CompressReport(1, f"verification failed: {e}", box)
         if save_each:

@@ -101,6 +101,17 @@ def atomic_open(path, mode: str = "w", **kwargs):
         raise
 
 
+def file_sha256(path) -> str:
+    """The sha256 hex digest of a file's bytes (the `weights_sha256` of the records)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def atomic_write_text(path, text: str) -> None:
     with atomic_open(path, "w") as fh:
         fh.write(text)

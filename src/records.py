@@ -1,9 +1,10 @@
 """Readers of the JSON files that pass between steps, each checked against its schema.
 
-config.json and metrics.json (training), regions_<domain>.json, frontier_<domain>.json and
-checkpoint_<domain>.json (region counting). Each reader returns the parsed dict or raises one
-ToolError `FILE:LINE: key: what is wrong` (docs/formats.md holds the schemas). Fields that no
-step reads are not checked, so that files of earlier versions with extra keys stay readable.
+config.json and metrics.json (training), regions_<domain>.json, frontier_<domain>.json,
+checkpoint_<domain>.json (region counting) and stable_units_<domain>.json. Each reader returns the
+parsed dict or raises one ToolError `FILE:LINE: key: what is wrong` (docs/formats.md holds the
+schemas). Fields that no step reads are not checked, so that files of earlier versions with extra
+keys stay readable.
 """
 from __future__ import annotations
 
@@ -212,4 +213,36 @@ def read_checkpoint(path) -> dict:
     c.need(d, "patterns", nonneg_int)
     c.need(d, "bytes", nonneg_int)
     c.need(d, "frontier", lambda v: frontier_items(v, sum(sizes[1:-1])), optional=True)
+    return d
+
+
+# ---- stable units -----------------------------------------------------------------------------
+def _stable_layers(v):
+    if not isinstance(v, list) or not v:
+        return "expected a non-empty list of layers"
+    for k, lay in enumerate(v):
+        if not isinstance(lay, dict):
+            return f"layer {k + 1}: expected an object"
+        lo, up = lay.get("lower"), lay.get("upper")
+        if not (isinstance(lo, list) and isinstance(up, list) and len(lo) == len(up)
+                and all(_is_num(x) for x in lo + up)):
+            return f"layer {k + 1}: expected 'lower' and 'upper', two lists of numbers of one length"
+        for key in ("active", "inactive", "unstable"):
+            if not (isinstance(lay.get(key), list) and all(_is_int(i) and 0 <= i < len(lo) for i in lay[key])):
+                return f"layer {k + 1}: expected '{key}', a list of unit indices"
+    return None
+
+
+def read_stable_units(path) -> dict:
+    """stable_units_<domain>.json: the stable units of a net on a domain (src/bounds/files.py)."""
+    value, text = read_json_text(path)
+    c = _Checker(path, text)
+    d = c.obj(value)
+    c.need(d, "domain", _domain)
+    c.need(d, "tol", nonneg_num)
+    c.need(d, "exact", boolean)
+    c.need(d, "weights_sha256", sha256, optional=True)
+    c.need(d, "tiers", lambda v: None if isinstance(v, list) and all(isinstance(t, dict) for t in v)
+           else "expected a list of objects")
+    c.need(d, "layers", _stable_layers)
     return d

@@ -12,7 +12,6 @@ feasible patterns. `count_regions` writes, next to the weights (or in out_dir):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import sys
 import time
@@ -26,7 +25,7 @@ from .domain import Box
 from .enumeration import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink, backend_candidates,
                           get_backend, run_backends)
 from .milp import formulation_size
-from .ioutils import ToolError, atomic_write_json, read_json, remove_stale_temps
+from .ioutils import ToolError, atomic_write_json, file_sha256, read_json, remove_stale_temps
 from .network import ReluNet
 from .layout import (checkpoint_file_name, frontier_file_name, partial_pattern_file_name, pattern_file_name,  # noqa: F401
                      regions_file_name)
@@ -65,14 +64,6 @@ class Checkpointer:
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _log(msg: str, quiet: bool = False) -> None:
@@ -284,7 +275,7 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     if stability.stopped_by_time_limit:
         notes.append("the time limit cut the stability analysis short: some units left open are stable "
                      "(sound, but more patterns to search)")
-    write_stability_files(out_dir, stability, box, weights)
+    write_stability_files(out_dir, stability, box, weights, sha=sha)
     t_bounds = time.perf_counter() - t0
     fixed = stability.fixed_bits()
     if known is not None:

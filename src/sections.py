@@ -739,7 +739,7 @@ def write_image_sections(weights, net: ReluNet, box: Box, out_dir, *, slice_imag
     from .data import load_mnist_arrays
     from .ioutils import atomic_write_json
     from .layout import SEGMENTS, slice_file_name
-    from .regions import file_sha256
+    from .ioutils import file_sha256
 
     idx = _flag_ints("--slice", slice_images, 3) if slice_images is not None else []
     n_pairs = _flag_ints("--segments", segments, 1)[0] if segments is not None else 0

@@ -721,7 +721,7 @@ def check_pattern_sidecar(pattern_path, weights_path, domain_name, n_patterns: i
     """
     from .records import read_regions
     from .layout import regions_file_name
-    from .regions import file_sha256
+    from .ioutils import file_sha256
 
     pattern_path = Path(pattern_path)
     side = pattern_path.parent / regions_file_name(domain_name) if domain_name else None

@@ -391,6 +391,29 @@ def test_cli_verification_failure_is_an_error(tiny_weights, monkeypatch, capsys)
     assert not (tiny_weights.parent / "compressed_input_0_1.json").exists()
 
 
+def test_compression_reuses_the_stable_units_of_the_count(tiny_weights):
+    """stable_units_<domain>.json has one writer; compression reads it back when it is of the same weights,
+    domain and tol and at least as strong (exact), and otherwise computes and writes it again."""
+    from src.compress import compress_run
+    from src.regions import count_regions
+
+    d = tiny_weights.parent
+    st_file = d / "stable_units_input_0_1.json"
+    count_regions(tiny_weights, exact_stability=True, progress=False)
+    before = st_file.read_bytes()
+    assert json.loads(before)["exact"] is True and "weights_sha256" in json.loads(before)
+    rep = compress_run(tiny_weights, verify_points=200, progress=False)
+    assert rep.exit_code == 0 and st_file.read_bytes() == before           # not rewritten
+    assert json.loads((d / "compressed_input_0_1.json").read_text())["stability_file"] == str(st_file)
+    (d / "fresh").mkdir()
+    fresh = compress_run(tiny_weights, out_dir=d / "fresh", verify_points=200, progress=False)
+    assert "stability_file" not in json.loads((d / "fresh" / "compressed_input_0_1.json").read_text())
+    assert [k.tolist() for k in fresh.compression.kept] == [k.tolist() for k in rep.compression.kept]
+    compress_run(tiny_weights, tol=1e-5, verify_points=200, progress=False)   # another tol: computed, rewritten
+    assert json.loads(st_file.read_text())["tol"] == 1e-5
+    assert "stability_file" not in json.loads((d / "compressed_input_0_1.json").read_text())
+
+
 def test_cli_mnist_sweep_and_test_set_verification(tmp_path):
     net = random_net([784, 6, 4, 10], seed=5, bias_scale=0.5)
     net = ReluNet([w * 0.05 if l == 0 else w for l, w in enumerate(net.weights)], net.biases)

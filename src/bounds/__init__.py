@@ -30,7 +30,8 @@ Modules: `stability` (the Stability record, witnesses as facts), `interval`, `lp
 """
 from .exact import (MIP_MARGIN, MIP_TOL, POOL_EXTRA, QUICK_MILP_SECONDS, _LayerMILP, _needs,  # noqa: F401
                     exact_stability_per_unit, milp_settle)
-from .files import inactive_lines, stability_to_json, write_stability_files  # noqa: F401
+from .files import (inactive_lines, read_stability_file, reusable_stability, stability_to_json,  # noqa: F401
+                    write_stability_files)
 from .highs import _LinearObjective, _x_from, highs_load, new_highs  # noqa: F401
 from .interval import _interval_affine, _interval_layer, interval_bounds  # noqa: F401
 from .lp import SEARCH_RATIO, _LayerLP, lp_tighten, safe_lower_bound  # noqa: F401
