@@ -83,6 +83,19 @@ class EngineOptions:
     cap: float = 1e-4             # margin cap of the LP, times the mean box width
     seed: int = 0
     highs_options: dict = field(default_factory=lambda: {"simplex_scale_strategy": 0})
+    engine: str = "compiled"      # "compiled" (src/fast_enum.py) or "highs" (LpSearch here, kept for comparison)
+
+
+def make_engine(net, box, fixed_bits, tol, options: EngineOptions | None = None):
+    """The search engine that `options.engine` names, for one problem."""
+    options = options or EngineOptions()
+    if options.engine == "compiled":
+        from .fast_enum import CompiledSearch
+
+        return CompiledSearch(net, box, fixed_bits, tol, options)
+    if options.engine == "highs":
+        return LpSearch(net, box, fixed_bits, tol, options)
+    raise ToolError(f"engine: expected 'compiled' or 'highs', got {options.engine!r}")
 
 
 STAT_KEYS = ("nodes", "lps", "lp_feasible", "lp_refuted", "lp_seconds", "lp_iterations", "definition_lps",
@@ -929,7 +942,7 @@ def walk_slice(problem, token: str, prefixes: list, seconds: float) -> dict:
     eng = _ENGINE.get(token)
     if eng is None:
         _ENGINE.clear()
-        eng = _ENGINE[token] = LpSearch(*problem)
+        eng = _ENGINE[token] = make_engine(*problem)
     eng.stats = new_stats()
     found = []
     w0, t0 = time.time(), time.monotonic()
@@ -1107,7 +1120,7 @@ def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, 
     options = options or EngineOptions()
     t_end = None if time_limit is None else time.monotonic() + max(0.0, float(time_limit))
     fixed = np.asarray(fixed_bits, np.int8)
-    eng = LpSearch(net, box, fixed, tol, options)
+    eng = make_engine(net, box, fixed, tol, options)
     if roots is not None:
         roots = check_frontier(roots, eng.N)
     with Session(max(1, int(workers)), ray_address) as session:

@@ -18,14 +18,18 @@ def region_rows(net: ReluNet, pattern):
     return G, c, sign
 
 
-def max_margin_point(net: ReluNet, box: Box, pattern, two_sided: bool = False, cap: float = 1.0):
+def max_margin_point(net: ReluNet, box: Box, pattern, two_sided: bool = False, cap: float = 1.0, rows=None):
     """Maximise t s.t. g_i >= t on bit-1 units, g_i <= 0 (or <= -t if two_sided) on bit-0 units, x in box.
 
     Returns (x, t), or (None, -inf) when the constraints are infeasible. With the definition of a
     feasible pattern (g > tol on 1s, g <= 0 on 0s), S is feasible iff t > tol (one-sided).
-    t is capped at `cap` so the LP stays bounded.
+    t is capped at `cap` so the LP stays bounded. `rows` (a boolean mask over the units) keeps only
+    those units' constraints (the other bits then only shape the affine maps of later layers).
     """
     G, c, sign = region_rows(net, pattern)
+    if rows is not None:
+        keep = np.asarray(rows, bool).reshape(-1)
+        G, c, sign = G[keep], c[keep], sign[keep]
     n = net.n_inputs
     # variables (x, t); constraint  -sign*(G x + c) + t*[bit1 or two_sided] <= 0
     use_t = (sign > 0) | two_sided
@@ -38,6 +42,13 @@ def max_margin_point(net: ReluNet, box: Box, pattern, two_sided: bool = False, c
     if res.status != 0:
         return None, -np.inf
     return res.x[:n], float(res.x[-1])
+
+
+def prefix_margin_point(net: ReluNet, box: Box, bits, rows):
+    """max_margin_point for a prefix in layer order: bits (-1 = undecided, only after the decided units of
+    the same or earlier layers) and the units whose constraint counts (decided ones)."""
+    pattern = np.where(np.asarray(bits).reshape(-1) < 0, 0, np.asarray(bits).reshape(-1))
+    return max_margin_point(net, box, pattern, rows=rows)
 
 
 def is_feasible_pattern(net: ReluNet, box: Box, pattern, tol: float = 1e-6) -> bool:

@@ -22,7 +22,8 @@ from src.lp_enum import OrderedWork, run_search
 from src.regions import count_regions
 
 TOL = 1e-6
-KILL_NET = ([4, 12, 10, 1], 3)          # about 1000 regions, a few seconds of lp work
+KILL_NET = ([6, 24, 16, 1], 3)          # about 44,000 regions, ~5 s of lp work on one core
+CKPT_NET = ([6, 16, 14, 1], 3)          # about 21,000 regions, ~1.5 s
 
 
 def _cpu_ticks(pid):
@@ -149,8 +150,8 @@ def test_two_workers_write_the_same_files(tmp_path, ray_session):
 
 def test_checkpoints_with_two_workers_are_consistent(ray_session):
     """Every checkpoint's frontier holds exactly the patterns not emitted when it was saved."""
-    net = random_net(*KILL_NET[:1], seed=KILL_NET[1], bias_scale=0.4)
-    box = Box.uniform(4)
+    net = random_net(*CKPT_NET[:1], seed=CKPT_NET[1], bias_scale=0.4)
+    box = Box.uniform(CKPT_NET[0][0])
     fixed = interval_bounds(net, box).fixed_bits()
     full, _ = _patterns(net, box, fixed)
     found, saves = [], []
@@ -174,7 +175,7 @@ def test_checkpoints_with_two_workers_are_consistent(ray_session):
 
 def test_a_worker_killed_mid_count_loses_nothing(ray_session):
     net = random_net(*KILL_NET[:1], seed=KILL_NET[1], bias_scale=0.4)
-    box = Box.uniform(4)
+    box = Box.uniform(KILL_NET[0][0])
     fixed = interval_bounds(net, box).fixed_bits()
     full, _ = _patterns(net, box, fixed)
     events, killed = [], {}
