@@ -23,7 +23,7 @@ PY = sys.executable
 CLI = str(ROOT / "count_linear_regions.py")
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 # nets whose count takes a few seconds with each backend (lp is much faster per region)
-NETS = {"lp": ([6, 14, 14, 1], 0), "gurobi": ([6, 10, 10, 1], 0), "scip": ([6, 10, 10, 1], 0)}
+NETS = {"lp": ([6, 20, 20, 1], 0), "gurobi": ([6, 10, 10, 1], 0), "scip": ([6, 10, 10, 1], 0)}
 MILP_NET = ([6, 10, 10, 1], 0)          # a backend not listed above: the MILP-sized net
 DOMAIN = "input_0_1"
 
