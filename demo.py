@@ -4,8 +4,15 @@
     python demo.py                      # defaults: mlp:6-6, runs 900-911, outputs in plots/out/demo/
     python demo.py --help               # every flag
 """
-from src.ioutils import run_main
-from src.demo import main
+import os
+
+# every step runs in this process, --jobs of them at once: one BLAS thread each, as the scripts' own
+# processes had (set before numpy is imported)
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+from src.ioutils import run_main  # noqa: E402
+from src.demo import main  # noqa: E402
 
 if __name__ == "__main__":
     run_main(main)

@@ -1,27 +1,28 @@
 """`make demo`: the whole pipeline on a small default sweep, then figures, table and the trend verdict.
 
-Steps (each one of the project's scripts, run with this interpreter in a subprocess):
-1. train_bulk_script.py: a 12-run sweep (l1 x adv x dropout) of a small arch;
-2. per run, in parallel (--jobs processes):
-   count_linear_regions.py (stable units + exact region count, backend auto, --time-limit per run),
-   compress_network.py (exact stability, lossless compression, verified),
-   transform_networks_using_all_nodes.py -i <feasible patterns> (built and verified; skipped when the
-   count is incomplete, since a partial list is not the net's region set), and the all-2^N sizes
-   (reported, not built);
+Steps (the library functions the project's scripts call, run in this process):
+1. src.training.train_sweep (train_bulk_script.py): a 12-run sweep (l1 x adv x dropout) of a small arch;
+2. per run, in parallel (--jobs threads):
+   src.regions.count_regions (count_linear_regions.py: stable units + exact region count, backend auto,
+   --time-limit per run), src.compress.compress_run (compress_network.py: exact stability, lossless
+   compression, verified), src.transform.transform_run with the feasible patterns
+   (transform_networks_using_all_nodes.py -i: built and verified; skipped when the count is incomplete,
+   since a partial list is not the net's region set), and the all-2^N sizes (reported, not built);
 3. every figure (src.plotting.draw_all) and the results table (src.results.collect_results);
 4. the verdict on the paper's trend, computed from the counts (src.results.l1_trend).
 A step whose outputs are newer than its inputs is skipped (re-running the demo resumes it);
-an incomplete count is continued with --resume. Logs of every step go to <out>/logs/.
+an incomplete count is continued with resume. What each step prints goes to <out>/logs/, headed by
+the equivalent command line.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +32,7 @@ from .ioutils import ToolError, atomic_write_json
 from .patterns_io import pattern_file_name
 from .regions import regions_file_name
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {
+SCRIPTS = {         # the script each step stands for (the command line heading its log)
     "train": "train_bulk_script.py",
     "count": "count_linear_regions.py",
     "compress": "compress_network.py",
@@ -67,7 +67,7 @@ DOMAIN = "input_0_1"
 class StepResult:
     step: str
     run: int | None
-    status: str                 # ok | skipped | failed | missing-script | not-run
+    status: str                 # ok | skipped | failed | not-run
     seconds: float = 0.0
     message: str = ""
     log: str = ""
@@ -95,33 +95,125 @@ def _newer(out: Path, *inputs: Path) -> bool:
     return all(not i.is_file() or i.stat().st_mtime <= t for i in inputs)
 
 
-def _run_cmd(step: str, run: int | None, args: list[str], log_dir: Path, timeout: float, state: DemoState,
-             echo, summary=None) -> StepResult:
-    """Run one of SCRIPTS with this interpreter; stdout+stderr to <log_dir>/<step>_<run>.log."""
-    script = ROOT / SCRIPTS[step.split(":")[0]]
-    if not script.is_file():
-        return state.add(StepResult(step, run, "missing-script", message=f"{script.name} does not exist"), echo)
+class _StepOutput:
+    """sys.stdout / sys.stderr while the demo runs: what a thread writes during a step (`capture`)
+    goes to that step's log, everything else to the stream it stands in for."""
+
+    def __init__(self, stream, local: threading.local):
+        self.stream, self.local = stream, local
+
+    def _target(self):
+        return getattr(self.local, "log", None) or self.stream
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return self._target().isatty()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+class _Capture:
+    """Routes this process's sys.stdout / sys.stderr per thread while it is entered (run_demo)."""
+
+    def __init__(self):
+        self.local = threading.local()
+
+    def __enter__(self):
+        self.saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _StepOutput(sys.stdout, self.local), _StepOutput(sys.stderr, self.local)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stdout, sys.stderr = self.saved
+        return False
+
+    @contextlib.contextmanager
+    def to(self, log):
+        """This thread's output goes to the open file `log` (while entered)."""
+        self.local.log = log
+        try:
+            yield
+        finally:
+            self.local.log = None
+
+
+_CAPTURE = _Capture()
+
+
+def _run_step(step: str, run: int | None, args: list, log_dir: Path, state: DemoState, echo, call,
+              summary=None) -> StepResult:
+    """Run one step in this process: call() (a library function; returns the script's exit code) with
+    what it prints going to <log_dir>/<step>_<run>.log, headed by the equivalent command line (the
+    script of SCRIPTS with `args`). A ToolError is the script's `error: …` line and exit 2."""
+    script = SCRIPTS[step.split(":")[0]]
     log = log_dir / (f"{step.replace(':', '_')}" + (f"_{run}" if run is not None else "") + ".log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(script)] + [str(a) for a in args]
     t0 = time.monotonic()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     with open(log, "w") as fh:
-        fh.write("$ " + " ".join(cmd) + "\n\n")
+        fh.write("$ " + " ".join(["python", script] + [str(a) for a in args]) + "\n\n")
         fh.flush()
-        try:
-            rc = subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, env=env).returncode
-        except subprocess.TimeoutExpired:
-            rc = None
+        with _CAPTURE.to(fh):
+            try:
+                rc = call()
+            except ToolError as e:
+                print(f"error: {e}", file=sys.stderr)
+                rc = 2
+            except Exception:               # a bug: the traceback goes to the log, the step fails
+                traceback.print_exc()
+                rc = 1
     dt = time.monotonic() - t0
     text = log.read_text(errors="replace")
-    if rc is None:
-        return state.add(StepResult(step, run, "failed", dt, f"timed out after {timeout:.0f}s", str(log)), echo)
-    if rc != 0:
+    if rc:
         tail = [ln for ln in text.splitlines() if ln.strip()][-1:] or ["(no output)"]
         return state.add(StepResult(step, run, "failed", dt, f"exit {rc}: {tail[0][:200]}", str(log)), echo)
     msg = summary(text) if summary else ""
     return state.add(StepResult(step, run, "ok", dt, msg, str(log)), echo)
+
+
+def _count(weights: Path, opts, resume: bool) -> int:
+    """count_linear_regions.py -w WEIGHTS --backend B --time-limit T -q [--resume]."""
+    from .regions import count_regions, final_line
+
+    summary = count_regions(weights, backend=opts.backend, time_limit=opts.time_limit, resume=resume,
+                            progress=False)
+    print(final_line(summary, weights.parent))
+    return 130 if summary.get("interrupted") else 0
+
+
+def _compress(weights: Path, opts) -> int:
+    """compress_network.py -w WEIGHTS --time-limit T -q."""
+    from .compress import compress_run
+
+    report = compress_run(weights, time_limit=opts.time_limit, progress=False)
+    if report.error:
+        print(f"error: {report.error}", file=sys.stderr)
+    return report.exit_code
+
+
+def _transform(weights: Path, patterns=None, **options) -> int:
+    """transform_networks_using_all_nodes.py -w WEIGHTS [-i PATTERNS] … -q."""
+    from .transform import transform_run
+
+    report = transform_run(weights, patterns, progress=False, say=print, **options)
+    if report.message:
+        print(report.message, file=sys.stderr)
+    return report.exit_code
+
+
+def _train(opts) -> int:
+    """train_bulk_script.py with train_args(opts)."""
+    from .training import train_sweep
+
+    train_sweep(opts.start, opts.arch, opts.l1, opts.adv, opts.dropout, models_dir=opts.models_dir, force=opts.force,
+                epochs=opts.epochs, seed=opts.seed, lr=opts.lr, train_subset=opts.train_subset, adv_eps=opts.adv_eps,
+                adv_steps=opts.adv_steps, adv_step_size=opts.adv_step_size, quiet=True)
+    return 0
 
 
 def _last_line(text: str) -> str:
@@ -151,18 +243,20 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
     if not opts.force and _newer(regions, w) and reg and reg.get("complete"):
         state.add(StepResult("count", run_id, "skipped", message=f"up to date: {reg.get('count')} regions"), echo)
     else:
-        args = ["-w", w, "--backend", opts.backend, "--time-limit", opts.time_limit, "-q"]
-        if not opts.force and reg is not None and not reg.get("complete") and patfile.is_file() and _newer(regions, w):
-            args.append("--resume")
-        _run_cmd("count", run_id, args, logs, opts.time_limit + 300, state, echo, _last_line)
+        resume = not opts.force and reg is not None and not reg.get("complete") and patfile.is_file() and \
+            _newer(regions, w)
+        args = ["-w", w, "--backend", opts.backend, "--time-limit", opts.time_limit, "-q"] + (["--resume"] if resume
+                                                                                              else [])
+        _run_step("count", run_id, args, logs, state, echo, lambda: _count(w, opts, resume), _last_line)
     reg = _read(regions)
-    # 2. compression (exact stability; also rewrites stable_units_<domain>.json with the exact tiers)
+    # 2. compression (exact stability: the count's non-exact stable_units_<domain>.json is computed again and
+    #    rewritten with the exact tiers; an exact one would be reused)
     comp = d / layout.compressed_file_names(DOMAIN)[1]
     if not opts.force and _newer(comp, w, regions):
         state.add(StepResult("compress", run_id, "skipped", message="up to date"), echo)
     else:
-        _run_cmd("compress", run_id, ["-w", w, "--time-limit", opts.time_limit, "-q"], logs, opts.time_limit + 300,
-                 state, echo, lambda t: _compress_summary(comp))
+        _run_step("compress", run_id, ["-w", w, "--time-limit", opts.time_limit, "-q"], logs, state, echo,
+                  lambda: _compress(w, opts), lambda t: _compress_summary(comp))
     # 3a. two hidden layers from the feasible patterns (only for a complete count)
     tf = d / layout.two_hidden_file_names(layout.two_hidden_tag("feasible", DOMAIN))[1]
     if reg is None or not reg.get("complete"):
@@ -171,18 +265,20 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
     elif not opts.force and _newer(tf, patfile, w):
         state.add(StepResult("transform:feasible", run_id, "skipped", message="up to date"), echo)
     else:
-        _run_cmd("transform:feasible", run_id,
-                 ["-w", w, "-i", patfile, "--verify-patterns", opts.verify_patterns,
-                  "--verify-points", opts.verify_points,
-                  "--max-file-params", opts.max_file_params, "-q"],
-                 logs, 900, state, echo, lambda t: _transform_summary(tf))
+        _run_step("transform:feasible", run_id,
+                  ["-w", w, "-i", patfile, "--verify-patterns", opts.verify_patterns,
+                   "--verify-points", opts.verify_points, "--max-file-params", opts.max_file_params, "-q"],
+                  logs, state, echo,
+                  lambda: _transform(w, patfile, verify_patterns=opts.verify_patterns, verify_points=opts.verify_points,
+                                     max_file_params=opts.max_file_params),
+                  lambda t: _transform_summary(tf))
     # 3b. the all-2^N net: sizes only (it is never small enough to be worth building here)
     ta = d / layout.two_hidden_file_names(layout.two_hidden_tag("all", DOMAIN))[1]
     if not opts.force and _newer(ta, w):
         state.add(StepResult("transform:all", run_id, "skipped", message="up to date"), echo)
     else:
-        _run_cmd("transform:all", run_id, ["-w", w, "--max-units", 1, "-q"], logs, 300, state, echo,
-                 lambda t: "sizes reported (not built)")
+        _run_step("transform:all", run_id, ["-w", w, "--max-units", 1, "-q"], logs, state, echo,
+                  lambda: _transform(w, max_units=1), lambda t: "sizes reported (not built)")
 
 
 def _compress_summary(path: Path) -> str:
@@ -204,10 +300,11 @@ def _transform_summary(path: Path) -> str:
 
 
 def train_args(opts) -> list:
+    """The training step as train_bulk_script.py flags (the command line heading its log; _train runs it)."""
     a = ["-s", opts.start, "-a", opts.arch, "--epochs", opts.epochs, "--l1", opts.l1, "--adv", opts.adv,
          "--dropout", opts.dropout, "--adv-eps", opts.adv_eps, "--adv-steps", opts.adv_steps,
          "--adv-step-size", opts.adv_step_size, "--lr", opts.lr, "--seed", opts.seed,
-         "--train-subset", opts.train_subset, "--models-dir", opts.models_dir, "-q"]   # in-process: no Ray start-up
+         "--train-subset", opts.train_subset, "--models-dir", opts.models_dir, "-q"]   # one run after the other
     if opts.force:
         a.append("--force")
     return a
@@ -222,6 +319,11 @@ def sweep_size(opts) -> int:
 
 def run_demo(opts, echo=print) -> dict:
     """The whole pipeline; returns a summary dict (also written to <out>/demo_summary.json)."""
+    with _CAPTURE:
+        return _pipeline(opts, echo)
+
+
+def _pipeline(opts, echo) -> dict:
     from .plotting import draw_all
     from .results import collect_results, missing_report
 
@@ -238,8 +340,8 @@ def run_demo(opts, echo=print) -> dict:
 
     # 1. training
     echo("== 1/4 training ==")
-    tr = _run_cmd("train", None, train_args(opts), out / "logs", 3600, state, echo,
-                  lambda t: f"{sum(1 for ln in t.splitlines() if ln.startswith('run '))} runs trained")
+    tr = _run_step("train", None, train_args(opts), out / "logs", state, echo, lambda: _train(opts),
+                   lambda t: f"{sum(1 for ln in t.splitlines() if ln.startswith('run '))} runs trained")
     if tr.status != "ok":
         echo(f"training did not finish ({tr.message}); continuing with the runs that exist")
 
@@ -259,7 +361,7 @@ def run_demo(opts, echo=print) -> dict:
     echo("== 4/4 the paper's trend ==")
     trend = res["trend"]
     total = time.monotonic() - t_start
-    failures = [r for r in state.results if r.status in ("failed", "missing-script")]
+    failures = [r for r in state.results if r.status == "failed"]
     not_run = [r for r in state.results if r.status == "not-run"]
     summary = {
         "models_dir": str(opts.models_dir), "runs": ids, "arch": opts.arch, "seconds": round(total, 1),
@@ -354,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plane of the input-slice figure")
     g = p.add_argument_group("running")
     g.add_argument("--out", default=D["out"], help="figures, table, logs and demo_summary.json")
-    g.add_argument("-j", "--jobs", type=int, default=D["jobs"], help="per-run analyses (count, compress, transform) run in parallel; training runs in-process")
+    g.add_argument("-j", "--jobs", type=int, default=D["jobs"], help="per-run analyses (count, compress, transform) run in parallel threads of this process")
     g.add_argument("--force", action="store_true", help="redo every step (retrain, recount, ...)")
     return p
 

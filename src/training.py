@@ -563,26 +563,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    l1s = _parse_list(args.l1, "--l1", float, lambda v: math.isfinite(v) and v >= 0, "must be finite and >= 0")
-    advs = _parse_list(getattr(args, "adv", f"none,{args.adv_method}"), "--adv", _adv_value)
-    dropouts = _parse_list(args.dropout, "--dropout", float, lambda v: 0 <= v < 1, "must be in [0, 1)")
-    if args.start < 0:
-        raise ToolError(f"--start must be >= 0, got {args.start}")
-    device = resolve_device(args.device)
-    workers = args.workers if args.jobs is None else args.jobs
-    if args.jobs is not None:
+def train_sweep(start: int = 100, arch: str = "fcnn4b", l1="0,2e-4,1e-3", adv=None, dropout="0,0.3", *,
+                models_dir=DEFAULT_MODELS_DIR, force: bool = False, epochs: int = 120, seed: int = 0,
+                lr: float = 0.01, momentum: float = 0.9, batch_size: int = 128, lr_step: int = 50,
+                lr_gamma: float = 0.1, train_subset: int = 0, adv_method: str = "pgd", adv_eps: float = 0.1,
+                adv_steps: int = 10, adv_step_size: float = 0.02, workers: int = 1, jobs: int | None = None,
+                ray_address: str | None = None, threads: int = 1, device: str = "cpu", quiet: bool = False,
+                out=None) -> list[dict]:
+    """The training step (train_bulk_script.py): one run per (l1, adv, dropout), ids start, start+1, ...
+
+    l1, adv, dropout: comma-separated lists (as the flags take them); adv None means "none,<adv_method>".
+    Checks every value first (ToolError), then trains with `run_sweep` (the run table and one line per
+    trained run go to `out`, default stdout). Returns run_sweep's summary, one dict per run.
+    """
+    l1s = _parse_list(l1, "--l1", float, lambda v: math.isfinite(v) and v >= 0, "must be finite and >= 0")
+    advs = _parse_list(f"none,{adv_method}" if adv is None else adv, "--adv", _adv_value)
+    dropouts = _parse_list(dropout, "--dropout", float, lambda v: 0 <= v < 1, "must be in [0, 1)")
+    if start < 0:
+        raise ToolError(f"--start must be >= 0, got {start}")
+    device = resolve_device(device)
+    if jobs is not None:
+        workers = jobs
         print("notice: --jobs is deprecated, use --workers", file=sys.stderr)
     from .execution import check_address
 
-    check_address(args.ray_address)
+    check_address(ray_address)
     configs = sweep_configs(
-        args.start, args.arch, l1s, advs, dropouts, adv_eps=args.adv_eps, adv_steps=args.adv_steps,
-        adv_step_size=args.adv_step_size, epochs=args.epochs, seed=args.seed, lr=args.lr, momentum=args.momentum,
-        batch_size=args.batch_size, lr_step=args.lr_step, lr_gamma=args.lr_gamma, train_subset=args.train_subset,
-        device=device, threads=args.threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    run_sweep(configs, args.models_dir, workers=workers, force=args.force, quiet=args.quiet,
-              ray_address=args.ray_address)
+        start, arch, l1s, advs, dropouts, adv_eps=adv_eps, adv_steps=adv_steps,
+        adv_step_size=adv_step_size, epochs=epochs, seed=seed, lr=lr, momentum=momentum,
+        batch_size=batch_size, lr_step=lr_step, lr_gamma=lr_gamma, train_subset=train_subset,
+        device=device, threads=threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    return run_sweep(configs, models_dir, workers=workers, force=force, quiet=quiet, ray_address=ray_address,
+                     out=out)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    train_sweep(args.start, args.arch, args.l1, getattr(args, "adv", None), args.dropout, models_dir=args.models_dir,
+                force=args.force, epochs=args.epochs, seed=args.seed, lr=args.lr, momentum=args.momentum,
+                batch_size=args.batch_size, lr_step=args.lr_step, lr_gamma=args.lr_gamma,
+                train_subset=args.train_subset, adv_method=args.adv_method, adv_eps=args.adv_eps,
+                adv_steps=args.adv_steps, adv_step_size=args.adv_step_size, workers=args.workers, jobs=args.jobs,
+                ray_address=args.ray_address, threads=args.threads, device=args.device, quiet=args.quiet)
     return 0

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 
 import numpy as np
 
 from ..domain import Box
 
 _BANNER_DONE = False
+_BANNER_LOCK = threading.Lock()     # two threads swallowing the banner at once could leave fd 1 on devnull
 
 
 def new_highs(threads: int = 1):
@@ -16,19 +18,22 @@ def new_highs(threads: int = 1):
     global _BANNER_DONE
     import highspy
 
-    if _BANNER_DONE:
-        h = highspy.Highs()
-    else:
-        sys.stdout.flush()
-        saved = os.dup(1)
-        try:
-            with open(os.devnull, "w") as devnull:
-                os.dup2(devnull.fileno(), 1)
+    h = highspy.Highs() if _BANNER_DONE else None
+    if h is None:
+        with _BANNER_LOCK:
+            if _BANNER_DONE:
                 h = highspy.Highs()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-        _BANNER_DONE = True
+            else:
+                sys.stdout.flush()
+                saved = os.dup(1)
+                try:
+                    with open(os.devnull, "w") as devnull:
+                        os.dup2(devnull.fileno(), 1)
+                        h = highspy.Highs()
+                finally:
+                    os.dup2(saved, 1)
+                    os.close(saved)
+                _BANNER_DONE = True
     h.setOptionValue("output_flag", False)
     h.setOptionValue("log_to_console", False)
     h.setOptionValue("threads", int(threads))
