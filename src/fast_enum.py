@@ -822,10 +822,10 @@ def _walk(net, lay, rows, ist, path, pts, out, st, fixed, unstable, tol, cap, us
 
 
 @njit(**_JIT)
-def _start(net, lay, rows, ist, path, pts, fixed, unstable, tol, use_z, prefix, X0, keep):
+def _start(net, lay, rows, ist, path, pts, st, fixed, unstable, tol, cap, use_z, prefix, X0):
     """Set the walk at the node of `prefix` (an int8 array of bits): layer maps, rows, and the root points
     that lie in its region. Returns 1 (ready, with points), 0 (ready, no point: the caller decides it) or -1
-    (empty: contradicts a stable unit or the box bounds)."""
+    (empty: contradicts a stable unit, the box bounds or a dual certificate)."""
     off, layer_of = net[4], net[5]
     bits, pushed, pend, dec, entered = path[0], path[1], path[2], path[3], path[4]
     PX, PG, NP = pts[0], pts[1], pts[2]
@@ -853,8 +853,6 @@ def _start(net, lay, rows, ist, path, pts, fixed, unstable, tol, use_z, prefix, 
             if not (p0 if b == 0 else p1):
                 return -1
         _descend(net, lay, rows, ist, bits, pushed, unstable, u, b, tol)
-    if k < N and off[layer_of[k]] == k and layer_of[k] > 0:
-        pass                        # the layer is built when its first node is entered
     n0 = X0.shape[1]
     g = np.empty(N)
     n = 0
@@ -866,6 +864,22 @@ def _start(net, lay, rows, ist, path, pts, fixed, unstable, tol, use_z, prefix, 
                 PX[k, n, :] = X0[p]
                 PG[k, n, :] = g
                 n += 1
+    if n == 0 and ist[I_NROWS] > 0:      # no sample in the region: the margin LP of the prefix's rows
+        W1, lo, hi, absbox = net[0], net[7], net[8], net[9]
+        m = ist[I_NROWS]
+        y = np.zeros(m)
+        xn = np.empty(n0)
+        st[ST_LPS] += 1
+        status, sval = _margin_lp(rows[0], rows[2], m, W1, use_z, lo, hi, cap, 1e-3 * cap, 20 * m + 200, xn, y, st,
+                                  (rows[4], rows[5], rows[6]))
+        if status == 1 or (status == 2 and sval > 0.0):
+            _forward(net, xn, g)
+            if _verify(g, bits, unstable, k, tol, -1, 0):
+                PX[k, 0, :] = xn
+                PG[k, 0, :] = g
+                n = 1
+        elif status == 2 and _refutes(rows[1], rows[2], m, y, lo, hi, absbox):
+            return -1
     NP[k] = n
     ist[I_DEPTH] = k
     return 1 if n > 0 else 0
@@ -1052,8 +1066,8 @@ class CompiledSearch:
                 if stopped():
                     return False, [p] + rest
                 pre = (np.frombuffer(p.encode(), np.uint8) - ord("0")).astype(np.int8)
-                r = _start(net, lay, rows, ist, path, pts, self.fixed, self.unstable, self.tol, self.use_z, pre, X0,
-                           self.keep)
+                r = _start(net, lay, rows, ist, path, pts, st, self.fixed, self.unstable, self.tol, self.cap,
+                           self.use_z, pre, X0)
                 if r < 0:
                     continue
                 if r == 0 and len(p):

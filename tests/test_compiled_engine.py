@@ -1,0 +1,137 @@
+"""The compiled engine (src/fast_enum.py) beyond the brute-force suite of tests/test_lp_enum.py: its margin LP
+against scipy's HiGHS on random LPs, the exact fallback, and identical pattern sets with the MILP backends on
+MNIST nets trained here (784 inputs: the feature-space path)."""
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+
+from conftest import random_net
+from src.bounds import analyse_stability, interval_bounds
+from src.domain import Box
+from src.enumeration import BACKENDS, EnumerationProblem, PatternSink, backend_class, get_backend
+from src.fast_enum import STAT_NAMES, _margin_lp, _refutes
+from src.lp_enum import run_search
+
+TOL = 1e-6
+
+
+def _lp_case(rng, m, n0, d, use_z):
+    W1 = rng.normal(size=(d, n0)) if use_z else np.eye(n0)
+    R = rng.normal(size=(m, d if use_z else n0))
+    X = R @ W1 if use_z else R
+    nrm = np.linalg.norm(X, axis=1)
+    R, X = R / nrm[:, None], X / nrm[:, None]
+    RB = rng.normal(scale=0.5, size=m)
+    return np.ascontiguousarray(W1), np.ascontiguousarray(R), np.ascontiguousarray(X), RB
+
+
+def _scipy_margin(X, RB, lo, hi, cap):
+    m, n0 = X.shape
+    res = linprog(np.r_[np.zeros(n0), -1.0], A_ub=np.hstack([X, np.ones((m, 1))]), b_ub=RB,
+                  bounds=[(a, b) for a, b in zip(lo, hi)] + [(None, cap)], method="highs")
+    assert res.status == 0
+    return -res.fun
+
+
+@pytest.mark.parametrize("use_z", [True, False])
+def test_margin_lp_matches_scipy_highs(use_z):
+    rng = np.random.default_rng(7 if use_z else 8)
+    for case in range(60):
+        m, n0, d = int(rng.integers(1, 12)), int(rng.integers(2, 40)), int(rng.integers(1, 6))
+        W1, R, X, RB = _lp_case(rng, m, n0, d, use_z)
+        lo, hi = np.zeros(n0), np.ones(n0)
+        cap = 10.0                      # large: the LP is solved to its optimum unless it reaches the cap
+        ref = _scipy_margin(X, RB, lo, hi, cap)
+        pool = (np.zeros((4, R.shape[1])), np.zeros((4, n0)), np.zeros(2, np.int64))
+        x, y, st = np.zeros(n0), np.zeros(m), np.zeros(len(STAT_NAMES), np.int64)
+        status, s = _margin_lp(R, RB, m, W1, use_z, lo, hi, cap, np.inf, 20 * m + 200, x, y, st, pool)
+        assert status in (1, 2), case
+        assert abs(s - ref) <= 1e-7 * (1 + abs(ref)), (case, s, ref)
+        assert np.all((x >= lo) & (x <= hi))
+        assert np.all(X @ x + s <= RB + 1e-9), case            # the returned point has margin s
+        if status == 2 and s < -1e-6:                            # infeasible rows: the duals refute them
+            assert _refutes(X, RB, m, y, lo, hi, np.maximum(abs(lo), abs(hi))), case
+
+
+def test_refutation_needs_a_valid_certificate():
+    """A certificate whose bound is not negative refutes nothing (here the rows are feasible)."""
+    X = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    RB = np.array([0.6, -0.4])          # 0.4 <= x0 <= 0.6: feasible
+    lo, hi = np.zeros(2), np.ones(2)
+    for y in (np.array([0.5, 0.5]), np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.zeros(2)):
+        assert not _refutes(X, RB, 2, y, lo, hi, hi)
+    RB = np.array([0.4, -0.6])          # x0 <= 0.4 and x0 >= 0.6: empty, refuted by y = (1/2, 1/2)
+    assert _refutes(X, RB, 2, np.array([0.5, 0.5]), lo, hi, hi)
+
+
+@pytest.mark.parametrize("W1,b1", [
+    ([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]], [-1.0, 0.0, 0.0]),                 # three lines through one point
+    ([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [0.0, 0.0, -2.0]),                    # through the box's corners
+    ([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [0.0, 0.0]], [-1.0, 0.0, 0.0, 5e-7]),  # + a unit stuck in the gap
+])
+def test_inconclusive_children_go_to_the_exact_lp(W1, b1):
+    """Regions that only touch a hyperplane (a point, a corner) leave the margin LP inconclusive; the brute
+    force's own LP decides them (definition_lps) and the set stays exact."""
+    from bruteforce import brute_force_patterns
+    from src.network import ReluNet
+
+    net = ReluNet([np.array(W1), np.ones((1, len(b1)))], [np.array(b1), np.zeros(1)])
+    box = Box.uniform(2)
+    found = []
+    out = run_search(net, box, np.full(len(b1), -1, np.int8), TOL, lambda b: found.append(tuple(int(v) for v in b)))
+    assert out.complete and out.stats["definition_lps"] >= 1
+    assert set(found) == brute_force_patterns(net, box, TOL) and found == sorted(found)
+
+
+def _trained(tmp_path_factory, arch, l1):
+    from src.training import TrainConfig, train_run
+
+    d = tmp_path_factory.mktemp(arch.replace(":", "_"))
+    train_run(TrainConfig(run_id=0, arch=arch, l1=l1, epochs=1, train_subset=3000, seed=1, threads=1), d,
+              quiet=True, bars=False)
+    from src.network import ReluNet
+    return ReluNet.load(d / "weights.dat")
+
+
+@pytest.fixture(scope="module")
+def mnist_nets(tmp_path_factory):
+    return [_trained(tmp_path_factory, "mlp:5-5", 0.0), _trained(tmp_path_factory, "mlp:4-3-3", 1e-3)]
+
+
+@pytest.mark.parametrize("name", [n for n in BACKENDS if backend_class(n).uses_milp])
+def test_trained_mnist_nets_match_the_milp_backends(mnist_nets, name):
+    try:
+        milp_backend = get_backend(name)
+    except Exception as e:              # not importable / no licence here
+        pytest.skip(f"backend {name} unavailable: {e}")
+    for net in mnist_nets:
+        box = Box.uniform(784)
+        problem = EnumerationProblem(net, box, analyse_stability(net, box, tol=TOL, progress=False), TOL)
+        lp, milp = PatternSink(), PatternSink()
+        assert get_backend("lp").enumerate(problem, lp).complete
+        assert milp_backend.enumerate(problem, milp, threads=1).complete
+        assert len(lp) > 20
+        assert {p.tobytes() for p in lp.patterns()} == {p.tobytes() for p in milp.patterns()}
+
+
+def test_local_box_of_a_trained_net_matches_the_brute_force_count(mnist_nets):
+    """A small box around a point: few units unstable, every candidate pattern checked by one LP."""
+    import itertools
+
+    from src.region_lp import is_feasible_pattern
+
+    net = mnist_nets[0]
+    box = Box.around(np.full(784, 0.5), 0.02, "c")
+    st = interval_bounds(net, box)
+    fixed = st.fixed_bits()
+    free = np.flatnonzero(fixed < 0)
+    assert 0 < free.size <= 10
+    found = []
+    assert run_search(net, box, fixed, TOL, lambda b: found.append(tuple(int(v) for v in b))).complete
+    brute = set()
+    for bits in itertools.product((0, 1), repeat=free.size):
+        p = fixed.astype(int).copy()
+        p[free] = bits
+        if is_feasible_pattern(net, box, p, TOL):
+            brute.add(tuple(int(v) for v in p))
+    assert set(found) == brute
