@@ -75,14 +75,24 @@ class PatternSink:
     """Receives patterns from a backend: de-duplicates, streams new ones to `writer`, counts.
 
     `known` holds patterns already found (from --resume): they are written again to the new
-    file and count as found.
+    file and count as found. With flat_memory=True (the file driver), a backend whose output is
+    ordered (`Backend.ordered_output`: strictly increasing, lexicographic) is de-duplicated against
+    the last pattern only, so memory stays flat in the count; membership is then answered only for
+    the patterns listed in `watch` (the data-certified ones), and patterns() is not available.
     """
 
-    def __init__(self, writer=None, known: np.ndarray | None = None, progress=None, write_known: bool = True):
+    def __init__(self, writer=None, known: np.ndarray | None = None, progress=None, write_known: bool = True,
+                 flat_memory: bool = False, watch=None):
         self.writer = writer
         self.progress = progress            # callable(count) or None
         self.on_new = None                  # callable() after each new pattern (checkpoints), or None
         self._seen: set[bytes] = set()
+        self.flat_memory = flat_memory
+        self._ordered = False
+        self._last: bytes | None = None
+        self._n = 0
+        self._watch = None if watch is None else {np.asarray(p, np.uint8).reshape(-1).tobytes() for p in watch}
+        self._hits: set[bytes] = set()
         self.known = np.zeros((0, 0), np.uint8) if known is None else np.asarray(known, np.uint8)
         w, self.writer = self.writer, (self.writer if write_known else None)
         for p in self.known:
@@ -90,29 +100,57 @@ class PatternSink:
         self.writer = w
         self.n_known = len(self._seen)
 
+    def start_backend(self, ordered: bool) -> None:
+        """Told by run_backends before a backend runs: switch to ordered streaming when it applies."""
+        if not (ordered and self.flat_memory) or self._ordered:
+            return
+        self._ordered = True
+        self._n = len(self._seen)
+        self._last = max(self._seen) if self._seen else None
+        if self._watch is not None:
+            self._hits = self._watch & self._seen
+        self._seen = set()
+
     def add(self, pattern) -> bool:
         """Record one pattern; True if it was new."""
         p = np.asarray(pattern, dtype=np.uint8).reshape(-1)
         key = p.tobytes()
-        if key in self._seen:
-            return False
-        self._seen.add(key)
+        if self._ordered:
+            if self._last is not None and key <= self._last:
+                if key == self._last:
+                    return False
+                raise RuntimeError("an ordered backend emitted a pattern out of lexicographic order (a bug)")
+            self._last = key
+            self._n += 1
+            if self._watch is not None and key in self._watch:
+                self._hits.add(key)
+        else:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
         if self.writer is not None:
             self.writer.write(p)
         if self.progress is not None:
-            self.progress(len(self._seen))
+            self.progress(len(self))
         if self.on_new is not None:
             self.on_new()
         return True
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return self._n if self._ordered else len(self._seen)
 
     def __contains__(self, pattern) -> bool:
-        return np.asarray(pattern, dtype=np.uint8).reshape(-1).tobytes() in self._seen
+        key = np.asarray(pattern, dtype=np.uint8).reshape(-1).tobytes()
+        if not self._ordered:
+            return key in self._seen
+        if self._watch is None or key not in self._watch:
+            raise ValueError("an ordered sink answers membership only for its watched patterns")
+        return key in self._hits
 
     def patterns(self) -> np.ndarray:
         """All recorded patterns as uint8 (P, N), sorted lexicographically."""
+        if self._ordered:
+            raise RuntimeError("an ordered sink keeps no patterns: read them from the pattern file")
         if not self._seen:
             return np.zeros((0, 0), np.uint8)
         arr = np.array([np.frombuffer(k, np.uint8) for k in self._seen])
@@ -137,12 +175,14 @@ class Backend:
     A backend declares its options in `options` (name -> Option); `get_backend(name, **options)`
     passes them to the constructor, which checks them and sets them as attributes.
     `uses_milp`: the backend solves the MILP of src/milp.py (only those build it).
+    `ordered_output`: its patterns arrive in lexicographic order (the file driver then keeps none in memory).
     """
 
     name = "?"
     package = "?"   # pip package that provides the solver, for error messages
     frontier_checkpoints = False    # True: enumerate() takes checkpoint= and saves its frontier itself
     uses_milp = False
+    ordered_output = False          # True: patterns come strictly increasing (lexicographic), none repeated
     options: dict[str, Option] = {}
 
     def __init__(self, **options):
@@ -177,7 +217,7 @@ BACKENDS: dict[str, str] = {
 }
 
 # name -> the pip package that provides its solver (for "which package provides what" messages)
-PACKAGES: dict[str, str] = {"gurobi": "gurobipy", "scip": "pyscipopt", "lp": "highspy"}
+PACKAGES: dict[str, str] = {"gurobi": "gurobipy", "scip": "pyscipopt", "lp": "numba"}
 
 # The order in which `--backend auto` tries backends: the first one that is available and accepts
 # the problem wins. "lp" comes first: its pattern sets equal the brute force and both MILP backends
@@ -255,6 +295,7 @@ def run_backends(problem: EnumerationProblem, sink: PatternSink, backend: str = 
             be.check_problem(problem)
             state = resume_state if resume_state is None or resume_state.get("backend") in (None, name) else None
             kw = prepare(name, be, state) if prepare is not None else {}
+            sink.start_backend(be.ordered_output)
             left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t0))
             return be.enumerate(problem, sink, time_limit=left, threads=int(threads), resume_state=state, **kw), \
                 name, notes

@@ -1,10 +1,13 @@
-"""The compiled region-tree walk: the default engine of `--backend lp` (numba, no solver library).
+"""The exact region-tree walk of `--backend lp`, compiled with numba (docs/lp-engine.md); src/lp_enum.py drives it.
 
-Same definition and the same depth-first tree as the search described in src/lp_enum.py: a node
-is a prefix of bits over the hidden units in layer order, its region is {x in box : the prefix's
-constraints}, and on it the units of the current layer l are affine, g = A_l^S x + c_l^S (the
-step of src/geometry.py, compiled here as `_build_layer`). Each child of a node is decided,
-cheapest certificate first:
+Definition (identical to the MILP backends and tests/bruteforce.py): a pattern S is feasible iff
+some x in the box has g_j(x) > tol on every unit with bit 1 and g_j(x) <= 0 on every unit with
+bit 0. Stable units (fixed_bits >= 0) keep their bit; their constraint holds on the whole box.
+
+The walk is depth-first over the hidden units in layer order: a node is a prefix of bits, its
+region is {x in box : the prefix's constraints}, and on it the units of the current layer l are
+affine, g = A_l^S x + c_l^S (the step of src/geometry.py, compiled here as `_build_layer`). Each
+child of a node is decided, cheapest certificate first:
 
 1. sound box bounds of g on the whole box (margin 1e-12 relative) refute a side;
 2. the node's carried points (inputs x with all pre-activations, from an exact forward pass): a
@@ -887,7 +890,7 @@ def _start(net, lay, rows, ist, path, pts, st, fixed, unstable, tol, cap, use_z,
 
 # ---- the Python driver ------------------------------------------------------------------------------
 class CompiledSearch:
-    """The compiled engine for one problem (net, box, stable bits, tol); same interface as LpSearch."""
+    """The walk for one problem (net, box, stable bits as int8 with -1 = unstable, tol)."""
 
     def __init__(self, net, box, fixed_bits, tol: float = 1e-6, options=None):
         from .lp_enum import EngineOptions
@@ -1049,7 +1052,14 @@ class CompiledSearch:
 
     # ---- the walk -------------------------------------------------------------------------------
     def run(self, emit, roots=None, deadline=None, stop_flag=None, checkpoint=None):
-        """Walk the subtrees of `roots` (prefix strings; None = the whole tree) in order; see LpSearch.run."""
+        """Walk the subtrees of `roots` (prefix strings; None = the whole tree) in order.
+
+        emit(bits) receives every feasible pattern (an int8 array that is reused: copy it).
+        checkpoint: an object with due() and save(frontier); when due, save gets the unexplored
+        frontier, consistent with the patterns emitted so far. Stops at `deadline` (time.monotonic)
+        or when stop_flag() turns true. Returns (complete, frontier); the frontier lists the
+        unexplored prefixes (empty when complete).
+        """
         roots = [""] if roots is None else list(roots)
         X0 = self._root_points()
         net, lay, rows, ist, path, pts, out, st = (self._net, self._lay, self._rows, self._ist, self._path,

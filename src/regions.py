@@ -293,7 +293,8 @@ def count_regions(weights, box: Box | None = None, *, backend: str = "auto", tol
     interrupted = False
     t_enum0 = time.perf_counter()
     try:
-        sink = PatternSink(writer, known, progress=bar, write_known=resume_bytes is None)
+        sink = PatternSink(writer, known, progress=bar, write_known=resume_bytes is None, flat_memory=True,
+                           watch=None if data is None or not data.keys else data.patterns())
         ckpt = Checkpointer(checkpoint_path, writer, sink, checkpoint_every or None,
                             {"weights_sha256": sha, "tol": float(tol), "domain": box.name,
                              "layer_sizes": net.layer_sizes})

@@ -1,4 +1,4 @@
-"""The LP region-tree engine (src/lp_enum.py, backend 'lp'): exactness against the brute force (one LP
+"""The region-tree engine (src/fast_enum.py driven by src/lp_enum.py, backend 'lp'): exactness against the brute force (one LP
 per candidate pattern) on many tiny random and degenerate nets, resume from the frontier after an
 interruption (stop after k patterns, time limit, Ctrl-C), workers=2 (on Ray) versus 1, and agreement with the
 MILP backends."""
@@ -15,7 +15,8 @@ from src.bounds import interval_bounds
 from src.domain import Box
 from src.enumeration import BACKENDS, EnumerationProblem, PatternSink, backend_class, get_backend
 from src.ioutils import ToolError
-from src.lp_enum import EngineOptions, LpSearch, check_frontier, run_search
+from src.fast_enum import CompiledSearch
+from src.lp_enum import EngineOptions, check_frontier, run_search
 from src.network import ReluNet
 
 TOL = 1e-6
@@ -277,15 +278,15 @@ def test_bad_frontier_is_refused():
 def test_two_workers_give_the_same_sequence(ray_session, monkeypatch):
     import src.lp_enum as lp_enum
 
-    monkeypatch.setattr(lp_enum, "slice_seconds", lambda waiting, workers: 0.01)   # many slices: much reordering
-    net = random_net([3, 5, 4, 1], seed=9, bias_scale=0.4)
-    box = Box.uniform(3)
+    monkeypatch.setattr(lp_enum, "slice_seconds", lambda waiting, workers: 0.001)   # many slices: much reordering
+    net = random_net([4, 8, 6, 1], seed=5, bias_scale=0.4)      # a few thousand nodes: many slices
+    box = Box.uniform(4)
     fixed = interval_bounds(net, box).fixed_bits()
     one, out1 = lp_patterns(net, box, fixed=fixed)
     two, out2 = lp_patterns(net, box, fixed=fixed, workers=2)
-    assert out1.complete and out2.complete and out2.tasks > 1
+    assert out1.complete and out2.complete and out2.tasks > 3 and len(one) > 50
     assert two == one            # same patterns, same (lexicographic) order
-    assert set(one) == brute_force_patterns(net, box, TOL)
+    assert sampled_patterns(net, box, 20_000, 0) <= set(one)
 
 
 def test_two_workers_time_limit_then_resume(ray_session):
@@ -314,7 +315,7 @@ def test_backend_resume_state_roundtrip():
     res2 = be.enumerate(_problem(net, box), sink, resume_state={"backend": "lp", "frontier": res.frontier})
     assert res2.complete and res2.frontier is None
     assert {tuple(p) for p in sink.patterns().tolist()} == brute_force_patterns(net, box, TOL)
-    assert res2.stats["lps"] >= 1 and "ms_per_lp" in res2.stats
+    assert res2.stats["lps"] >= 1 and "iterations_per_lp" in res2.stats
 
 
 def test_backend_workers_keyword(ray_session):
@@ -354,12 +355,12 @@ def test_engine_options_do_not_change_the_result():
     box = Box.uniform(3)
     fixed = interval_bounds(net, box).fixed_bits()
     ref = lp_patterns(net, box, fixed=fixed)[0]
-    for opt in (EngineOptions(eager=False), EngineOptions(segment_search=False, clauses=False),
-                EngineOptions(max_points=1, root_samples=0), EngineOptions(cap=1.0, highs_options={})):
+    for opt in (EngineOptions(eager=False), EngineOptions(max_points=2, root_points=2),
+                EngineOptions(max_points=1, root_samples=0), EngineOptions(cap=1.0), EngineOptions(seed=5)):
         assert lp_patterns(net, box, fixed=fixed, options=opt)[0] == ref
 
 
 def test_engine_rejects_wrong_fixed_bits():
     net = random_net([2, 3, 1], seed=0)
     with pytest.raises(ValueError):
-        LpSearch(net, Box.uniform(2), np.zeros(5, np.int8))
+        CompiledSearch(net, Box.uniform(2), np.zeros(5, np.int8))

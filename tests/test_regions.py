@@ -271,7 +271,7 @@ def test_cli_error_paths(tmp_path):
     net = make_net("2-3-3-1_seed0")
     net.save(tmp_path / "weights.dat")
     line = one_error_line(cli("-w", tmp_path / "weights.dat", "--backend", "cplex"))
-    assert all(s in line for s in ("cplex", "gurobipy", "pyscipopt", "highspy"))
+    assert all(s in line for s in ("cplex", "gurobipy", "pyscipopt", "numba"))
     write_patterns(tmp_path / "activation_pattern_abhinav_input_0_1.dat", [2, 5, 1], [[1, 0, 1, 0, 1]])
     line = one_error_line(cli("-w", tmp_path / "weights.dat", "--resume", "-q"))
     assert "n = [2, 5, 1]" in line and "n = [2, 3, 3, 1]" in line

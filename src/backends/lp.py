@@ -1,4 +1,4 @@
-"""LP backend: the exact region-tree search of src/lp_enum.py (numpy + highspy), no MILP.
+"""LP backend: the exact region-tree walk of src/fast_enum.py (compiled with numba), driven by src/lp_enum.py; no MILP.
 
 Same feasibility definition and tol as the MILP backends. `workers` (option of get_backend,
 or the `workers=` keyword of enumerate) walks prefix subtrees in that many Ray workers (option
@@ -6,7 +6,7 @@ or the `workers=` keyword of enumerate) walks prefix subtrees in that many Ray w
 the patterns reach the sink in lexicographic order whatever the number of workers. A time limit
 or Ctrl-C returns complete=False with the unexplored frontier (a list of prefix strings), which
 `resume_state={"frontier": [...]}` continues without losing or repeating a pattern. `threads` is
-not used: every process runs HiGHS with one thread (use workers for parallelism).
+not used: the walk runs on one thread per process (use workers for parallelism).
 """
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ def _address(v):
 
 class LpBackend(Backend):
     name = "lp"
-    package = "highspy"
+    package = "numba"
     frontier_checkpoints = True
+    ordered_output = True
     options = {
         "workers": Option(1, "walk prefix subtrees in this many processes (same patterns, same order)", positive_int),
         "engine": Option(None, "src.lp_enum.EngineOptions of the search (None: the defaults)", _engine_options),
@@ -42,9 +43,9 @@ class LpBackend(Backend):
     @classmethod
     def check_available(cls) -> None:
         try:
-            import highspy  # noqa: F401
+            import numba  # noqa: F401
         except ImportError:
-            raise BackendUnavailable(f"backend 'lp' needs the pip package 'highspy' (pip install highspy); "
+            raise BackendUnavailable(f"backend 'lp' needs the pip package 'numba' (pinned in requirements.txt); "
                                      f"{packages_line()}") from None
 
     def enumerate(self, problem: EnumerationProblem, sink: PatternSink, *, time_limit: float | None = None,
@@ -75,7 +76,7 @@ class LpBackend(Backend):
             "workers": workers, "tasks": out.tasks, "resumed_from_frontier": roots is not None,
             "frontier_items_in": None if roots is None else len(roots),
             "seconds": round(secs, 4),
-            "ms_per_lp": round(1000.0 * st.get("lp_seconds", 0.0) / lps, 4) if lps else None,
+            "iterations_per_lp": round(st.get("lp_iterations", 0) / lps, 2) if lps else None,
             "lps_per_pattern": round(lps / found, 4) if found else None,
             **{k: (round(v, 4) if isinstance(v, float) else int(v)) for k, v in st.items()},
         }
