@@ -135,3 +135,38 @@ def test_local_box_of_a_trained_net_matches_the_brute_force_count(mnist_nets):
         if is_feasible_pattern(net, box, p, TOL):
             brute.add(tuple(int(v) for v in p))
     assert set(found) == brute
+
+
+# ---- the file driver's sink for ordered backends ------------------------------------------------------------
+def test_ordered_sink_keeps_no_set_and_checks_the_order():
+    rows = [np.array(p, np.uint8) for p in ([0, 0, 1], [0, 1, 0], [0, 1, 1], [1, 0, 0])]
+    written = []
+
+    class W:
+        def write(self, p):
+            written.append(tuple(p))
+
+    sink = PatternSink(W(), known=np.array([rows[0]]), flat_memory=True, watch=[rows[2], [1, 1, 1]])
+    sink.start_backend(True)
+    assert sink.add(rows[1]) and not sink.add(rows[1])          # a repeat of the last one is dropped
+    assert sink.add(rows[2]) and len(sink) == 3 and sink._seen == set()
+    assert rows[2] in sink and [1, 1, 1] not in sink             # watched patterns only
+    with pytest.raises(ValueError):
+        rows[3] in sink
+    with pytest.raises(RuntimeError, match="out of lexicographic order"):
+        sink.add(rows[0])
+    with pytest.raises(RuntimeError):
+        sink.patterns()
+    assert written == [(0, 0, 1), (0, 1, 0), (0, 1, 1)]
+
+
+def test_unordered_backends_and_in_memory_sinks_keep_the_set():
+    sink = PatternSink(flat_memory=True)
+    sink.start_backend(False)                                   # a MILP backend: any order, set kept
+    for p in ([1, 0], [0, 1], [1, 0]):
+        sink.add(p)
+    assert len(sink) == 2 and sink.patterns().tolist() == [[0, 1], [1, 0]]
+    mem = PatternSink()
+    mem.start_backend(True)                                     # in memory (the API): patterns stay available
+    mem.add([0, 1])
+    assert mem.patterns().tolist() == [[0, 1]]
