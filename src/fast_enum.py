@@ -1109,3 +1109,16 @@ class CompiledSearch:
             return True, []
         finally:
             self.stats = self._stats_dict()
+
+
+def warm_up() -> None:
+    """Compile the walk now (about 45 s the first time; later runs load it from src/__pycache__)."""
+    from .domain import Box
+    from .network import ReluNet
+
+    rng = np.random.default_rng(0)
+    for n0 in (3, 2):                       # features z = W_1 x (narrow first layer) and x itself
+        net = ReluNet([rng.normal(size=(2 if n0 == 3 else 3, n0)), rng.normal(size=(2, 2 if n0 == 3 else 3)),
+                       rng.normal(size=(1, 2))], [rng.normal(size=2 if n0 == 3 else 3), rng.normal(size=2),
+                                                 np.zeros(1)])
+        CompiledSearch(net, Box.uniform(n0), np.full(net.n_hidden_units, -1, np.int8)).run(lambda b: None)
