@@ -898,20 +898,22 @@ class CompiledSearch:
         self.opt = options or EngineOptions()
         self.net = net
         self.box = box
-        W = [np.ascontiguousarray(w, np.float64) for w in net.weights]
-        B = [np.ascontiguousarray(b, np.float64) for b in net.biases]
+        # fresh writable copies: arrays that arrive read-only (from Ray's object store) would be another
+        # type for numba, and each worker would compile the walk again
+        W = [np.array(w, np.float64, order="C") for w in net.weights]
+        B = [np.array(b, np.float64, order="C") for b in net.biases]
         self.sizes = np.array(net.hidden_sizes, np.int64)
         self.L = len(self.sizes)
         self.off = np.r_[0, np.cumsum(self.sizes)].astype(np.int64)
         self.N = int(self.off[-1])
         self.n0 = int(net.n_inputs)
         self.tol = float(tol)
-        self.fixed = np.ascontiguousarray(np.asarray(fixed_bits, np.int8).reshape(-1))
+        self.fixed = np.array(fixed_bits, np.int8).reshape(-1)
         if self.fixed.size != self.N:
             raise ValueError(f"fixed_bits has {self.fixed.size} entries, the net has {self.N} hidden units")
         self.unstable = self.fixed < 0
-        lo = np.ascontiguousarray(box.lo, np.float64)
-        hi = np.ascontiguousarray(box.hi, np.float64)
+        lo = np.array(box.lo, np.float64)
+        hi = np.array(box.hi, np.float64)
         self.lo, self.hi = lo, hi
         self.use_z = bool(self.sizes[0] < self.n0)
         nmax = int(self.sizes.max())
