@@ -125,11 +125,11 @@ def test_fresh_count_discards_an_old_checkpoint(tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_other_weights(tmp_path):
-    net = random_net([6, 14, 14, 1], 0)
-    net.save(tmp_path / "weights.dat")
+    sizes = NETS["lp"][0]
+    random_net(sizes, 0).save(tmp_path / "weights.dat")
     proc = _start(tmp_path, "lp")
     _kill_at_random_moment(proc, tmp_path, np.random.default_rng(0), max_wait=0.5)
-    random_net([6, 14, 14, 1], 1).save(tmp_path / "weights.dat")           # retrained in between
+    random_net(sizes, 1).save(tmp_path / "weights.dat")                      # retrained in between
     r = subprocess.run([PY, CLI, "-w", str(tmp_path / "weights.dat"), "-q", "--resume"],
                        capture_output=True, text=True, env=ENV, timeout=60)
     assert r.returncode == 2

@@ -350,5 +350,5 @@ def test_sink_dedupes_and_streams_known():
 
 
 def test_unknown_and_missing_backend_messages():
-    with pytest.raises(ToolError, match="gurobipy.*pyscipopt.*highspy"):
+    with pytest.raises(ToolError, match="gurobipy.*pyscipopt.*numba"):
         get_backend("nope")
