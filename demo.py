@@ -6,8 +6,8 @@
 """
 import os
 
-# every step runs in this process, --jobs of them at once: one BLAS thread each, as the scripts' own
-# processes had (set before numpy is imported)
+# --jobs steps run at once (in this process and its workers, which inherit this): one BLAS thread
+# each, as the scripts' own processes had (set before numpy is imported)
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 

@@ -1,8 +1,8 @@
 """`make demo`: the whole pipeline on a small default sweep, then figures, table and the trend verdict.
 
-Steps (the library functions the project's scripts call, run in this process):
+Steps (the library functions the project's scripts call, called directly, no subprocess):
 1. src.training.train_sweep (train_bulk_script.py): a 12-run sweep (l1 x adv x dropout) of a small arch;
-2. per run, in parallel (--jobs threads):
+2. per run, in parallel (--jobs worker processes):
    src.regions.count_regions (count_linear_regions.py: stable units + exact region count, backend auto,
    --time-limit per run), src.compress.compress_run (compress_network.py: exact stability, lossless
    compression, verified), src.transform.transform_run with the feasible patterns
@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import sys
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,62 +96,12 @@ def _newer(out: Path, *inputs: Path) -> bool:
     return all(not i.is_file() or i.stat().st_mtime <= t for i in inputs)
 
 
-class _StepOutput:
-    """sys.stdout / sys.stderr while the demo runs: what a thread writes during a step (`capture`)
-    goes to that step's log, everything else to the stream it stands in for."""
-
-    def __init__(self, stream, local: threading.local):
-        self.stream, self.local = stream, local
-
-    def _target(self):
-        return getattr(self.local, "log", None) or self.stream
-
-    def write(self, text: str) -> int:
-        return self._target().write(text)
-
-    def flush(self) -> None:
-        self._target().flush()
-
-    def isatty(self) -> bool:
-        return self._target().isatty()
-
-    def __getattr__(self, name):
-        return getattr(self.stream, name)
-
-
-class _Capture:
-    """Routes this process's sys.stdout / sys.stderr per thread while it is entered (run_demo)."""
-
-    def __init__(self):
-        self.local = threading.local()
-
-    def __enter__(self):
-        self.saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _StepOutput(sys.stdout, self.local), _StepOutput(sys.stderr, self.local)
-        return self
-
-    def __exit__(self, *exc):
-        sys.stdout, sys.stderr = self.saved
-        return False
-
-    @contextlib.contextmanager
-    def to(self, log):
-        """This thread's output goes to the open file `log` (while entered)."""
-        self.local.log = log
-        try:
-            yield
-        finally:
-            self.local.log = None
-
-
-_CAPTURE = _Capture()
-
-
 def _run_step(step: str, run: int | None, args: list, log_dir: Path, state: DemoState, echo, call,
               summary=None) -> StepResult:
-    """Run one step in this process: call() (a library function; returns the script's exit code) with
-    what it prints going to <log_dir>/<step>_<run>.log, headed by the equivalent command line (the
-    script of SCRIPTS with `args`). A ToolError is the script's `error: …` line and exit 2."""
+    """Run one step: call() (a library function; returns the script's exit code) with what it prints
+    going to <log_dir>/<step>_<run>.log, headed by the equivalent command line (the script of SCRIPTS
+    with `args`). A ToolError is the script's `error: …` line and exit 2. One step at a time per process
+    (sys.stdout / sys.stderr are redirected)."""
     script = SCRIPTS[step.split(":")[0]]
     log = log_dir / (f"{step.replace(':', '_')}" + (f"_{run}" if run is not None else "") + ".log")
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +109,7 @@ def _run_step(step: str, run: int | None, args: list, log_dir: Path, state: Demo
     with open(log, "w") as fh:
         fh.write("$ " + " ".join(["python", script] + [str(a) for a in args]) + "\n\n")
         fh.flush()
-        with _CAPTURE.to(fh):
+        with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
             try:
                 rc = call()
             except ToolError as e:
@@ -317,13 +268,34 @@ def sweep_size(opts) -> int:
     return n
 
 
+def _analyse_in_worker(run_id: int, opts) -> list[StepResult]:
+    """analyse_run in a worker process (--jobs > 1); its step results go back to run_demo."""
+    local = DemoState()
+    analyse_run(run_id, opts, local, lambda line: None)
+    return local.results
+
+
+def _analyse_all(ids, opts, state: DemoState, echo) -> None:
+    """analyse_run for every run: here one after the other, or in --jobs worker processes (spawned, so
+    that each has its own imports, solver output and interpreter lock, as the scripts had)."""
+    if opts.jobs < 2 or len(ids) < 2:
+        for r in ids:
+            analyse_run(r, opts, state, echo)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(opts.jobs, len(ids)), mp_context=ctx) as pool:
+        runs = {pool.submit(_analyse_in_worker, r, opts): r for r in ids}
+        for f in as_completed(runs):
+            try:
+                results = f.result()
+            except Exception as e:          # the worker died (killed, out of memory): its run failed
+                results = [StepResult("count", runs[f], "failed", message=f"worker process died: {e!r}"[:200])]
+            for r in results:
+                state.add(r, echo)
+
+
 def run_demo(opts, echo=print) -> dict:
     """The whole pipeline; returns a summary dict (also written to <out>/demo_summary.json)."""
-    with _CAPTURE:
-        return _pipeline(opts, echo)
-
-
-def _pipeline(opts, echo) -> dict:
     from .plotting import draw_all
     from .results import collect_results, missing_report
 
@@ -347,8 +319,7 @@ def _pipeline(opts, echo) -> dict:
 
     # 2. analysis per run
     echo("== 2/4 stable units, regions, compression, transformation ==")
-    with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
-        list(pool.map(lambda r: analyse_run(r, opts, state, echo), ids))
+    _analyse_all(ids, opts, state, echo)
 
     # 3. figures and table
     echo("== 3/4 figures and table ==")
@@ -456,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plane of the input-slice figure")
     g = p.add_argument_group("running")
     g.add_argument("--out", default=D["out"], help="figures, table, logs and demo_summary.json")
-    g.add_argument("-j", "--jobs", type=int, default=D["jobs"], help="per-run analyses (count, compress, transform) run in parallel threads of this process")
+    g.add_argument("-j", "--jobs", type=int, default=D["jobs"], help="per-run analyses (count, compress, transform) run in parallel worker processes")
     g.add_argument("--force", action="store_true", help="redo every step (retrain, recount, ...)")
     return p
 

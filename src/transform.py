@@ -28,7 +28,6 @@ from __future__ import annotations
 import bisect
 import math
 import sys
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -46,7 +45,6 @@ from .weights_io import write_weights
 from .verification import batched_forward as _forward, match_rows as _match, min_abs_preactivation  # noqa: F401
 
 SHARE_MODES = ("full", "trie", "none")
-_WARNINGS_LOCK = threading.Lock()
 DEFAULT_BIG_M = 1e9          # band width max(1, max u)/M; the interior is exact for any M (violations are exactly 0)
 MAX_BIG_M = 1e150          # M * V must stay far below the float64 overflow
 DEFAULT_MAX_UNITS = 4_000_000
@@ -786,7 +784,7 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
     N, m = net.n_hidden_units, net.n_outputs
 
     if patterns:
-        with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:   # global state: one thread at a time
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             P = read_patterns(patterns, net.layer_sizes)
         for w in caught:
