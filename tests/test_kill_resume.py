@@ -167,8 +167,9 @@ def test_output_files_get_the_umask_permissions(tmp_path):
 
 # ---- training ------------------------------------------------------------------------------------
 TRAIN = str(ROOT / "train_bulk_script.py")
+EPOCHS = 12             # short epochs: enough of them that the kill (at most 0.6 s after the first) lands mid-run
 TRAIN_ARGS = ["-s", "3", "-a", "mlp:24", "--l1", "1e-4", "--adv", "pgd", "--adv-steps", "2", "--dropout", "0.3",
-              "--epochs", "6", "--train-subset", "3000", "-q"]
+              "--epochs", str(EPOCHS), "--train-subset", "3000", "-q"]
 
 
 def _train(models, *extra):
@@ -191,7 +192,7 @@ def test_sigkill_during_training_then_resume_gives_the_same_weights(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     done = len(json.loads((run / "metrics.json").read_text())["epochs"])
-    assert 1 <= done < 6
+    assert 1 <= done < EPOCHS
     r = subprocess.run([PY, TRAIN, "--models-dir", str(tmp_path / "killed"), *TRAIN_ARGS],
                        capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 0, r.stderr
