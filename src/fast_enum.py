@@ -457,9 +457,9 @@ def _sides(lay, l, i, tol):
 
 
 @njit(**_JIT)
-def _segment(net, lay, bits, unstable, X, G, npts, l, i, u, b, tol, xn, gn, use_z):
+def _segment(net, lay, bits, unstable, X, G, npts, l, i, u, b, tol, xn, gn):
     """A point of child (u, b) on the segment from a carried point to the extreme box vertex (or False)."""
-    W1, sizes, off, lo, hi = net[0], net[3], net[4], net[7], net[8]
+    sizes, off, lo, hi = net[3], net[4], net[7], net[8]
     AX, CC, VF, VG = lay[1], lay[2], lay[7], lay[8]
     n0 = lo.size
     end = off[l + 1]
@@ -576,7 +576,9 @@ def _select_into(X, G, npts, u, b, tol, keep, unstable, bits, end, DX, DG):
 
 @njit(**_JIT)
 def _lp_side(net, lay, rows, ist, bits, unstable, u, l, i, b, with_row, tol, cap, use_z, xn, gn, st):
-    """The margin LP of child (u, b): 1 = point (xn, gn verified), 0 = refuted (certificate), -1 = inconclusive."""
+    """The margin LP of the current rows plus, with_row, the row of child (unit i of layer l, bit b): 1 = point
+    (xn, gn verified against every decided unit and unit u >= 0 with bit b), 0 = refuted (certificate),
+    -1 = inconclusive."""
     W1, lo, hi, absbox = net[0], net[7], net[8], net[9]
     RAF, RAX, RB = rows[0], rows[1], rows[2]
     m0 = ist[I_NROWS]
@@ -594,7 +596,7 @@ def _lp_side(net, lay, rows, ist, bits, unstable, u, l, i, b, with_row, tol, cap
     res = -1
     if status == 1 or (status == 2 and sval > 0.0):
         _forward(net, xn, gn)
-        if _verify(gn, bits, unstable, u, tol, u, b):
+        if _verify(gn, bits, unstable, bits.size, tol, u, b):
             st[ST_LP_FEASIBLE] += 1
             res = 1
     elif status == 2:
@@ -680,7 +682,7 @@ def _eager(net, lay, rows, ist, path, pts, unstable, u, l, tol, cap, use_z, xn, 
         b = 0 if has1 else 1
         st[ST_EAGER_CHECKS] += 1
         found = False
-        if _segment(net, lay, bits, unstable, PX[u], PG[u], n, l, i, k, b, tol, xn, gn, use_z):
+        if _segment(net, lay, bits, unstable, PX[u], PG[u], n, l, i, k, b, tol, xn, gn):
             found = True
             st[ST_SEGMENT_CERTIFIED] += 1
         else:
@@ -780,8 +782,7 @@ def _walk(net, lay, rows, ist, path, pts, out, st, fixed, unstable, tol, cap, us
             n = _select_into(PX[u], PG[u], npts, u, b, tol, keep, unstable, bits, end, DX, DG)
             if n > 0:
                 st[ST_POINT_CERTIFIED] += 1
-            elif npts > 0 and _segment(net, lay, bits, unstable, PX[u], PG[u], npts, l, i, u, b, tol, xn, gn,
-                                       use_z):
+            elif npts > 0 and _segment(net, lay, bits, unstable, PX[u], PG[u], npts, l, i, u, b, tol, xn, gn):
                 DX[0, :] = xn
                 DG[0, :] = gn
                 n = 1
@@ -868,20 +869,13 @@ def _start(net, lay, rows, ist, path, pts, st, fixed, unstable, tol, cap, use_z,
                 PG[k, n, :] = g
                 n += 1
     if n == 0 and ist[I_NROWS] > 0:      # no sample in the region: the margin LP of the prefix's rows
-        W1, lo, hi, absbox = net[0], net[7], net[8], net[9]
-        m = ist[I_NROWS]
-        y = np.zeros(m)
         xn = np.empty(n0)
-        st[ST_LPS] += 1
-        status, sval = _margin_lp(rows[0], rows[2], m, W1, use_z, lo, hi, cap, 1e-3 * cap, 20 * m + 200, xn, y, st,
-                                  (rows[4], rows[5], rows[6]))
-        if status == 1 or (status == 2 and sval > 0.0):
-            _forward(net, xn, g)
-            if _verify(g, bits, unstable, k, tol, -1, 0):
-                PX[k, 0, :] = xn
-                PG[k, 0, :] = g
-                n = 1
-        elif status == 2 and _refutes(rows[1], rows[2], m, y, lo, hi, absbox):
+        r = _lp_side(net, lay, rows, ist, bits, unstable, -1, 0, 0, 0, False, tol, cap, use_z, xn, g, st)
+        if r == 1:
+            PX[k, 0, :] = xn
+            PG[k, 0, :] = g
+            n = 1
+        elif r == 0:
             return -1
     NP[k] = n
     ist[I_DEPTH] = k
@@ -889,6 +883,11 @@ def _start(net, lay, rows, ist, path, pts, st, fixed, unstable, tol, cap, use_z,
 
 
 # ---- the Python driver ------------------------------------------------------------------------------
+def _prefix(bits) -> str:
+    """The frontier string ("0110...") of decided bits."""
+    return "".join("1" if v == 1 else "0" for v in bits)
+
+
 class CompiledSearch:
     """The walk for one problem (net, box, stable bits as int8 with -1 = unstable, tol)."""
 
@@ -1039,13 +1038,13 @@ class CompiledSearch:
                         continue
             emit(Bk[j])
             if stop_flag is not None and j + 1 < k and stop_flag():
-                return ["".join("1" if v == 1 else "0" for v in row) for row in Bk[j + 1:k]]
+                return [_prefix(row) for row in Bk[j + 1:k]]
         return None
 
     def _frontier(self) -> list[str]:
         bits, pend = self._path[0], self._path[2]
         depth, root = int(self._ist[I_DEPTH]), int(self._ist[I_ROOT])
-        s = "".join("1" if v == 1 else "0" for v in bits[:depth])
+        s = _prefix(bits[:depth])
         fr = [s]
         for v in range(depth - 1, root - 1, -1):
             if pend[v] >= 0:

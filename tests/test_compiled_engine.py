@@ -170,3 +170,27 @@ def test_unordered_backends_and_in_memory_sinks_keep_the_set():
     mem.start_backend(True)                                     # in memory (the API): patterns stay available
     mem.add([0, 1])
     assert mem.patterns().tolist() == [[0, 1]]
+
+
+@pytest.mark.parametrize("shape", [[3, 2, 4, 3, 1], [2, 4, 3, 1]])      # features z = W_1 x, and x itself
+def test_compiled_layer_maps_equal_src_geometry(shape):
+    """_build_layer is the compiled copy of geometry.advance and geometry.box_bounds: same maps, same bounds."""
+    from src.fast_enum import CompiledSearch, _build_layer
+    from src.geometry import box_bounds, pattern_affine_maps
+
+    net = random_net(shape, seed=4, bias_scale=0.7)
+    box = Box.uniform(shape[0], -1.0, 2.0)
+    eng = CompiledSearch(net, box, np.full(net.n_hidden_units, -1, np.int8))
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        bits = rng.integers(0, 2, net.n_hidden_units).astype(np.int8)
+        maps, _ = pattern_affine_maps(net, bits)
+        for l, (A, c) in enumerate(maps):
+            _build_layer(eng._net, eng._lay, bits, l, eng.use_z)
+            n = A.shape[0]
+            AX, CC, LOB, HIB = eng._lay[1][l, :n], eng._lay[2][l, :n], eng._lay[4][l, :n], eng._lay[5][l, :n]
+            np.testing.assert_allclose(AX, A, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(CC, c, rtol=1e-12, atol=1e-12)
+            lo, hi = box_bounds(A, c, box.lo, box.hi)
+            np.testing.assert_allclose(LOB, lo, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(HIB, hi, rtol=1e-12, atol=1e-12)
