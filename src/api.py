@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bounds import Stability, analyse_stability
-from .domain import Box
+from .domain import Box, check_box
 from .enumeration import EnumerationProblem, PatternSink, run_backends
 from .ioutils import ToolError
 from .network import ReluNet
@@ -39,11 +39,7 @@ class RegionCount:
 
 def _box(net: ReluNet, box: Box | None, source=None) -> Box:
     """The box (default [0,1]^n0), checked against the net's inputs; source names the net in the message."""
-    box = Box.uniform(net.n_inputs) if box is None else box
-    if box.n != net.n_inputs:
-        what = "the network" if source is None else f"the network {source}"
-        raise ToolError(f"the domain has {box.n} inputs but {what} has {net.n_inputs}")
-    return box
+    return check_box(Box.uniform(net.n_inputs) if box is None else box, net.n_inputs, source)
 
 
 def count_domain(net: ReluNet, box: Box | None = None, source=None) -> Box:

@@ -161,23 +161,25 @@ class DomainSpec:
                 and self.width is None)
 
 
-def _given_box(box: Box, n_inputs: int) -> Box:
+def check_box(box: Box, n_inputs: int, source=None) -> Box:
+    """The box, when it has the net's n_inputs (ToolError otherwise; source names the net in the message)."""
     if box.n != n_inputs:
-        raise ToolError(f"the domain has {box.n} inputs but the network has {n_inputs}")
+        what = "the network" if source is None else f"the network {source}"
+        raise ToolError(f"the domain has {box.n} inputs but {what} has {n_inputs}")
     return box
 
 
 def box_for(domain: "DomainSpec | Box | None", n_inputs: int, data_root=None) -> Box:
     """The one box a DomainSpec names (None: [0,1]^n0); a Box is checked against the net's inputs."""
     if isinstance(domain, Box):
-        return _given_box(domain, n_inputs)
+        return check_box(domain, n_inputs)
     return box_from_args(domain or DomainSpec(), n_inputs, data_root)
 
 
 def domains_for(domain: "DomainSpec | Box | None", n_inputs: int, data_root=None) -> tuple[list[tuple], bool]:
     """[(center label, width, Box)] a DomainSpec names and whether it is a sweep (domains_from_args)."""
     if isinstance(domain, Box):
-        return [(None, None, _given_box(domain, n_inputs))], False
+        return [(None, None, check_box(domain, n_inputs))], False
     return domains_from_args(domain or DomainSpec(), n_inputs, data_root)
 
 
