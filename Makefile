@@ -12,7 +12,7 @@ $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	$(PY) -m pip check
-	OMP_NUM_THREADS=1 $(PY) -c "import src.fast_enum as f; f.warm_up()"   # compile the region walk once
+	OMP_NUM_THREADS=1 $(PY) -c "import src.counting.tree_walk as f; f.warm_up()"   # compile the region walk once
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from src.compress import DEFAULT_POINTS, DEFAULT_RANK_TOL, DEFAULT_RTOL, compress_run
-from src.domain import DomainSpec, add_domain_arguments
-from src.ioutils import run_main
+from src.compress.run import DEFAULT_POINTS, DEFAULT_RTOL, compress_run
+from src.compress.lossless import DEFAULT_RANK_TOL
+from src.io.domains import DomainSpec
+from src.cli.domain_args import add_domain_arguments
+from src.cli.runner import run_main
 
 
 def build_parser() -> argparse.ArgumentParser:

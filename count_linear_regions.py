@@ -10,9 +10,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from src.domain import add_domain_arguments, domains_from_args  # noqa: E402
-from src.enumeration import AUTO_ORDER, BACKENDS, MILP_ORDER, PACKAGES  # noqa: E402
-from src.ioutils import ToolError, run_main  # noqa: E402
+from src.cli.domain_args import add_domain_arguments  # noqa: E402
+from src.io.domains import domains_from_args  # noqa: E402
+from src.counting.problem import AUTO_ORDER, BACKENDS, MILP_ORDER, PACKAGES  # noqa: E402
+from src.core.errors import ToolError  # noqa: E402
+from src.cli.runner import run_main  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from src.readers import load_net
-    from src.regions import count_regions, count_status, count_sweep, final_line, sweep_markdown, sweep_status, \
-        sweep_summary
+    from src.io.readers import load_net
+    from src.counting.driver import count_run, count_status, final_line
+    from src.counting.local_sweep import count_sweep, sweep_markdown, sweep_status, sweep_summary
 
     net = load_net(args.weights)
     domains, sweep = domains_from_args(args, net.n_inputs)
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
         raise ToolError("a sweep of local boxes (a width list or --center-test-index A:B) counts from scratch; "
                         "it does not take --slice, --segments or --resume")
     if args.slice is not None or args.segments is not None:
-        from src.sections import write_image_sections
+        from src.sections.files import write_image_sections
 
         for f in write_image_sections(args.weights, net, box, out_dir, slice_images=args.slice,
                                       segments=args.segments, segments_seed=args.segments_seed):
@@ -110,7 +112,7 @@ def main(argv=None) -> int:
         print(sweep_markdown(sweep_summary(rows)))
         print("wrote " + ", ".join(map(str, paths)))
         return 0
-    summary = count_regions(args.weights, box, backend=args.backend, tol=args.tol, time_limit=args.time_limit,
+    summary = count_run(args.weights, box, backend=args.backend, tol=args.tol, time_limit=args.time_limit,
                             threads=args.threads, workers=args.workers, resume=args.resume, out_dir=args.out_dir,
                             exact_stability=args.exact_stability, progress=not args.quiet, net=net,
                             checkpoint_every=args.checkpoint_every, ray_address=args.ray_address,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from src.ioutils import run_main  # noqa: E402
-from src.training import main  # noqa: E402
+from src.cli.runner import run_main  # noqa: E402
+from src.cli.train import main  # noqa: E402
 
 if __name__ == "__main__":
     run_main(main)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from src.domain import DomainSpec, add_domain_arguments  # noqa: E402
-from src.ioutils import run_main  # noqa: E402
-from src.transform import (DEFAULT_BIG_M, DEFAULT_MAX_FILE_PARAMS, DEFAULT_MAX_PARAMS,  # noqa: E402
-                           DEFAULT_MAX_UNITS)
+from src.io.domains import DomainSpec  # noqa: E402
+from src.cli.domain_args import add_domain_arguments  # noqa: E402
+from src.cli.runner import run_main  # noqa: E402
+from src.transform.two_hidden import DEFAULT_BIG_M, DEFAULT_MAX_UNITS
+from src.transform.run import DEFAULT_MAX_FILE_PARAMS, DEFAULT_MAX_PARAMS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from src.transform import transform_run
+    from src.transform.run import transform_run
 
     report = transform_run(
         args.weights, args.patterns, output=args.output, domain=DomainSpec.from_args(args), big_m=args.big_m,

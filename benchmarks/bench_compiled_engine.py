@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The compiled engine of `--backend lp` (src/fast_enum.py) against Gurobi's one-tree MILP, in one run, on
+"""The compiled engine of `--backend lp` (src/counting/tree_walk.py) against Gurobi's one-tree MILP, in one run, on
 trained MNIST nets over [0,1]^784 (same stable units; bounds excluded from the in-process rows).
 
 Part 1 (--small, default mlp:8-8): both to completion; identical sets required.
@@ -31,13 +31,14 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from benchmarks.common import train_nets  # noqa: E402
-from src.bounds import analyse_stability  # noqa: E402
-from src.domain import Box  # noqa: E402
-from src.enumeration import BackendUnavailable, EnumerationProblem, PatternSink, get_backend  # noqa: E402
-from src.ioutils import atomic_write_json  # noqa: E402
-from src.lp_enum import run_search  # noqa: E402
-from src.network import ReluNet  # noqa: E402
-from src.patterns_io import read_patterns  # noqa: E402
+from src.stability.analyse import analyse_stability  # noqa: E402
+from src.core.box import Box  # noqa: E402
+from src.counting.problem import BackendUnavailable, EnumerationProblem, PatternSink, get_backend  # noqa: E402
+from src.io.files import atomic_write_json  # noqa: E402
+from src.counting.walk_driver import run_search  # noqa: E402
+from src.core.network import ReluNet  # noqa: E402
+from src.io.pattern_file import read_patterns  # noqa: E402
+from src.io.readers import load_net
 
 
 def timed(fn):
@@ -84,7 +85,7 @@ def print_table(title, rows, ref):
 
 
 def problem_for(weights):
-    net = ReluNet.load(weights)
+    net = load_net(weights)
     box = Box.uniform(net.n_inputs)
     return EnumerationProblem(net, box, analyse_stability(net, box, tol=1e-6, progress=False), 1e-6)
 

@@ -3,7 +3,7 @@
 
 For each net: regions, seconds (enumeration only, bounds excluded: they are shared), ms per
 region, the solver's own statistics, and whether all backends returned the identical pattern
-set. Nets are either trained here (tiny MNIST nets via src.training: --archs x --l1s, few
+set. Nets are either trained here (tiny MNIST nets via src.training.train: --archs x --l1s, few
 epochs on a subset; cached in --work-dir and reused) or taken from --models-dir (every
 fcnn_run_*/weights.dat there). A backend that hits --time-limit is reported as incomplete and
 its set is compared as a subset. Results also go to <work-dir>/bench_enumeration.json.
@@ -23,12 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from src.enumeration import BACKENDS, BackendUnavailable, get_backend  # noqa: E402
+from src.counting.problem import BACKENDS, BackendUnavailable, get_backend  # noqa: E402
 from benchmarks.common import train_nets  # noqa: E402
-from src.ioutils import atomic_write_json  # noqa: E402
-from src.network import ReluNet  # noqa: E402
-from src.patterns_io import read_patterns  # noqa: E402
-from src.regions import count_regions  # noqa: E402
+from src.io.files import atomic_write_json  # noqa: E402
+from src.core.network import ReluNet  # noqa: E402
+from src.io.pattern_file import read_patterns  # noqa: E402
+from src.counting.driver import count_run  # noqa: E402
+from src.io.readers import load_net
 
 DEFAULT_ARCHS = "mlp:6-6,fcnn4c,mlp:8-8"
 DEFAULT_L1S = "0,0.0005"
@@ -51,7 +52,7 @@ def pattern_keys(path, layer_sizes) -> set[bytes]:
 
 
 def bench_net(weights: Path, backends, work: Path, time_limit, threads: int) -> dict:
-    net = ReluNet.load(weights)
+    net = load_net(weights)
     tag = weights.parent.name
     row = {"net": tag, "layer_sizes": net.layer_sizes, "backends": {}}
     sets = {}
@@ -59,7 +60,7 @@ def bench_net(weights: Path, backends, work: Path, time_limit, threads: int) -> 
         out = work / "counts" / tag / b
         t0 = time.perf_counter()
         try:
-            s = count_regions(weights, backend=b, time_limit=time_limit, threads=threads, out_dir=out, progress=False)
+            s = count_run(weights, backend=b, time_limit=time_limit, threads=threads, out_dir=out, progress=False)
         except BackendUnavailable as e:       # e.g. the model is too large for Gurobi's pip licence
             print(f"  {tag}: {b} refused: {e}", file=sys.stderr)
             row["backends"][b] = {"refused": str(e)}
@@ -124,7 +125,7 @@ def print_table(rows, backends) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models-dir", help="use every fcnn_run_*/weights.dat in DIR instead of training nets")
-    p.add_argument("--archs", default=DEFAULT_ARCHS, help="comma-separated archs to train (src/models.py names)")
+    p.add_argument("--archs", default=DEFAULT_ARCHS, help="comma-separated archs to train (src/training/models.py names)")
     p.add_argument("--l1s", default=DEFAULT_L1S, help="comma-separated l1 strengths to train with")
     p.add_argument("--epochs", type=int, default=1, help="training epochs per net")
     p.add_argument("--train-subset", type=int, default=10000, help="first N MNIST training images (0 = all)")

@@ -11,7 +11,7 @@ stopped by --time-limit is marked '+' (its count is a lower bound, its set is co
 Part 2 (scaling, 'lp' only): regions vs seconds for growing nets (--scaling-archs x
 --scaling-l1s), each capped by --scaling-time-limit and --max-regions (then marked '+').
 
-Nets are trained here with src.training (few epochs; cached in --work-dir and reused). The
+Nets are trained here with src.training.train (few epochs; cached in --work-dir and reused). The
 machine is shared: CPU seconds are the steadier number when it is loaded; --workers adds rows for
 the lp backend with that many processes (wall time only).
 
@@ -31,13 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from src.bounds import analyse_stability  # noqa: E402
-from src.domain import Box  # noqa: E402
-from src.enumeration import BackendUnavailable, EnumerationProblem, PatternSink, get_backend  # noqa: E402
+from src.stability.analyse import analyse_stability  # noqa: E402
+from src.core.box import Box  # noqa: E402
+from src.counting.problem import BackendUnavailable, EnumerationProblem, PatternSink, get_backend  # noqa: E402
 from benchmarks.common import train_nets  # noqa: E402
-from src.ioutils import atomic_write_json  # noqa: E402
-from src.lp_enum import run_search  # noqa: E402
-from src.network import ReluNet  # noqa: E402
+from src.io.files import atomic_write_json  # noqa: E402
+from src.counting.walk_driver import run_search  # noqa: E402
+from src.core.network import ReluNet  # noqa: E402
+from src.io.readers import load_net
 
 
 def run_backend(name, problem, time_limit, workers=1, max_regions=None) -> dict:
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     out = {"cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg(), "compare": [], "scaling": []}
 
     def problem_for(weights):
-        net = ReluNet.load(weights)
+        net = load_net(weights)
         box = Box.uniform(net.n_inputs)
         t = time.perf_counter()
         st = analyse_stability(net, box, tol=1e-6, progress=False)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Parallel counting and training on Ray (src/execution.py), and a replay of the dynamic splitting at scale.
+"""Parallel counting and training on Ray (src/parallel.py), and a replay of the dynamic splitting at scale.
 
 Part 1 (count): an lp count of a trained MNIST net (--arch, default mlp:12-12: about 10^5 regions) with
 --workers 1 (in-process) and --workers 2 (an embedded Ray, started once and timed separately): wall
@@ -12,7 +12,7 @@ Part 3 (replay): a third count with --workers 2 and short time slices (--trace-s
 slice (prefixes, seconds, frontier, patterns). The measured slices give each pattern a cost (the
 seconds of the slice that found it, shared by its patterns); on that cost model the count is
 replayed with 16, 64 and 256 simulated workers: the dynamic splitting (the scheduler of
-src/lp_enum.py: OrderedWork, first waiting subtree next, slices of slice_seconds(),
+src/counting/walk_driver.py: OrderedWork, first waiting subtree next, slices of slice_seconds(),
 a slice stops before the first pattern past its time and hands back that pattern and the right
 siblings on its path) against the static cut of earlier versions (the tree cut at the first depth
 with >= 8 subtrees per worker, handed out in order to the next free worker). Every dispatch costs
@@ -38,12 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks.common import train_nets  # noqa: E402
-from src.bounds import analyse_stability  # noqa: E402
-from src.domain import Box  # noqa: E402
-from src.ioutils import atomic_write_json  # noqa: E402
-import src.lp_enum as lp_enum  # noqa: E402
-from src.lp_enum import OrderedWork, run_search  # noqa: E402
-from src.network import ReluNet  # noqa: E402
+from src.stability.analyse import analyse_stability  # noqa: E402
+from src.core.box import Box  # noqa: E402
+from src.io.files import atomic_write_json  # noqa: E402
+import src.counting.walk_driver as lp_enum  # noqa: E402
+from src.counting.walk_driver import OrderedWork, run_search  # noqa: E402
+from src.core.network import ReluNet  # noqa: E402
+from src.io.readers import load_net
 
 
 def count(net, box, fixed, workers, time_limit, trace=None):
@@ -119,7 +120,7 @@ class CostModel:
 
 
 def replay_dynamic(model: CostModel, k: int, overhead: float) -> dict:
-    """k simulated workers under the scheduler of src/lp_enum.py: OrderedWork, first waiting subtree next,
+    """k simulated workers under the scheduler of src/counting/walk_driver.py: OrderedWork, first waiting subtree next,
     slices of lp_enum.slice_seconds()."""
     work = OrderedWork([""])
     clock, heap, free, seq, slices = 0.0, [], k, 0, 0
@@ -165,7 +166,7 @@ def _row(kind, k, busy, makespan, **extra):
 
 
 def sweep(models_dir, workers, runs, epochs, subset):
-    from src.training import run_sweep, sweep_configs
+    from src.training.train import run_sweep, sweep_configs
 
     l1s = [0.0, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2][:runs]
     configs = sweep_configs(0, "mlp:32", l1s, ["none"], [0.0], epochs=epochs, train_subset=subset, threads=1)
@@ -221,14 +222,14 @@ def main(argv=None) -> int:
     res = {"cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg(), "date": time.strftime("%Y-%m-%d")}
 
     w = train_nets(work, [args.arch], [args.l1], args.epochs, args.train_subset, args.seed)[0]
-    net = ReluNet.load(w)
+    net = load_net(w)
     box = Box.uniform(net.n_inputs)
     fixed = analyse_stability(net, box, tol=1e-6, progress=False).fixed_bits()
     print(f"net {w.parent.name}: {net.hidden_sizes}, {int((fixed < 0).sum())} unstable units", file=sys.stderr)
 
     one = count(net, box, fixed, 1, args.time_limit)
     print(f"  workers 1: {one['regions']} regions in {one['wall_s']:.1f}s", file=sys.stderr)
-    from src.execution import start_local
+    from src.parallel import start_local
 
     t0 = time.perf_counter()
     ray = start_local(2)

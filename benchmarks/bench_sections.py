@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Time of exact sections (src/sections.py) on fcnn4b (784-100-100-100-100-10).
+"""Time of exact sections (src/sections/plane.py) on fcnn4b (784-100-100-100-100-10).
 
 Nets: a randomly initialised fcnn4b (Kaiming-normal weights, biases 0.1·N(0,1), seed --seed) and
-fcnn4b trained briefly with src.training (--epochs on the first --train-subset images, one net per
+fcnn4b trained briefly with src.training.train (--epochs on the first --train-subset images, one net per
 --l1; cached in --work-dir and reused), unless --no-train. For each net: the plane through MNIST
 test images --images (the view of count_linear_regions.py --slice: the images and the box section,
 padded by 12%), with its polygon and region counts, and --segments seeded pairs of test images.
@@ -23,12 +23,16 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from benchmarks.common import train_nets  # noqa: E402
-from src import sections  # noqa: E402
-from src.data import load_mnist_arrays  # noqa: E402
-from src.domain import Box  # noqa: E402
-from src.ioutils import atomic_write_json, run_main  # noqa: E402
-from src.models import parse_arch  # noqa: E402
-from src.network import ReluNet  # noqa: E402
+from src.sections.plane import default_view, plane_section, plane_through
+from src.sections.files import seeded_pairs, segments_summary
+from src.sections.segments import segment_sections
+from src.io.mnist import load_mnist_arrays  # noqa: E402
+from src.core.box import Box  # noqa: E402
+from src.io.files import atomic_write_json  # noqa: E402
+from src.cli.runner import run_main  # noqa: E402
+from src.training.models import parse_arch  # noqa: E402
+from src.core.network import ReluNet  # noqa: E402
+from src.io.readers import load_net
 
 
 def random_fcnn4b(seed: int) -> ReluNet:
@@ -41,17 +45,17 @@ def random_fcnn4b(seed: int) -> ReluNet:
 
 def measure(net: ReluNet, X, images, n_segments: int, seed: int) -> dict:
     box = Box.uniform(784)
-    plane = sections.plane_through(X[list(images)].astype(np.float64))
-    view = sections.default_view(plane, box, [[0, 0], [1, 0], [0, 1]])
+    plane = plane_through(X[list(images)].astype(np.float64))
+    view = default_view(plane, box, [[0, 0], [1, 0], [0, 1]])
     t0 = time.perf_counter()
-    sec = sections.plane_section(net, plane, view, box)
+    sec = plane_section(net, plane, view, box)
     t_plane = time.perf_counter() - t0
-    pairs = sections.seeded_pairs(len(X), n_segments, seed)
+    pairs = seeded_pairs(len(X), n_segments, seed)
     t0 = time.perf_counter()
-    segs = sections.segment_sections(net, X[[i for i, _ in pairs]].astype(np.float64),
+    segs = segment_sections(net, X[[i for i, _ in pairs]].astype(np.float64),
                                      X[[j for _, j in pairs]].astype(np.float64))
     t_seg = time.perf_counter() - t0
-    summ = sections.segments_summary(segs)
+    summ = segments_summary(segs)
     return {"polygons": sec.n_polygons, "regions_in_box": sec.regions_in_box, "regions_in_view": sec.regions_in_view,
             "unverified": len(sec.unverified), "slivers_dropped": sec.slivers_dropped,
             "plane_seconds": round(t_plane, 3), "segments": n_segments, "segments_seconds": round(t_seg, 3),
@@ -78,7 +82,7 @@ def main(argv=None) -> int:
         l1s = [float(v) for v in args.l1.split(",")]
         for l1, w in zip(l1s, train_nets(Path(args.work_dir), ["fcnn4b"], l1s, args.epochs, args.train_subset,
                                           args.seed)):
-            nets.append((f"fcnn4b trained {args.epochs} ep. on {args.train_subset}, l1={l1:g}", ReluNet.load(w)))
+            nets.append((f"fcnn4b trained {args.epochs} ep. on {args.train_subset}, l1={l1:g}", load_net(w)))
     rows = []
     print(f"plane through test images {args.images}; {args.segments} seeded segments (seed {args.seed})")
     print(f"{'net':<44} {'polygons':>8} {'in box':>7} {'in view':>7} {'unver.':>6} {'plane s':>8} "

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Tiered exact stability (interval -> LP -> MILP for the undecided units) vs one exact MILP per unit.
 
-For each net and domain, in the same run: the time of src.bounds.analyse_stability(exact=True) and of
-src.bounds.exact_stability_per_unit (the naive reference), and whether their stable sets agree.
+For each net and domain, in the same run: the time of src.stability.analyse_stability(exact=True) and of
+src.stability.exact_stability_per_unit (the naive reference), and whether their stable sets agree.
 Target: >= 20x faster with identical sets.
 
 Nets: --weights FILE ... ; else from --models-dir (first complete run of fcnn2b with l1 = 0 and of
-fcnn4b with l1 > 0, by config.json); else trained briefly with src.training into --work-dir (reused
+fcnn4b with l1 > 0, by config.json); else trained briefly with src.training.train into --work-dir (reused
 when already complete): fcnn2b and fcnn4b (l1 = --l1), --epochs on the first --train-subset images.
 
 Both methods are capped (--tiered-time-limit, --ref-time-limit): a capped reference gives a lower
@@ -35,7 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from src.ioutils import ToolError, atomic_write_json, atomic_write_text, run_main  # noqa: E402
+from src.core.errors import ToolError  # noqa: E402
+from src.io.files import atomic_write_json, atomic_write_text  # noqa: E402
+from src.cli.runner import run_main  # noqa: E402
+from src.io.readers import load_net
 
 
 def parse_domains(text: str) -> list[tuple[str, int | None, float | None]]:
@@ -61,7 +64,8 @@ def parse_domains(text: str) -> list[tuple[str, int | None, float | None]]:
 
 
 def make_box(spec, data_root=None):
-    from src.domain import Box, test_image
+    from src.core.box import Box
+    from src.io.domains import test_image
 
     _, k, w = spec
     return Box.uniform(784) if k is None else Box.around(test_image(k, data_root), w, f"test{k}")
@@ -69,7 +73,7 @@ def make_box(spec, data_root=None):
 
 def find_in_models_dir(models_dir: Path) -> list[tuple[str, Path]]:
     """(label, weights path) for the first complete fcnn2b run (l1 = 0) and fcnn4b run (l1 > 0)."""
-    from src.training import is_complete
+    from src.training.train import is_complete
 
     want = {"fcnn2b": lambda l1: l1 == 0, "fcnn4b": lambda l1: l1 > 0}
     found = {}
@@ -89,7 +93,7 @@ def find_in_models_dir(models_dir: Path) -> list[tuple[str, Path]]:
 
 
 def train_nets(work_dir: Path, epochs: int, subset: int, l1: float, quiet: bool) -> list[tuple[str, Path]]:
-    from src.training import TrainConfig, is_complete, train_run
+    from src.training.train import TrainConfig, is_complete, train_run
 
     out = []
     for rid, arch, reg in ((0, "fcnn2b", 0.0), (1, "fcnn4b", l1)):
@@ -120,7 +124,8 @@ def compare(st, ref) -> dict:
 
 def data_first(net, box, args, exact: bool, time_limit: float):
     """(Stability, seconds for the data, seconds for the analysis) of data-first stability."""
-    from src.bounds import analyse_stability, data_points_for_box
+    from src.stability.analyse import analyse_stability
+    from src.stability.witnesses import data_points_for_box
 
     t0 = time.perf_counter()
     data = data_points_for_box(box, data_root=args.data_root, n_samples=args.samples)
@@ -132,7 +137,8 @@ def data_first(net, box, args, exact: bool, time_limit: float):
 
 
 def bench_one(net, box, args) -> dict:
-    from src.bounds import analyse_stability, exact_stability_per_unit
+    from src.stability.analyse import analyse_stability
+    from src.stability.exact import exact_stability_per_unit
 
     progress = not args.quiet
     t0 = time.perf_counter()
@@ -185,15 +191,15 @@ def markdown(rows) -> str:
 def bench_targets(args) -> list[dict]:
     """The fcnn4b targets: today's tiers vs data-first on [0,1]^784, without and with the MILP tier."""
     from benchmarks.common import train_nets as train_shared
-    from src.bounds import analyse_stability
-    from src.domain import Box
-    from src.network import ReluNet
+    from src.stability.analyse import analyse_stability
+    from src.core.box import Box
+    from src.core.network import ReluNet
 
     paths = train_shared(Path(args.work_dir), ["fcnn4b"], [0.0, 1e-3], args.target_epochs, args.target_subset, 0)
     box = Box.uniform(784)
     rows = []
     for l1, path in zip((0.0, 1e-3), paths):
-        net = ReluNet.load(path)
+        net = load_net(path)
         for exact in (False, True):
             t0 = time.perf_counter()
             today = analyse_stability(net, box, tol=args.tol, exact=exact, progress=not args.quiet,
@@ -260,7 +266,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from src.network import ReluNet
+    from src.core.network import ReluNet
 
     for name in ("tiered_time_limit", "ref_time_limit"):
         if not getattr(args, name) > 0:
@@ -282,7 +288,7 @@ def main(argv=None) -> int:
         nets = train_nets(Path(args.work_dir), args.epochs, args.train_subset, args.l1, args.quiet)
     rows = []
     for label, path in nets:
-        net = ReluNet.load(path)
+        net = load_net(path)
         for spec in domains:
             box = make_box(spec, args.data_root)
             row = {"net": label, "weights": str(path), "layer_sizes": net.layer_sizes, **bench_one(net, box, args)}

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Training throughput: in-memory batching (src.training) vs a plain DataLoader loop.
+"""Training throughput: in-memory batching (src.training.train) vs a plain DataLoader loop.
 
 Same model (default fcnn4b), same SGD step, 1 torch thread, measured in one run:
   in-memory   : whole training set as one tensor, batches sliced from a seeded permutation
-                (src.training.train_epoch, the code the sweep runs)
+                (src.training.train.train_epoch, the code the sweep runs)
   dataloader  : DataLoader(TensorDataset(X, y), batch_size, shuffle=True), num_workers=0
   dl-mnist    : DataLoader(torchvision MNIST with ToTensor), the usual tutorial loop
 Prints samples/s of each and the ratios (target: in-memory >= 3x the DataLoader), then the
@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from src.data import ensure_mnist, load_mnist_tensors  # noqa: E402
-from src.models import build_model  # noqa: E402
-from src.training import TrainConfig, train_epoch  # noqa: E402
+from src.io.mnist import ensure_mnist, load_mnist_tensors  # noqa: E402
+from src.training.models import build_model  # noqa: E402
+from src.training.train import TrainConfig, train_epoch  # noqa: E402
 
 
 def step(model, opt, xb, yb):
@@ -89,7 +89,7 @@ def main():
     dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=args.batch_size, shuffle=True)
     res["dataloader"] = bench_loader(dl, m, o, args.batches)
     if not args.no_mnist_loader:
-        from src.tv_compat import import_torchvision
+        from src.io.torchvision_compat import import_torchvision
 
         tv = import_torchvision()
         ds = tv.datasets.MNIST(str(ensure_mnist().parent.parent), train=True, download=False,

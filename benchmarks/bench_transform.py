@@ -21,16 +21,18 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from src.domain import Box  # noqa: E402
-from src.network import ReluNet  # noqa: E402
-from src.transform import build_two_hidden, formula_sizes, fmt_int, memory_params  # noqa: E402
+from src.core.box import Box  # noqa: E402
+from src.core.network import ReluNet  # noqa: E402
+from src.transform.two_hidden import build_two_hidden  # noqa: E402
+from src.transform.sizes import formula_sizes, fmt_int, memory_params  # noqa: E402
+from src.io.readers import load_net
 
 
 def pick_net(weights):
     if weights:
-        return ReluNet.load(weights), f"trained: {weights}"
+        return load_net(weights), f"trained: {weights}"
     found = sorted(glob.glob(str(ROOT / "forward_pass/activation_pattern/models/fcnn_run_*/weights.dat")))
-    nets = [(ReluNet.load(f), f) for f in found]
+    nets = [(load_net(f), f) for f in found]
     nets = [(n, f) for n, f in nets if n.n_hidden_units <= 64]
     if nets:
         n, f = min(nets, key=lambda t: t[0].n_hidden_units)
@@ -45,7 +47,7 @@ def pick_net(weights):
 def collect_patterns(net, want, seed=0, max_points=3_000_000):
     """Distinct patterns in order of discovery at MNIST images, then at points between two random
     images (x_a + t (x_b - x_a), t ~ U(0,1)) plus uniform noise, clipped to [0,1]^784."""
-    from src.data import load_mnist_arrays
+    from src.io.mnist import load_mnist_arrays
 
     X = np.vstack([load_mnist_arrays("train")[0], load_mnist_arrays("test")[0]]).astype(np.float64)
     rng = np.random.default_rng(seed)
@@ -103,7 +105,7 @@ def main():
     t0 = time.perf_counter()
     P_all, used = collect_patterns(net, max(counts))
     print(f"collected {len(P_all)} distinct patterns at {used} points in {time.perf_counter() - t0:.1f} s")
-    from src.data import load_mnist_arrays
+    from src.io.mnist import load_mnist_arrays
 
     Xt = load_mnist_arrays("test")[0][:args.eval_points].astype(np.float64)
     box = Box.uniform(net.n_inputs)

@@ -9,7 +9,7 @@ def train_nets(work: Path, archs, l1s, epochs: int, subset: int, seed: int) -> l
     """Train (or reuse) one small MNIST net per (arch, l1), 1 torch thread; returns their weights.dat paths."""
     import torch
 
-    from src.training import TrainConfig, is_complete, train_run
+    from src.training.train import TrainConfig, is_complete, train_run
 
     torch.set_num_threads(1)
     out = []

@@ -8,8 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.ioutils import run_main  # noqa: E402
-from src.plotting import figure_main  # noqa: E402
+from src.cli.runner import run_main  # noqa: E402
+from src.cli.figures import figure_main  # noqa: E402
 
 
 def main(argv=None) -> int:

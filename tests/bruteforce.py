@@ -3,7 +3,7 @@ import itertools
 
 import numpy as np
 
-from src.region_lp import is_feasible_pattern
+from src.counting.feasibility_lp import is_feasible_pattern
 
 
 def brute_force_patterns(net, box, tol=1e-6) -> set[tuple[int, ...]]:

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from src.network import ReluNet  # noqa: E402
+from src.core.network import ReluNet  # noqa: E402
 
 
 def random_net(sizes, seed=0, bias_scale=0.5):
@@ -28,7 +28,7 @@ def rng():
 @pytest.fixture(scope="module")
 def ray_session():
     """One embedded Ray with 2 CPUs shared by the tests of a module that ask for it; shut down after them."""
-    from src.execution import start_local
+    from src.parallel import start_local
 
     ray = start_local(2)
     yield ray

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src.network import ReluNet
+from src.core.network import ReluNet
+from src.io.readers import load_net
 
 DOMAIN = {"name": "input_0_1", "n": 784, "lo": 0.0, "hi": 1.0}
 
@@ -111,12 +112,11 @@ def write_sweep(models_dir, start=100, hidden=(8, 8), incomplete=(101,), n0=784)
 def write_local_counts(run_dir, n_boxes: int = 2, width: float = 0.01, seed: int = 0) -> None:
     """A real regions_sweep_*.json for the run's weights.dat: exact counts in local boxes around seeded
     uniform random points standing in for MNIST test images (used by the plot tests)."""
-    from src.domain import Box
-    from src.network import ReluNet
-    from src.regions import count_sweep
+    from src.core.box import Box
+    from src.counting.local_sweep import count_sweep
 
     run_dir = Path(run_dir)
-    net = ReluNet.load(run_dir / "weights.dat")
+    net = load_net(run_dir / "weights.dat")
     X = np.random.default_rng(seed).random((n_boxes, net.n_inputs))
     domains = [(f"test{k}", width, Box.around(x, width, f"test{k}")) for k, x in enumerate(X)]
     count_sweep(run_dir / "weights.dat", domains, net=net, progress=False, backend="lp", data_samples=200,

@@ -1,4 +1,4 @@
-"""One conformance suite over every registered enumeration backend (src/enumeration.py BACKENDS).
+"""One conformance suite over every registered enumeration backend (src/counting/problem.py BACKENDS).
 
 A backend whose solver package is missing is skipped. Each must: equal the brute force on tiny
 nets and degenerate nets, stop at a time limit and resume to the same set, answer an all-stable
@@ -6,15 +6,17 @@ net with its single pattern, and accept exactly the options it declares.
 """
 import numpy as np
 import pytest
-
 from bruteforce import brute_force_patterns
 from conftest import random_net
-from src.bounds import analyse_stability, interval_bounds
-from src.domain import Box
-from src.enumeration import BACKENDS, BackendUnavailable, EnumerationProblem, PatternSink, backend_class, get_backend
-from src.ioutils import ToolError
-from src.network import ReluNet
 from test_lp_enum import degenerate_nets
+
+from src.core.box import Box
+from src.core.errors import ToolError
+from src.core.network import ReluNet
+from src.counting.problem import (BACKENDS, BackendUnavailable, EnumerationProblem, PatternSink, backend_class,
+                                  get_backend)
+from src.stability.analyse import analyse_stability
+from src.stability.interval import interval_bounds
 
 TOL = 1e-6
 TINY = [([2, 3, 3, 1], 0, 0.5), ([3, 4, 3, 2, 1], 1, 0.5), ([2, 5, 5, 1], 5, 2.5)]
@@ -84,7 +86,7 @@ def test_declared_options_only(backend):
 
 
 def test_only_milp_backends_build_the_milp(backend, monkeypatch):
-    import src.milp as milp
+    import src.counting.milp as milp
 
     calls = []
     real = milp.build_formulation

@@ -1,16 +1,20 @@
-"""Bounds and stable units (src/bounds/) against exact per-region LPs on tiny nets."""
+"""Bounds and stable units (src/stability/) against exact per-region LPs on tiny nets."""
 import json
 from functools import lru_cache
 
 import numpy as np
 import pytest
+from conftest import random_net
 from scipy.optimize import linprog
 
-from conftest import random_net
-from src.bounds import (Stability, analyse_stability, exact_stability_per_unit, interval_bounds, lp_tighten,
-                        milp_settle, safe_lower_bound, stability_to_json, write_stability_files)
-from src.domain import Box
-from src.network import ReluNet
+from src.core.box import Box
+from src.core.network import ReluNet
+from src.stability.analyse import analyse_stability
+from src.stability.exact import exact_stability_per_unit, milp_settle
+from src.stability.files import stability_to_json, write_stability_files
+from src.stability.interval import interval_bounds
+from src.stability.lp import lp_tighten, safe_lower_bound
+from src.stability.record import Stability
 
 TOL = 1e-6
 ARCHS = [[2, 3, 3, 1], [2, 4, 3, 2, 1], [3, 5, 5, 1], [3, 4, 3, 2, 1]]
@@ -147,8 +151,8 @@ def test_stability_only_gives_the_same_stable_sets(sizes, seed, shift):
 @pytest.mark.parametrize("sizes,seed,shift", NETS[::2])
 def test_every_milp_solve_returns_a_valid_bound(sizes, seed, shift, early_stop):
     """Stopped early (witness, cutoff or bound) or not, a solve's bound never cuts the exact range."""
-    from src.bounds import _LayerMILP
-    from src.milp import build_formulation
+    from src.counting.milp import build_formulation
+    from src.stability.exact import _LayerMILP
 
     net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
     st = interval_bounds(net, box)
@@ -303,7 +307,7 @@ def test_data_first_gives_the_exact_and_the_tiered_stable_sets(sizes, seed, shif
     """Witnesses from data points skip LPs, yet the stable sets are those of the exact reference
     (with exact=True) and those of today's LP tier (exact=False); bounds are sound, never tighter
     than the full LP tier's."""
-    from src.bounds import data_points_for_box
+    from src.stability.witnesses import data_points_for_box
 
     net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
     inactive, active = exact_sets(elo, ehi)
@@ -333,7 +337,7 @@ def test_data_first_gives_the_exact_and_the_tiered_stable_sets(sizes, seed, shif
 
 
 def test_data_first_skips_the_lps_of_certified_units():
-    from src.bounds import data_points_for_box
+    from src.stability.witnesses import data_points_for_box
 
     lps = {"full": 0, "data": 0}
     skipped = 0
@@ -351,7 +355,7 @@ def test_data_first_skips_the_lps_of_certified_units():
 
 
 def test_data_points_for_box_and_seeded_samples():
-    from src.bounds import SeededSamples, data_points_for_box, iter_chunks, mnist_points_in_box
+    from src.stability.witnesses import SeededSamples, data_points_for_box, iter_chunks, mnist_points_in_box
 
     box = Box.uniform(3, -1.0, 2.0)
     d = data_points_for_box(box, n_samples=1000, seed=3)
@@ -364,7 +368,7 @@ def test_data_points_for_box_and_seeded_samples():
     with pytest.raises(ValueError):
         mnist_points_in_box(box)
     # MNIST (offline): the whole input box holds every image; a small local box its center image
-    from src.domain import test_image
+    from src.io.domains import test_image
 
     full = mnist_points_in_box(Box.uniform(784))
     assert len(full["train"]) == 60_000 and len(full["test"]) == 10_000
@@ -374,7 +378,7 @@ def test_data_points_for_box_and_seeded_samples():
 
 
 def test_record_points_drops_points_outside_the_box():
-    from src.bounds import record_points
+    from src.stability.witnesses import record_points
 
     net = make_net([2, 3, 3, 1], 0, 0.0)
     box = Box.uniform(2)

@@ -1,16 +1,18 @@
-"""The compiled engine (src/fast_enum.py) beyond the brute-force suite of tests/test_lp_enum.py: its margin LP
+"""The compiled engine (src/counting/tree_walk.py) beyond the brute-force suite of tests/test_lp_enum.py: its margin LP
 against scipy's HiGHS on random LPs, the exact fallback, and identical pattern sets with the MILP backends on
 MNIST nets trained here (784 inputs: the feature-space path)."""
 import numpy as np
 import pytest
+from conftest import random_net
 from scipy.optimize import linprog
 
-from conftest import random_net
-from src.bounds import analyse_stability, interval_bounds
-from src.domain import Box
-from src.enumeration import BACKENDS, EnumerationProblem, PatternSink, backend_class, get_backend
-from src.fast_enum import STAT_NAMES, _margin_lp, _refutes
-from src.lp_enum import run_search
+from src.core.box import Box
+from src.counting.problem import BACKENDS, EnumerationProblem, PatternSink, backend_class, get_backend
+from src.counting.tree_walk import STAT_NAMES, _margin_lp, _refutes
+from src.counting.walk_driver import run_search
+from src.io.readers import load_net
+from src.stability.analyse import analyse_stability
+from src.stability.interval import interval_bounds
 
 TOL = 1e-6
 
@@ -73,7 +75,8 @@ def test_inconclusive_children_go_to_the_exact_lp(W1, b1):
     """Regions that only touch a hyperplane (a point, a corner) leave the margin LP inconclusive; the brute
     force's own LP decides them (definition_lps) and the set stays exact."""
     from bruteforce import brute_force_patterns
-    from src.network import ReluNet
+
+    from src.core.network import ReluNet
 
     net = ReluNet([np.array(W1), np.ones((1, len(b1)))], [np.array(b1), np.zeros(1)])
     box = Box.uniform(2)
@@ -84,13 +87,12 @@ def test_inconclusive_children_go_to_the_exact_lp(W1, b1):
 
 
 def _trained(tmp_path_factory, arch, l1):
-    from src.training import TrainConfig, train_run
+    from src.training.train import TrainConfig, train_run
 
     d = tmp_path_factory.mktemp(arch.replace(":", "_"))
     train_run(TrainConfig(run_id=0, arch=arch, l1=l1, epochs=1, train_subset=3000, seed=1, threads=1), d,
               quiet=True, bars=False)
-    from src.network import ReluNet
-    return ReluNet.load(d / "weights.dat")
+    return load_net(d / "weights.dat")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +120,7 @@ def test_local_box_of_a_trained_net_matches_the_brute_force_count(mnist_nets):
     """A small box around a point: few units unstable, every candidate pattern checked by one LP."""
     import itertools
 
-    from src.region_lp import is_feasible_pattern
+    from src.counting.feasibility_lp import is_feasible_pattern
 
     net = mnist_nets[0]
     box = Box.around(np.full(784, 0.5), 0.02, "c")
@@ -175,8 +177,8 @@ def test_unordered_backends_and_in_memory_sinks_keep_the_set():
 @pytest.mark.parametrize("shape", [[3, 2, 4, 3, 1], [2, 4, 3, 1]])      # features z = W_1 x, and x itself
 def test_compiled_layer_maps_equal_src_geometry(shape):
     """_build_layer is the compiled copy of geometry.advance and geometry.box_bounds: same maps, same bounds."""
-    from src.fast_enum import CompiledSearch, _build_layer
-    from src.geometry import box_bounds, pattern_affine_maps
+    from src.core.affine import box_bounds, pattern_affine_maps
+    from src.counting.tree_walk import CompiledSearch, _build_layer
 
     net = random_net(shape, seed=4, bias_scale=0.7)
     box = Box.uniform(shape[0], -1.0, 2.0)

@@ -4,20 +4,22 @@ import itertools
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, random_net
 from scipy.optimize import linprog
 
-from conftest import ROOT, random_net
-from src.bounds import Stability, exact_stability_per_unit
-from src.compress import (Compression, VerificationError, active_basis, compress, compress_on_domain,
-                          parse_index_spec, parse_widths, stability_on, verify)
-from src.domain import Box
-from src.ioutils import ToolError
-from src.network import ReluNet
-from src.region_lp import pattern_affine_maps
+from src.compress.lossless import active_basis, compress
+from src.compress.run import compress_on_domain, stability_on, verify
+from src.core.affine import pattern_affine_maps
+from src.core.box import Box
+from src.core.errors import ToolError
+from src.core.network import ReluNet
+from src.io.domains import parse_index_spec, parse_widths
+from src.io.readers import load_net
+from src.stability.exact import exact_stability_per_unit
+from src.stability.record import Stability
 
 TOL = 1e-6
 
@@ -37,7 +39,7 @@ def assert_equal_on(net, cnet, box, n=4000, seed=0, rtol=1e-9):
     assert np.all(np.abs(a - b) <= rtol * np.maximum(1.0, np.abs(a))), np.abs(a - b).max()
 
 
-# ---- exact oracle, independent of src.bounds --------------------------------------------------
+# ---- exact oracle, independent of src.stability --------------------------------------------------
 def exact_ranges(net, box):
     """Exact [min, max] of every hidden pre-activation over the box: for every pattern of the
     earlier layers (closed regions g >= 0 / g <= 0), one LP per unit and direction."""
@@ -230,7 +232,7 @@ def test_random_nets_stability_matches_exact_oracle_and_compression_is_lossless(
     for l in range(net.n_hidden_layers):
         np.testing.assert_array_equal(st.active[l], ex.active[l], err_msg=f"layer {l + 1} active")
         np.testing.assert_array_equal(st.inactive[l], ex.inactive[l], err_msg=f"layer {l + 1} inactive")
-    ref = exact_stability_per_unit(net, box, tol=TOL)      # one exact MILP per unit (src.bounds)
+    ref = exact_stability_per_unit(net, box, tol=TOL)      # one exact MILP per unit (src.stability)
     assert st.exact and ref.exact
     np.testing.assert_array_equal(st.fixed_bits(), ref.fixed_bits())
     c = compress(net, st)
@@ -320,14 +322,14 @@ def test_cli_whole_box(tiny_weights):
     r = cli("-w", tiny_weights, "-q", "--verify-points", 2000)
     assert r.returncode == 0, r.stderr
     d = tiny_weights.parent
-    cnet = ReluNet.load(d / "compressed_input_0_1.dat")
+    cnet = load_net(d / "compressed_input_0_1.dat")
     rep = json.loads((d / "compressed_input_0_1.json").read_text())
     for key in ("weights", "domain", "units_before", "units_after", "removed", "params_before", "params_after",
                 "tiers", "times", "verification"):
         assert key in rep
     assert rep["units_before"] == [6, 5] and rep["params_after"] == cnet.n_params
     assert rep["verification"]["passed"] and rep["verification"]["points"] == 2002
-    net = ReluNet.load(tiny_weights)
+    net = load_net(tiny_weights)
     assert_equal_on(net, cnet, Box.uniform(3))
     assert (d / "stable_units_input_0_1.json").exists()
 
@@ -340,7 +342,7 @@ def test_cli_local_box_with_center_file_and_output(tiny_weights, tmp_path):
     assert r.returncode == 0, r.stderr
     rep = json.loads(out.with_suffix(".json").read_text())
     assert rep["domain"]["name"] == "center_c_width_0.05"
-    assert_equal_on(ReluNet.load(tiny_weights), ReluNet.load(out),
+    assert_equal_on(load_net(tiny_weights), load_net(out),
                     Box.around([0.5, 0.25, 0.75], 0.05, "c"))
 
 
@@ -379,7 +381,7 @@ def test_cli_bad_inputs(tiny_weights, tmp_path):
 
 def test_cli_verification_failure_is_an_error(tiny_weights, monkeypatch, capsys):
     import compress_network
-    import src.compress as sc
+    import src.compress.run as sc
 
     def bogus(net, box, tol=1e-6, exact=True, progress=None, time_limit=None):
         return Stability([-np.ones(n) for n in net.hidden_sizes], [-np.ones(n) for n in net.hidden_sizes], tol=tol)
@@ -394,12 +396,12 @@ def test_cli_verification_failure_is_an_error(tiny_weights, monkeypatch, capsys)
 def test_compression_reuses_the_stable_units_of_the_count(tiny_weights):
     """stable_units_<domain>.json has one writer; compression reads it back when it is of the same weights,
     domain and tol and at least as strong (exact), and otherwise computes and writes it again."""
-    from src.compress import compress_run
-    from src.regions import count_regions
+    from src.compress.run import compress_run
+    from src.counting.driver import count_run
 
     d = tiny_weights.parent
     st_file = d / "stable_units_input_0_1.json"
-    count_regions(tiny_weights, exact_stability=True, progress=False)
+    count_run(tiny_weights, exact_stability=True, progress=False)
     before = st_file.read_bytes()
     assert json.loads(before)["exact"] is True and "weights_sha256" in json.loads(before)
     rep = compress_run(tiny_weights, verify_points=200, progress=False)

@@ -7,11 +7,11 @@ import time
 
 import numpy as np
 import pytest
-
 from bruteforce import brute_force_patterns
 from conftest import ROOT, random_net
-from src.domain import Box
-from src.regions import count_regions
+
+from src.core.box import Box
+from src.counting.driver import count_run
 
 NETS = [([2, 3, 3, 1], 0, 0.5), ([3, 4, 3, 2, 1], 1, 0.5), ([2, 5, 5, 1], 5, 2.5), ([3, 5, 4, 1], 9, 0.4)]
 
@@ -20,7 +20,7 @@ NETS = [([2, 3, 3, 1], 0, 0.5), ([3, 4, 3, 2, 1], 1, 0.5), ([2, 5, 5, 1], 5, 2.5
 def test_data_le_lower_le_count_le_upper(tmp_path, sizes, seed, scale):
     net = random_net(sizes, seed, bias_scale=scale)
     net.save(tmp_path / "weights.dat")
-    s = count_regions(tmp_path / "weights.dat", backend="lp", progress=False, data_samples=20000)
+    s = count_run(tmp_path / "weights.dat", backend="lp", progress=False, data_samples=20000)
     ref = len(brute_force_patterns(net, Box.uniform(net.n_inputs)))
     up = s["upper_bound"]
     assert s["complete"] and s["count"] == ref == s["lower_bound"]
@@ -34,7 +34,7 @@ def test_data_le_lower_le_count_le_upper(tmp_path, sizes, seed, scale):
 def test_an_incomplete_count_reports_bounds(tmp_path):
     net = random_net([5, 12, 12, 1], 3)
     net.save(tmp_path / "weights.dat")
-    s = count_regions(tmp_path / "weights.dat", backend="lp", progress=False, time_limit=0.3, checkpoint_every=0)
+    s = count_run(tmp_path / "weights.dat", backend="lp", progress=False, time_limit=0.3, checkpoint_every=0)
     assert not s["complete"]
     assert s["count"] <= s["lower_bound"] <= int(s["upper_bound"]["upper_bound"]["value"])
     assert s["lower_bound"] >= s["data_patterns"]["union"] > 0
@@ -60,7 +60,7 @@ def test_time_limit_bounds_the_whole_command_on_a_784_100x4_net(tmp_path):
 
 # ---- exact local counts ------------------------------------------------------------------------------
 def test_local_sweep_equals_brute_force_on_tiny_nets(tmp_path):
-    from src.regions import count_sweep
+    from src.counting.local_sweep import count_sweep
 
     net = random_net([2, 5, 5, 1], 5, bias_scale=0.8)
     net.save(tmp_path / "weights.dat")
@@ -96,8 +96,11 @@ def test_results_table_figure_and_verdict_use_bounds_and_local_counts(tmp_path):
     """Per run: bounds of an incomplete count and the local counts' median / spread; the verdict and the
     local-regions figure are computed from the local counts."""
     from run_fixtures import write_run
-    from src import plotting, results
-    from src.regions import count_sweep
+
+    from src.counting.local_sweep import count_sweep
+    from src.report.figures import draw
+    from src.report.table import collect_rows, load_runs
+    from src.report.trend import l1_trend
 
     models = tmp_path / "models"
     for k, l1 in enumerate((0.0, 1e-3)):
@@ -106,18 +109,18 @@ def test_results_table_figure_and_verdict_use_bounds_and_local_counts(tmp_path):
         d = models / f"fcnn_run_{rid}"
         net = random_net([2, 5, 5, 1], k, bias_scale=0.8)
         net.save(d / "weights.dat")
-        count_regions(d / "weights.dat", backend="lp", progress=False, time_limit=0.01 if k == 0 else None,
+        count_run(d / "weights.dat", backend="lp", progress=False, time_limit=0.01 if k == 0 else None,
                       data_samples=500)
         centers = [("c%d" % j, np.random.default_rng(j).random(2)) for j in range(4)]
         count_sweep(d / "weights.dat", [(n, 0.1, Box.around(c, 0.1, n)) for n, c in centers], net=net,
                     progress=False, backend="lp", data_samples=500)
-    recs = results.load_runs(models, "10-11")
-    rows = results.collect_rows(recs)
+    recs = load_runs(models, "10-11")
+    rows = collect_rows(recs)
     for rec, row in zip(recs, rows):
         counts = [r["count"] for r in rec.local["rows"]]
         assert row["local_boxes"] == 4 and row["local_median"] == float(np.median(counts))
         assert row["regions_lower"] == rec.regions["lower_bound"] >= rec.region_count
-    verdict = results.l1_trend(recs).summary()
+    verdict = l1_trend(recs).summary()
     assert "Exact local counts, median region count in the local boxes" in verdict
-    paths = plotting.draw("local_regions", models, "10-11", out_dir=tmp_path / "out")
+    paths = draw("local_regions", models, "10-11", out_dir=tmp_path / "out")
     assert any(p.suffix == ".png" and p.stat().st_size > 1000 for p in paths)

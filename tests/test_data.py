@@ -6,10 +6,10 @@ import pickle
 import numpy as np
 import pytest
 
-from src import data
-from src.data import (LABEL_COUNTS, RestrictedUnpickler, UnsafePickleError, ensure_mnist, load_mnist_arrays,
-                      load_mnist_tensors, read_idx, read_mnist_pickle, restricted_loads)
-from src.ioutils import ToolError
+from src.core.errors import ToolError
+from src.io import mnist as data
+from src.io.mnist import (LABEL_COUNTS, RestrictedUnpickler, UnsafePickleError, ensure_mnist, load_mnist_arrays,
+                          load_mnist_tensors, read_idx, read_mnist_pickle, restricted_loads)
 
 
 class _Evil:

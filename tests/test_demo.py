@@ -5,7 +5,7 @@ import sys
 
 from conftest import ROOT
 
-from src import demo
+from src.cli import demo
 
 
 def test_helpers(tmp_path):

@@ -1,8 +1,8 @@
-"""src/geometry.py: the prefix maps reproduce the forward pass; box bounds are the extremes and, with a margin, sound."""
+"""src/core/affine.py: the prefix maps reproduce the forward pass; box bounds are the extremes and, with a margin, sound."""
 import numpy as np
-
 from conftest import random_net
-from src.geometry import advance, box_bounds, pattern_affine_maps
+
+from src.core.affine import advance, box_bounds, pattern_affine_maps
 
 
 def test_pattern_maps_reproduce_the_forward_pass():

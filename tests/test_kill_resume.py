@@ -12,12 +12,12 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, random_net
-from src.enumeration import BACKENDS, get_backend
-from src.ioutils import ToolError
-from src.patterns_io import read_patterns
-from src.regions import count_regions
+
+from src.core.errors import ToolError
+from src.counting.driver import count_run
+from src.counting.problem import BACKENDS, get_backend
+from src.io.pattern_file import read_patterns
 
 PY = sys.executable
 CLI = str(ROOT / "count_linear_regions.py")
@@ -40,7 +40,7 @@ def _reference(tmp_path, sizes, seed):
     d = tmp_path / "reference"
     d.mkdir()
     random_net(sizes, seed).save(d / "weights.dat")
-    s = count_regions(d / "weights.dat", backend="lp", progress=False, checkpoint_every=0)
+    s = count_run(d / "weights.dat", backend="lp", progress=False, checkpoint_every=0)
     assert s["complete"]
     return {p.tobytes() for p in read_patterns(d / f"activation_pattern_abhinav_{DOMAIN}.dat")}
 
@@ -103,14 +103,14 @@ def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
     random_net([3, 4, 4, 1], 0).save(tmp_path / "weights.dat")
     dead = subprocess.Popen([PY, "-c", "pass"])
     dead.wait()
-    from src.ioutils import _HOST
+    from src.io.files import _HOST
     stale = tmp_path / f".regions_{DOMAIN}.json.{_HOST}.{dead.pid}.0123abcd.tmp"
     legacy = tmp_path / f".activation_pattern_abhinav_{DOMAIN}.dat.k2j4_9zq.tmp"
     alive = tmp_path / f".regions_{DOMAIN}.json.{_HOST}.{os.getpid()}.89abcdef.tmp"
     other_host = tmp_path / f".regions_{DOMAIN}.json.otherhost.{dead.pid}.01234567.tmp"
     for p in (stale, legacy, alive, other_host):
         p.write_text("half")
-    count_regions(tmp_path / "weights.dat", backend="lp", progress=False)
+    count_run(tmp_path / "weights.dat", backend="lp", progress=False)
     assert not stale.exists() and not legacy.exists()
     assert alive.exists() and other_host.exists()            # a live writer and other hosts are left alone
 
@@ -120,7 +120,7 @@ def test_fresh_count_discards_an_old_checkpoint(tmp_path):
     ck = tmp_path / f"checkpoint_{DOMAIN}.json"
     ck.write_text("{}")
     (tmp_path / f".activation_pattern_abhinav_{DOMAIN}.dat.partial").write_text("n = [3, 4, 4, 1]\n")
-    s = count_regions(tmp_path / "weights.dat", backend="lp", progress=False)
+    s = count_run(tmp_path / "weights.dat", backend="lp", progress=False)
     assert s["complete"] and not ck.exists()
 
 

@@ -1,4 +1,4 @@
-"""The region-tree engine (src/fast_enum.py driven by src/lp_enum.py, backend 'lp'): exactness against the brute force (one LP
+"""The region-tree engine (src/counting/tree_walk.py driven by src/counting/walk_driver.py, backend 'lp'): exactness against the brute force (one LP
 per candidate pattern) on many tiny random and degenerate nets, resume from the frontier after an
 interruption (stop after k patterns, time limit, Ctrl-C), workers=2 (on Ray) versus 1, and agreement with the
 MILP backends."""
@@ -8,16 +8,16 @@ import signal
 
 import numpy as np
 import pytest
-
 from bruteforce import brute_force_patterns, sampled_patterns
 from conftest import random_net
-from src.bounds import interval_bounds
-from src.domain import Box
-from src.enumeration import BACKENDS, EnumerationProblem, PatternSink, backend_class, get_backend
-from src.ioutils import ToolError
-from src.fast_enum import CompiledSearch
-from src.lp_enum import EngineOptions, check_frontier, run_search
-from src.network import ReluNet
+
+from src.core.box import Box
+from src.core.errors import ToolError
+from src.core.network import ReluNet
+from src.counting.problem import BACKENDS, EnumerationProblem, PatternSink, backend_class, get_backend
+from src.counting.tree_walk import CompiledSearch, EngineOptions
+from src.counting.walk_driver import check_frontier, run_search
+from src.stability.interval import interval_bounds
 
 TOL = 1e-6
 
@@ -276,7 +276,7 @@ def test_bad_frontier_is_refused():
 
 # ---- workers -------------------------------------------------------------------------------------------
 def test_two_workers_give_the_same_sequence(ray_session, monkeypatch):
-    import src.lp_enum as lp_enum
+    import src.counting.walk_driver as lp_enum
 
     monkeypatch.setattr(lp_enum, "slice_seconds", lambda waiting, workers: 0.001)   # many slices: much reordering
     net = random_net([4, 8, 6, 1], seed=5, bias_scale=0.4)      # a few thousand nodes: many slices

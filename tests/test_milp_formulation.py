@@ -1,16 +1,17 @@
-"""The lean MILP (src/milp.py) against brute force on tiny nets, solved with scipy's HiGHS MILP."""
+"""The lean MILP (src/counting/milp.py) against brute force on tiny nets, solved with scipy's HiGHS MILP."""
 import itertools
 
 import numpy as np
 import pytest
-from scipy.optimize import Bounds, LinearConstraint, milp
-
 from bruteforce import brute_force_patterns
 from conftest import random_net
-from src.bounds import analyse_stability, interval_bounds
-from src.domain import Box
-from src.milp import build_formulation, expected_size
-from src.network import ReluNet
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from src.core.box import Box
+from src.core.network import ReluNet
+from src.counting.milp import build_formulation, expected_size
+from src.stability.analyse import analyse_stability
+from src.stability.interval import interval_bounds
 
 TOL = 1e-6
 ARCHS = [[2, 3, 3, 1], [2, 4, 3, 2, 1], [3, 5, 5, 1]]
@@ -222,10 +223,10 @@ def test_unit_with_tiny_positive_upper_bound_does_not_hide_patterns():
 
 
 def test_highs_loader_matches_scipy():
-    """src.bounds.highs_load passes the same model: same optimum of f with highspy."""
+    """src.stability.highs_load passes the same model: same optimum of f with highspy."""
     import highspy
 
-    from src.bounds import highs_load, new_highs
+    from src.stability.highs import highs_load, new_highs
 
     net = shifted_net([3, 5, 5, 1], 1, 0.0)
     box = Box.uniform(3)

@@ -3,11 +3,12 @@ import pytest
 import torch
 from torch import nn
 
-from src.ioutils import ToolError
-from src.models import ARCHS, build_model, linear_weights, parse_arch
-from src.network import ReluNet
+from src.core.errors import ToolError
+from src.io.readers import load_net
+from src.io.readers.torch_state import from_state_dict, from_torch_module
+from src.training.models import ARCHS, build_model, linear_weights, parse_arch
 
-# The zoo as the issue lists it, typed independently of src/models.py.
+# The zoo as the issue lists it, typed independently of src/training/models.py.
 EXPECTED = {
     "fcnn1": [10], "fcnn1a": [30], "fcnn1b": [15], "fcnn1c": [200], "fcnn1d": [500], "fcnn1e": [3000],
     "fcnn1f": [10000],
@@ -31,7 +32,7 @@ def test_zoo_matches_issue():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_build_every_zoo_model(name):
-    net = ReluNet.from_torch(build_model(name))
+    net = from_torch_module(build_model(name))
     assert net.layer_sizes == [784] + EXPECTED[name] + [10]
 
 
@@ -80,7 +81,7 @@ def test_relunet_forward_equals_torch(arch, dropout, tmp_path):
                 mod.bias.normal_(0, 0.1)
     model.eval()
     x = torch.rand(64, 784, generator=torch.Generator().manual_seed(2))
-    net = ReluNet.from_state_dict(model.state_dict())
+    net = from_state_dict(model.state_dict())
     with torch.no_grad():
         ref64 = model.double()(x.double()).numpy()
         ref32 = model.float()(x).double().numpy()
@@ -89,7 +90,7 @@ def test_relunet_forward_equals_torch(arch, dropout, tmp_path):
     assert np.abs(out - ref32).max() < 1e-4
     # and through weights.dat
     net.save(tmp_path / "w.dat")
-    back = ReluNet.load(tmp_path / "w.dat")
+    back = load_net(tmp_path / "w.dat")
     for a, b in zip(back.weights + back.biases, net.weights + net.biases):
         assert np.array_equal(a, b)                 # the file round trip is bit-exact
     np.testing.assert_allclose(back.forward(x.double().numpy()), out, rtol=1e-12, atol=1e-12)

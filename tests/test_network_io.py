@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
-
 from conftest import random_net
-from src.network import ReluNet
-from src.weights_io import WeightsFormatError, read_weights
+
+from src.core.network import ReluNet
+from src.io.readers import load_net
+from src.io.weights_file import WeightsFormatError, read_weights
 
 
 def test_roundtrip_bit_exact(tmp_path):
@@ -13,7 +14,7 @@ def test_roundtrip_bit_exact(tmp_path):
     net.biases[1][0] = 1.0 / 3.0
     p = tmp_path / "weights.dat"
     net.save(p, model_path="m.pt", accuracy=0.975)
-    back = ReluNet.load(p)
+    back = load_net(p)
     assert back.layer_sizes == net.layer_sizes
     for a, b in zip(net.weights + net.biases, back.weights + back.biases):
         assert a.tobytes() == b.tobytes()

@@ -1,4 +1,4 @@
-"""The Ray execution layer (src/execution.py): dynamic splitting of the region count, the sweep as Ray
+"""The Ray execution layer (src/parallel.py): dynamic splitting of the region count, the sweep as Ray
 tasks, a worker process killed by its pid mid-count and mid-sweep, an unreachable cluster address.
 
 The tests that need Ray share one embedded Ray with 2 CPUs (the module-scoped fixture ray_session).
@@ -14,12 +14,12 @@ import time
 
 import numpy as np
 import torch
-
 from conftest import ROOT, random_net
-from src.bounds import interval_bounds
-from src.domain import Box
-from src.lp_enum import OrderedWork, run_search
-from src.regions import count_regions
+
+from src.core.box import Box
+from src.counting.driver import count_run
+from src.counting.walk_driver import OrderedWork, run_search
+from src.stability.interval import interval_bounds
 
 TOL = 1e-6
 KILL_NET = ([6, 24, 16, 1], 3)          # about 44,000 regions, ~5 s of lp work on one core
@@ -142,7 +142,7 @@ def test_two_workers_write_the_same_files(tmp_path, ray_session):
         d = tmp_path / f"w{workers}"
         d.mkdir()
         random_net([3, 8, 6, 1], seed=5, bias_scale=0.4).save(d / "weights.dat")
-        s = count_regions(d / "weights.dat", backend="lp", workers=workers, progress=False, checkpoint_every=0)
+        s = count_run(d / "weights.dat", backend="lp", workers=workers, progress=False, checkpoint_every=0)
         assert s["complete"] and s["count"] > 50
         files[workers] = (d / "activation_pattern_abhinav_input_0_1.dat").read_bytes()
     assert files[1] == files[2]
@@ -228,7 +228,8 @@ SWEEP = ["-s", "0", "--l1", "0", "--adv", "none", "--dropout", "0,0.3", "-a", "m
 
 
 def test_sweep_on_two_workers_survives_a_killed_worker(tmp_path, ray_session):
-    from src import training
+    from src.cli.train import main as train_main
+    from src.training.train import train as training
 
     models = tmp_path / "models"
     killed = {}
@@ -254,7 +255,7 @@ def test_sweep_on_two_workers_survives_a_killed_worker(tmp_path, ray_session):
     t = threading.Thread(target=killer, daemon=True)
     t.start()
     try:
-        assert training.main(SWEEP + ["--models-dir", str(models), "--workers", "2"]) == 0
+        assert train_main(SWEEP + ["--models-dir", str(models), "--workers", "2"]) == 0
     finally:
         done.set()
         t.join()

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from src.ioutils import ToolError
-from src.patterns_io import PatternWriter, read_patterns, write_patterns
+from src.core.errors import ToolError
+from src.io.pattern_file import PatternWriter, read_patterns, write_patterns
 
 SIZES = [2, 3, 2, 1]
 

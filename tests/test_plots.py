@@ -2,18 +2,18 @@
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-
-from conftest import ROOT, random_net
+from conftest import ROOT
 from run_fixtures import write_local_counts, write_run, write_sweep
 from test_sections import write_section_files
 
-from src import plotting
-from src.ioutils import ToolError
-from src.results import load_runs
+from src.core.errors import ToolError
+from src.report.figures import _render_section, draw, draw_all
+from src.report.table import load_runs
+from src.sections.plane import orthonormal_plane
 
 
 def _script(name):
@@ -94,7 +94,7 @@ def test_figures_survive_missing_files(tmp_path):
     write_run(models, 2, 1e-3, "none", 0.0, hidden=(4, 4), files=("config", "metrics"))
     write_run(models, 3, 1e-3, "pgd", 0.0, hidden=(4, 4), files=("config", "regions", "weights"))
     out = tmp_path / "out"
-    done = plotting.draw_all(models, "1-4", out, slice_kw={"mode": "random"}, log=lambda m: None)
+    done = draw_all(models, "1-4", out, slice_kw={"mode": "random"}, log=lambda m: None)
     assert all(isinstance(v, list) for v in done.values()), done
     recs = load_runs(models, "1-4")
     assert recs[3].missing == ["<run directory>"]
@@ -104,7 +104,7 @@ def test_figure_without_any_input_is_a_clear_error(tmp_path):
     models = tmp_path / "m"
     write_run(models, 1, 0.0, "none", 0.0, hidden=(4, 4), files=("config", "metrics"))
     with pytest.raises(ToolError, match="regions"):
-        plotting.draw("regions", models, "1", tmp_path / "out")
+        draw("regions", models, "1", tmp_path / "out")
     mod = _script("make_all")
     with pytest.raises(ToolError, match="no figure"):
         mod.main(["--models-dir", str(models), "--runs", "1", "--out", str(tmp_path / "o"), "-q",
@@ -113,9 +113,9 @@ def test_figure_without_any_input_is_a_clear_error(tmp_path):
 
 def test_bad_runs_and_dirs(tmp_path):
     with pytest.raises(ToolError, match="not a directory"):
-        plotting.draw("regions", tmp_path / "nope", "1-2", tmp_path)
+        draw("regions", tmp_path / "nope", "1-2", tmp_path)
     with pytest.raises(ToolError, match="none of the runs"):
-        plotting.draw("regions", tmp_path, "1-2", tmp_path)
+        draw("regions", tmp_path, "1-2", tmp_path)
     r = subprocess.run([sys.executable, str(ROOT / "plots" / "plot_regions.py"), "--models-dir", str(tmp_path),
                         "--runs", "7-x"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: --runs")
@@ -131,7 +131,7 @@ def test_huge_sizes_as_log10(tmp_path):
     j["sizes"]["naive"] = {"layer_sizes": [784, 2 ** 400 * 410, 2 ** 400 * 11, 10], "params": 2 ** 400 * 330000}
     j["sizes"]["shared"] = {"layer_sizes_log10": [2.89, 122.0, 121.5, 1.0], "params_log10": 125.3}
     p.write_text(json.dumps(j))
-    paths = plotting.draw("transform_sizes", models, "1", tmp_path / "out")
+    paths = draw("transform_sizes", models, "1", tmp_path / "out")
     assert all(x.stat().st_size > 0 for x in paths)
 
 
@@ -139,23 +139,23 @@ def test_huge_sizes_as_log10(tmp_path):
 def test_slice_figure_counts_are_exact(tmp_path):
     """A 784-input net whose hidden units see only pixels 0 and 1 (x0 > 0.5, x1 > 0.5): on the plane of
     pixels 0 and 1 the box holds exactly 4 regions; the panel info carries the exact counts."""
-    from src.network import ReluNet
-    from src.sections import Plane, plane_section
+    from src.core.network import ReluNet
+    from src.sections.plane import Plane, plane_section
     W1 = np.zeros((2, 784))
     W1[0, 0] = W1[1, 1] = 1.0
     net = ReluNet([W1, np.ones((1, 2))], [np.array([-0.5, -0.5]), np.zeros(1)])
     basis = np.zeros((2, 784))
     basis[0, 0] = basis[1, 1] = 1.0
     plane = Plane(np.zeros(784), basis)
-    from src.domain import Box
+    from src.core.box import Box
     sec = plane_section(net, plane, (-1.0, 1.0, 0.1, 0.9), Box.uniform(784))
     assert sec.regions_in_box == 4 and sec.regions_in_view == 4 and sec.unverified == []
     assert sec.box_area == pytest.approx(0.8, abs=1e-12)
-    fig = plotting.plt.figure()
+    fig = plt.figure()
     ax = fig.add_subplot()
-    plotting._render_section(ax, sec, net, [(0.0, 0.5, "p")], colour="class")
-    plotting._render_section(ax, sec, net, [], colour="pattern")
-    plotting.plt.close(fig)
+    _render_section(ax, sec, net, [(0.0, 0.5, "p")], colour="class")
+    _render_section(ax, sec, net, [], colour="pattern")
+    plt.close(fig)
 
 
 def test_slice_script_class_colours_and_info(sweep_dir, tmp_path, capsys):
@@ -169,7 +169,7 @@ def test_slice_script_class_colours_and_info(sweep_dir, tmp_path, capsys):
 
 
 def test_segments_figure(sweep_dir, tmp_path):
-    paths = plotting.draw("segments", sweep_dir, "100-111", tmp_path)
+    paths = draw("segments", sweep_dir, "100-111", tmp_path)
     _assert_figure(tmp_path, "segment_regions_vs_l1")
     assert len(paths) == 2
 
@@ -177,4 +177,4 @@ def test_segments_figure(sweep_dir, tmp_path):
 def test_collinear_points_rejected():
     p = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.5, 0.5]])
     with pytest.raises(ToolError, match="collinear"):
-        plotting.orthonormal_plane(points=p)
+        orthonormal_plane(points=p)

@@ -11,16 +11,16 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import random_net
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import random_net
-from src.enumeration import PatternSink
-from src.ioutils import ToolError
-from src.patterns_io import PatternWriter, read_patterns, write_patterns
-from src.records import read_checkpoint, read_config, read_frontier, read_metrics, read_regions
-from src.regions import Checkpointer, count_regions
-from src.weights_io import read_weights, write_weights
+from src.core.errors import ToolError
+from src.counting.driver import Checkpointer, count_run
+from src.counting.problem import PatternSink
+from src.io.pattern_file import PatternWriter, read_patterns, write_patterns
+from src.io.records import read_checkpoint, read_config, read_frontier, read_metrics, read_regions
+from src.io.weights_file import read_weights, write_weights
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -184,7 +184,7 @@ def test_pattern_reader(tmp_path, patterns_raw, data, kind):
 @pytest.fixture(scope="module")
 def json_files(tmp_path_factory):
     """Real files written by the steps' own writers: name -> (bytes, reader)."""
-    from src.training import TrainConfig
+    from src.training.train import TrainConfig
 
     d = tmp_path_factory.mktemp("j")
     out = {}
@@ -197,7 +197,7 @@ def json_files(tmp_path_factory):
     (d / "metrics.json").write_text(json.dumps(metrics, indent=2))
     out["metrics"] = ((d / "metrics.json").read_bytes(), read_metrics)
     random_net([3, 4, 3, 1], 0).save(d / "weights.dat")
-    count_regions(d / "weights.dat", backend="lp", progress=False)
+    count_run(d / "weights.dat", backend="lp", progress=False)
     out["regions"] = ((d / "regions_input_0_1.json").read_bytes(), read_regions)
     summary = json.loads((d / "regions_input_0_1.json").read_text())
     meta = {"weights_sha256": summary["weights_sha256"], "tol": 1e-6, "domain": "input_0_1",

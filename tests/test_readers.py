@@ -1,4 +1,4 @@
-"""Readers of networks (src/readers): weights.dat, PyTorch state_dict, ONNX; the ONNX writer.
+"""Readers of networks (src/io/readers): weights.dat, PyTorch state_dict, ONNX; the ONNX writer.
 
 The same net in the three formats loads to bit-identical float64 weights and gives the identical
 pattern set; onnxruntime on an exported compressed net computes ReluNet.forward; anything a reader
@@ -10,14 +10,17 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, random_net
-from src.domain import Box
-from src.ioutils import ToolError, run_main
-from src.network import ReluNet
-from src.patterns_io import read_patterns
-from src.readers import from_state_dict, from_torch_module, load_net, save_onnx
-from src.regions import count_regions
+
+from src.cli.runner import run_main
+from src.core.box import Box
+from src.core.errors import ToolError
+from src.core.network import ReluNet
+from src.counting.driver import count_run
+from src.io.pattern_file import read_patterns
+from src.io.readers import load_net
+from src.io.readers.onnx_export import save_onnx
+from src.io.readers.torch_state import from_state_dict, from_torch_module
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -106,7 +109,7 @@ def test_three_formats_load_bit_identical_and_count_the_same_regions(tmp_path):
         assert same_bits(net, got), k
     pattern_sets = {}
     for k, p in paths.items():
-        summary = count_regions(p, backend="lp", progress=False, out_dir=p.parent)
+        summary = count_run(p, backend="lp", progress=False, out_dir=p.parent)
         assert summary["complete"] is True
         pats = read_patterns(p.parent / summary["pattern_file"], net.layer_sizes)
         pattern_sets[k] = {tuple(map(int, row)) for row in pats}
@@ -164,8 +167,8 @@ def test_from_torch_module_nested_sequential_and_no_op_layers():
                           nn.Sequential(nn.Sequential(lin1), nn.ReLU(), nn.Dropout(0.5)), lin2)
     got = from_torch_module(model)
     assert same_bits(net, got)
-    assert same_bits(net, ReluNet.from_torch(model))
-    assert same_bits(net, ReluNet.from_state_dict(seq.state_dict()))
+    assert same_bits(net, from_torch_module(model))
+    assert same_bits(net, from_state_dict(seq.state_dict()))
     assert same_bits(net, from_state_dict(model.state_dict()))
     model.eval()
     x = np.random.default_rng(1).uniform(size=(20, 4))
@@ -182,7 +185,8 @@ def test_linear_without_bias_gives_zero_bias():
 # ---- (2) the ONNX writer ------------------------------------------------------------------------
 def compressed_net():
     """A net with an inactive unit and a fully stable (merged) first layer on [0,1]^2 (test_compress)."""
-    from src.compress import compress, stability_on
+    from src.compress.lossless import compress
+    from src.compress.run import stability_on
 
     rng = np.random.default_rng(1)
     W1 = np.array([[1.0, 2.0], [0.5, 0.5], [-1.0, -1.0]])
@@ -219,7 +223,7 @@ def test_onnxruntime_on_exported_compressed_net_equals_forward(tmp_path):
 
 
 def test_export_cli(tmp_path, capsys):
-    from src.readers import onnx_export
+    from src.io.readers import onnx_export
 
     net = random_net(SIZES, seed=8)
     net.save(tmp_path / "w.dat")
@@ -474,7 +478,7 @@ def test_count_cli_reads_onnx_and_pt(tmp_path):
         rec = json.loads((paths[k].parent / "regions_input_0_1.json").read_text())
         assert rec["complete"] is True
         counts[k] = (rec["count"], (paths[k].parent / rec["pattern_file"]).read_text().splitlines()[1:])
-        from src.regions import file_sha256
+        from src.io.files import file_sha256
 
         assert rec["weights_sha256"] == file_sha256(paths[k])      # the hash of the file given with -w
     assert counts["onnx"] == counts["pt"] == counts["dat"]
@@ -485,13 +489,13 @@ def test_compress_and_transform_scripts_read_pt_and_onnx(tmp_path, capsys):
     paths = save_all(net, tmp_path)
     comp = load_script("compress_network.py")
     assert comp.main(["-w", str(paths["onnx"]), "-q", "--verify-points", "300"]) == 0
-    c = ReluNet.load(paths["onnx"].parent / "compressed_input_0_1.dat")
+    c = load_net(paths["onnx"].parent / "compressed_input_0_1.dat")
     x = np.random.default_rng(3).uniform(size=(200, 2))
     np.testing.assert_allclose(c.forward(x), net.forward(x), rtol=1e-9, atol=1e-9)
     tr = load_script("transform_networks_using_all_nodes.py")
     assert tr.main(["-w", str(paths["pt"]), "-q", "--verify-points", "300"]) == 0
     assert (paths["pt"].parent / "two_hidden_all_nodes.dat").is_file()
-    t = ReluNet.load(paths["pt"].parent / "two_hidden_all_nodes.dat")
+    t = load_net(paths["pt"].parent / "two_hidden_all_nodes.dat")
     p = save_onnx(t, tmp_path / "two_hidden.onnx")          # transformed nets open in onnxruntime too
     ort = pytest.importorskip("onnxruntime")
     y = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]

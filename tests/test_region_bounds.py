@@ -1,17 +1,19 @@
-"""Bounds on the number of linear regions (src/region_bounds.py) against brute-force counts."""
+"""Bounds on the number of linear regions (src/counting/count_bounds.py) against brute-force counts."""
 import math
 from functools import lru_cache
 
 import numpy as np
 import pytest
-
 from bruteforce import brute_force_patterns
 from conftest import random_net
-from src.bounds import SeededSamples, analyse_stability, data_points_for_box, witness_points
-from src.domain import Box
-from src.network import ReluNet
-from src.region_bounds import (DataPatterns, bound_entry, data_patterns, lower_bound, pattern_keys,
-                               theorem1_log10_float, theorem1_upper_bound, upper_bounds)
+
+from src.core.box import Box
+from src.core.network import ReluNet
+from src.core.patterns import pattern_keys
+from src.counting.count_bounds import (DataPatterns, bound_entry, data_patterns, lower_bound, theorem1_log10_float,
+                                       theorem1_upper_bound, upper_bounds)
+from src.stability.analyse import analyse_stability
+from src.stability.witnesses import SeededSamples, data_points_for_box, witness_points
 
 TOL = 1e-6
 

@@ -1,9 +1,10 @@
 import numpy as np
-
 from bruteforce import brute_force_patterns, sampled_patterns
 from conftest import random_net
-from src.domain import Box
-from src.region_lp import max_margin_point, pattern_affine_maps
+
+from src.core.affine import pattern_affine_maps
+from src.core.box import Box
+from src.counting.feasibility_lp import max_margin_point
 
 
 def test_affine_maps_match_forward(rng):

@@ -10,21 +10,21 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bruteforce import brute_force_patterns, sampled_patterns
 from conftest import ROOT, random_net
-from src.domain import Box
-from src.enumeration import AUTO_ORDER, PatternSink, backend_class, get_backend
-from src.enumeration import BACKENDS as REGISTERED
-from src.ioutils import ToolError
-from src.network import ReluNet
-from src.patterns_io import read_patterns, write_patterns
-from src.region_lp import is_feasible_pattern
-from src.regions import count_regions
+
+from src.core.box import Box
+from src.core.errors import ToolError
+from src.core.network import ReluNet
+from src.counting.driver import count_run
+from src.counting.feasibility_lp import is_feasible_pattern
+from src.counting.problem import AUTO_ORDER
+from src.counting.problem import BACKENDS as REGISTERED
+from src.counting.problem import PatternSink, backend_class, get_backend
+from src.io.pattern_file import read_patterns, write_patterns
 
 BACKENDS = [n for n in REGISTERED if backend_class(n).uses_milp]     # the MILP backends (lp: test_lp_enum)
 PY = sys.executable
@@ -73,7 +73,7 @@ def run_count(tmp_path, net, backend, **kw):
     w = tmp_path / "weights.dat"
     if not w.exists():
         net.save(w)
-    summary = count_regions(w, backend=backend, progress=False, **kw)
+    summary = count_run(w, backend=backend, progress=False, **kw)
     pats = read_patterns(tmp_path / summary["pattern_file"], net.layer_sizes, allow_empty=True)
     return summary, pats
 
@@ -132,7 +132,7 @@ def test_other_box_and_local_box(tmp_path):
     for box in (Box.uniform(2, -1.0, 2.0), Box.around([0.4, 0.6], 0.2, "c")):
         (tmp_path / box.name).mkdir()
         net.save(tmp_path / box.name / "weights.dat")
-        s = count_regions(tmp_path / box.name / "weights.dat", box, backend="scip", progress=False)
+        s = count_run(tmp_path / box.name / "weights.dat", box, backend="scip", progress=False)
         assert (tmp_path / box.name / f"activation_pattern_abhinav_{box.name}.dat").exists()
         pats = read_patterns(tmp_path / box.name / s["pattern_file"], net.layer_sizes)
         assert as_set(pats) == brute_force_patterns(net, box)
@@ -174,7 +174,7 @@ def test_resume_refuses_other_net(tmp_path):
     net.save(tmp_path / "weights.dat")
     write_patterns(tmp_path / "activation_pattern_abhinav_input_0_1.dat", [2, 4, 1], [[1, 0, 1, 0]])
     with pytest.raises(ToolError, match=r"n = \[2, 4, 1\].*n = \[2, 3, 3, 1\]"):
-        count_regions(tmp_path / "weights.dat", backend="scip", resume=True, progress=False)
+        count_run(tmp_path / "weights.dat", backend="scip", resume=True, progress=False)
 
     # same shape, but a pattern that contradicts the stable units (all units of this net are stable)
     net2 = make_net("3-3-3-1_bias4.0_seed6")
@@ -185,7 +185,7 @@ def test_resume_refuses_other_net(tmp_path):
     write_patterns(d2 / s["pattern_file"], net2.layer_sizes, 1 - pats)
     (d2 / "regions_input_0_1.json").unlink()
     with pytest.raises(ToolError, match="contradict the stable units"):
-        count_regions(d2 / "weights.dat", backend="scip", resume=True, progress=False)
+        count_run(d2 / "weights.dat", backend="scip", resume=True, progress=False)
 
 
 # ---- licence-limit fallback -----------------------------------------------------------------------
@@ -204,7 +204,7 @@ def wide_reference():
 
 
 def _gurobi_limited() -> bool:
-    from src.backends.gurobi import size_limited_licence
+    from src.counting.backends.gurobi import size_limited_licence
 
     return size_limited_licence()
 
@@ -225,7 +225,7 @@ def test_licence_error_at_optimize_falls_back(tmp_path, monkeypatch):
     """When the size pre-check cannot tell, Gurobi's errno 10010 at optimize() still falls back."""
     if not _gurobi_limited():
         pytest.skip("this Gurobi licence is not size-limited")
-    import src.backends.gurobi as g
+    import src.counting.backends.gurobi as g
 
     monkeypatch.setattr(g, "size_limited_licence", lambda: False)
     net = _wide_net()
@@ -233,7 +233,7 @@ def test_licence_error_at_optimize_falls_back(tmp_path, monkeypatch):
     assert s["backend"] == "scip" and "falling back to SCIP" in s["note"]
     assert as_set(pats) == wide_reference()
     with pytest.raises(g.GurobiLicenceLimit, match="GRB_LICENSE_FILE"):
-        count_regions(tmp_path / "weights.dat", backend="gurobi", progress=False, out_dir=tmp_path / "g")
+        count_run(tmp_path / "weights.dat", backend="gurobi", progress=False, out_dir=tmp_path / "g")
     assert not (tmp_path / "g" / "activation_pattern_abhinav_input_0_1.dat").exists()
 
 

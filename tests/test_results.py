@@ -6,29 +6,30 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 from run_fixtures import SWEEP, write_run, write_sweep
 
-from src import results
-from src.ioutils import ToolError
+from src.core.errors import ToolError
+from src.report.table import (COLUMNS, collect_results, fmt_size, load_run, load_runs, log10_size, missing_report,
+                              parse_runs, record_row, size_log10, two_hidden_sizes)
+from src.report.trend import l1_trend, section_trend
 
 
 def test_parse_runs():
-    assert results.parse_runs("100-103") == [100, 101, 102, 103]
-    assert results.parse_runs("5, 3,10-11,3") == [3, 5, 10, 11]
+    assert parse_runs("100-103") == [100, 101, 102, 103]
+    assert parse_runs("5, 3,10-11,3") == [3, 5, 10, 11]
     for bad in ("", "a", "5-3", "1-2-3"):
         with pytest.raises(ToolError, match="--runs"):
-            results.parse_runs(bad)
+            parse_runs(bad)
 
 
 def test_table_rows_and_columns(tmp_path):
     models = tmp_path / "models"
     write_sweep(models, start=100, hidden=(6, 6), incomplete=(101,))
-    res = results.collect_results(models, "100-111", tmp_path / "out")
+    res = collect_results(models, "100-111", tmp_path / "out")
     rows = list(csv.DictReader(io.StringIO(res["csv"].read_text())))
     assert [int(r["run"]) for r in rows] == list(range(100, 112))
-    assert list(rows[0].keys()) == results.COLUMNS
+    assert list(rows[0].keys()) == COLUMNS
     for r, (l1, adv, p) in zip(rows, SWEEP):
         # settings come from config.json
         assert float(r["l1"]) == l1 and r["adv"] == adv and float(r["dropout"]) == p
@@ -49,7 +50,7 @@ def test_table_rows_and_columns(tmp_path):
     md = res["md"].read_text().splitlines()
     table = [ln for ln in md if ln.startswith("|")]
     assert len(table) == 2 + 12
-    assert all(ln.count("|") == len(results.COLUMNS) + 1 for ln in table)
+    assert all(ln.count("|") == len(COLUMNS) + 1 for ln in table)
 
 
 def test_run_missing_files_is_reported_not_crashed(tmp_path):
@@ -58,7 +59,7 @@ def test_run_missing_files_is_reported_not_crashed(tmp_path):
     write_run(models, 2, 1e-3, "pgd", 0.3, files=("config", "metrics"))
     d3 = write_run(models, 3, 1e-3, "none", 0.0)
     (d3 / "regions_input_0_1.json").write_text("{not json")
-    res = results.collect_results(models, "1-4", tmp_path / "out")
+    res = collect_results(models, "1-4", tmp_path / "out")
     rows = {r["run"]: r for r in res["rows"]}
     assert set(rows) == {1, 2, 3, 4}
     assert rows[1]["missing"] == ""
@@ -66,7 +67,7 @@ def test_run_missing_files_is_reported_not_crashed(tmp_path):
     assert rows[2]["regions"] == "" and rows[2]["adv"] == "pgd" and rows[2]["test_accuracy"] != ""
     assert "unreadable" in rows[3]["missing"] and rows[3]["regions"] == ""
     assert rows[4]["missing"] == "missing: <run directory>"
-    report = results.missing_report(res["records"])
+    report = missing_report(res["records"])
     assert [line.split()[1] for line in report] == ["2", "3", "4"]
     # and through the command line: exit 0, warnings on stderr
     r = subprocess.run([sys.executable, str(ROOT / "collect_results.py"), "--models-dir", str(models), "--runs",
@@ -85,23 +86,23 @@ def test_no_run_exists_is_an_error(tmp_path):
 
 
 def test_log10_sizes():
-    assert results.log10_size(1000) == pytest.approx(3)
-    assert results.log10_size(2 ** 400) == pytest.approx(400 * 0.30102999566398)
-    assert results.log10_size(str(10 ** 500)) == pytest.approx(500)
-    assert results.log10_size("1.5e3") == pytest.approx(3.176091259)
-    assert results.log10_size({"log10": 123.4}) == 123.4
-    assert results.log10_size("10^77.5") == 77.5
-    assert results.log10_size(None) is None and results.log10_size("x") is None
-    assert results.size_log10({"params_log10": 99.0, "params": None}, "params") == 99.0
+    assert log10_size(1000) == pytest.approx(3)
+    assert log10_size(2 ** 400) == pytest.approx(400 * 0.30102999566398)
+    assert log10_size(str(10 ** 500)) == pytest.approx(500)
+    assert log10_size("1.5e3") == pytest.approx(3.176091259)
+    assert log10_size({"log10": 123.4}) == 123.4
+    assert log10_size("10^77.5") == 77.5
+    assert log10_size(None) is None and log10_size("x") is None
+    assert size_log10({"params_log10": 99.0, "params": None}, "params") == 99.0
     th = {"sizes": {"naive": {"layer_sizes": [784, 2 ** 300, 2 ** 300, 10], "params": 2 ** 310}}}
-    s = results.two_hidden_sizes(th, "naive")
+    s = two_hidden_sizes(th, "naive")
     assert s["hidden_log10"] == pytest.approx(301 * 0.30102999566398)
     assert s["params"] == 2 ** 310
     th = {"sizes": {"naive": {"layer_sizes_log10": [2.0, 100.0, 100.0, 1.0], "params_log10": 103.0}}}
-    s = results.two_hidden_sizes(th, "naive")
+    s = two_hidden_sizes(th, "naive")
     assert s["hidden_log10"] == pytest.approx(100 + 0.30103, abs=1e-4) and s["params_log10"] == 103.0
-    assert results.fmt_size(results.log10_size(2 ** 400)) == "10^120.4"
-    assert results.fmt_size(3.0, 1000) == "1000"
+    assert fmt_size(log10_size(2 ** 400)) == "10^120.4"
+    assert fmt_size(3.0, 1000) == "1000"
 
 
 class _R:
@@ -110,21 +111,21 @@ class _R:
 
 
 def test_trend_judge_uses_lower_bounds_correctly():
-    t = results.l1_trend([_R(0, 100, True), _R(1e-3, 50, True), _R(1e-2, 10, True)])
+    t = l1_trend([_R(0, 100, True), _R(1e-3, 50, True), _R(1e-2, 10, True)])
     assert (t.fewer, t.more, t.undetermined) == (3, 0, 0) and t.shows
-    t = results.l1_trend([_R(0, 100, True), _R(1e-3, 150, True)])
+    t = l1_trend([_R(0, 100, True), _R(1e-3, 150, True)])
     assert (t.fewer, t.more) == (0, 1) and not t.shows
     # an incomplete count at the stronger l1 that is below the weaker one proves nothing
-    t = results.l1_trend([_R(0, 100, True), _R(1e-3, 50, False)])
+    t = l1_trend([_R(0, 100, True), _R(1e-3, 50, False)])
     assert (t.fewer, t.more, t.undetermined) == (0, 0, 1) and not t.shows
     # an incomplete weaker-l1 count above a complete stronger one: fewer is established
-    t = results.l1_trend([_R(0, 100, False), _R(1e-3, 50, True)])
+    t = l1_trend([_R(0, 100, False), _R(1e-3, 50, True)])
     assert (t.fewer, t.undetermined) == (1, 0)
     # an incomplete stronger-l1 count already above a complete weaker one: more is established
-    t = results.l1_trend([_R(0, 100, True), _R(1e-3, 150, False)])
+    t = l1_trend([_R(0, 100, True), _R(1e-3, 150, False)])
     assert t.more == 1
     # pairs are only formed within a group
-    t = results.l1_trend([_R(0, 100, True, ("none", 0.0)), _R(1e-3, 50, True, ("pgd", 0.0))])
+    t = l1_trend([_R(0, 100, True, ("none", 0.0)), _R(1e-3, 50, True, ("pgd", 0.0))])
     assert t.fewer + t.more + t.equal + t.undetermined == 0 and not t.shows
     assert "does NOT show" in t.summary()
 
@@ -137,9 +138,9 @@ def test_other_domain_reads_its_own_files(tmp_path):
     (d / f"regions_{dom}.json").write_text(json.dumps({"count": 7, "complete": True}))
     (d / f"two_hidden_all_nodes_{dom}.json").write_text(json.dumps(
         {"built": False, "sizes": {"naive": {"layer_sizes": [784, 100, 50, 10], "params": 10 ** 30}}}))
-    rec = results.load_runs(models, "1", domain=dom)[0]
+    rec = load_runs(models, "1", domain=dom)[0]
     assert rec.region_count == 7 and rec.two_hidden_all is not None
-    row = results.record_row(rec)
+    row = record_row(rec)
     assert row["regions"] == 7 and row["two_hidden_all_params_log10"] == 30.0
     assert f"two_hidden_all_nodes_{dom}.json" not in row["missing"]
     assert f"compressed_{dom}.json" in row["missing"]
@@ -157,7 +158,7 @@ def test_section_columns_and_verdict(tmp_path):
     write_sweep(models, start=100, hidden=(6, 6), incomplete=())
     for run in range(100, 108):
         write_section_files(models / f"fcnn_run_{run}")
-    res = results.collect_results(models, "100-111", tmp_path / "out")
+    res = collect_results(models, "100-111", tmp_path / "out")
     rows = {int(r["run"]): r for r in csv.DictReader(io.StringIO(res["csv"].read_text()))}
     for run in range(100, 108):
         d = models / f"fcnn_run_{run}"
@@ -182,19 +183,19 @@ def test_section_columns_and_verdict(tmp_path):
     md = res["md"].read_text()
     assert "slice regions (box)" in md and "regions / segment (median)" in md
     table = [ln for ln in md.splitlines() if ln.startswith("|")]
-    assert all(ln.count("|") == len(results.COLUMNS) + 1 for ln in table)
+    assert all(ln.count("|") == len(COLUMNS) + 1 for ln in table)
 
 
 def test_slice_file_choice_per_domain(tmp_path):
     d = write_run(tmp_path / "m", 1, 0.0, "none", 0.0, files=("config",))
     for name, n in (("slice_3_4_5", 30), ("slice_0_1_2", 12), ("slice_0_1_2_center_test0_width_0.1", 7)):
         (d / f"{name}.json").write_text(json.dumps({"regions_in_box": n, "regions_in_view": n + 1}))
-    assert results.load_run(d).slice_regions == 12
-    assert results.load_run(d, domain="center_test0_width_0.1").slice_regions == 7
+    assert load_run(d).slice_regions == 12
+    assert load_run(d, domain="center_test0_width_0.1").slice_regions == 7
     (d / "slice_0_1_2.json").unlink()
-    assert results.load_run(d).slice_name == "slice_3_4_5"
+    assert load_run(d).slice_name == "slice_3_4_5"
     (d / "segments.json").write_text("{broken")
-    rec = results.load_run(d)
+    rec = load_run(d)
     assert rec.segments is None and any("segments.json: unreadable" in p for p in rec.problems)
 
 
@@ -206,14 +207,14 @@ class _S(_R):
 
 
 def test_section_trend_pairs():
-    t = results.section_trend([_S(0, 50, 9), _S(1e-3, 20, 5), _S(1e-2, 20, 6)], "x",
+    t = section_trend([_S(0, 50, 9), _S(1e-3, 20, 5), _S(1e-2, 20, 6)], "x",
                               lambda r: r.slice_regions, lambda r: r.slice_name)
     assert (t.fewer, t.more, t.equal) == (2, 0, 1) and t.agrees and t.medians == {0: 50, 1e-3: 20, 1e-2: 20}
     # other planes or other groups are never compared
-    t = results.section_trend([_S(0, 50, 9), _S(1e-3, 20, 5, plane="slice_3_4_5"), _S(1e-3, 10, 5, ("pgd", 0.0))],
+    t = section_trend([_S(0, 50, 9), _S(1e-3, 20, 5, plane="slice_3_4_5"), _S(1e-3, 10, 5, ("pgd", 0.0))],
                               "x", lambda r: r.slice_regions, lambda r: r.slice_name)
     assert t.fewer + t.more + t.equal == 0 and not t.agrees
-    rep = results.l1_trend([_S(0, 50, 9), _S(1e-3, 60, 4)])
+    rep = l1_trend([_S(0, 50, 9), _S(1e-3, 60, 4)])
     lines = rep.summary().splitlines()
     assert any("slice plane" in ln and "does NOT agree" in ln for ln in lines)
     assert any("per segment" in ln and "agrees with the trend" in ln for ln in lines)

@@ -1,4 +1,4 @@
-"""Exact 1-D and 2-D sections (src/sections.py) against brute force on tiny nets, and their CLI."""
+"""Exact 1-D and 2-D sections (src/sections/plane.py) against brute force on tiny nets, and their CLI."""
 import json
 import subprocess
 import sys
@@ -10,26 +10,32 @@ import pytest
 from bruteforce import brute_force_patterns
 from conftest import ROOT, random_net
 
-from src import sections
-from src.domain import Box
-from src.ioutils import ToolError, atomic_write_json
-from src.network import ReluNet
-from src.sections import Plane, plane_section, segment_section, segment_sections
+from src.sections.plane import (class_pieces, default_view, orthonormal_plane, plane_through, polygon_area,
+    restrict_to_plane)
+from src.sections.files import image_segments_record, image_slice_record, seeded_pairs
+from src.sections.segments import segment_along
+from src.core.box import Box
+from src.core.errors import ToolError
+from src.io.files import atomic_write_json
+from src.core.network import ReluNet
+from src.sections.plane import Plane, plane_section
+from src.sections.segments import segment_section, segment_sections
+from src.io.readers import load_net
 
 
 def write_section_files(run_dir, n_points: int = 40, n_pairs: int = 12, seed: int = 0) -> None:
     """Real slice_0_1_2.json and segments.json for the run's weights.dat, with seeded uniform random points
     of [0,1]^n0 standing in for the MNIST test images (used by the plot and results tests)."""
     run_dir = Path(run_dir)
-    net = ReluNet.load(run_dir / "weights.dat")
+    net = load_net(run_dir / "weights.dat")
     X = np.random.default_rng(seed).random((n_points, net.n_inputs))
     meta = {"weights": str(run_dir / "weights.dat"), "layer_sizes": net.layer_sizes}
-    plane = sections.plane_through(X[:3])
+    plane = plane_through(X[:3])
     atomic_write_json(run_dir / "slice_0_1_2.json",
-                      {**meta, **sections.image_slice_record(net, plane, Box.uniform(net.n_inputs), [0, 1, 2],
+                      {**meta, **image_slice_record(net, plane, Box.uniform(net.n_inputs), [0, 1, 2],
                                                              [0, 0, 0])})
-    pairs = sections.seeded_pairs(n_points, n_pairs, seed)
-    atomic_write_json(run_dir / "segments.json", {**meta, **sections.image_segments_record(net, X, pairs, seed)})
+    pairs = seeded_pairs(n_points, n_pairs, seed)
+    atomic_write_json(run_dir / "segments.json", {**meta, **image_segments_record(net, X, pairs, seed)})
 
 
 def _tuples(patterns) -> set:
@@ -61,7 +67,7 @@ def test_plane_section_equals_brute_force(sizes, seed):
     net = random_net(sizes, seed=seed)
     n0 = sizes[0]
     rng = np.random.default_rng(seed)
-    plane = Plane(np.zeros(2), np.eye(2)) if n0 == 2 else sections.plane_through(rng.random((3, n0)))
+    plane = Plane(np.zeros(2), np.eye(2)) if n0 == 2 else plane_through(rng.random((3, n0)))
     box = Box.uniform(n0)
     view = (-0.6, 1.7, -0.5, 1.5)
     sec = plane_section(net, plane, view, box)
@@ -95,7 +101,7 @@ def test_areas_sum_to_the_box_section_and_the_view(sizes, seed):
     net = random_net(sizes, seed=seed)
     rng = np.random.default_rng(seed)
     n0 = sizes[0]
-    plane = Plane(np.zeros(2), np.eye(2)) if n0 == 2 else sections.plane_through(rng.random((3, n0)))
+    plane = Plane(np.zeros(2), np.eye(2)) if n0 == 2 else plane_through(rng.random((3, n0)))
     view = (-0.3, 1.4, -0.2, 1.3)
     sec = plane_section(net, plane, view, Box.uniform(n0))
     view_area = 1.7 * 1.5
@@ -103,7 +109,7 @@ def test_areas_sum_to_the_box_section_and_the_view(sizes, seed):
     assert sec.areas[sec.in_box].sum() == pytest.approx(sec.box_area, rel=1e-9, abs=1e-10 * view_area)
     assert sec.areas.sum() == pytest.approx(view_area, rel=1e-9, abs=1e-10 * view_area)
     for verts, area in zip(sec.vertices, sec.areas):
-        assert sections.polygon_area(verts) == pytest.approx(area, rel=1e-9, abs=1e-12)
+        assert polygon_area(verts) == pytest.approx(area, rel=1e-9, abs=1e-12)
     inside_only = plane_section(net, plane, view, Box.uniform(n0), outside=False)
     assert inside_only.in_box.all() and inside_only.regions_in_box == sec.regions_in_box
     assert inside_only.areas.sum() == pytest.approx(sec.box_area, rel=1e-9, abs=1e-10 * view_area)
@@ -135,15 +141,15 @@ def test_plane_section_of_a_784_input_net():
     net = ReluNet([w * 0.05 for w in base.weights], base.biases)
     rng = np.random.default_rng(7)
     P = rng.random((3, 784))
-    plane = sections.plane_through(P)
+    plane = plane_through(P)
     box = Box.uniform(784)
-    view = sections.default_view(plane, box, [[0, 0], [1, 0], [0, 1]])
+    view = default_view(plane, box, [[0, 0], [1, 0], [0, 1]])
     sec = plane_section(net, plane, view, box)
     assert sec.regions_in_box >= 2 and sec.unverified == []
     assert sec.areas[sec.in_box].sum() == pytest.approx(sec.box_area, rel=1e-9, abs=1e-12)
     # the three points lie in the box section (convex combinations of box points stay in the box)
     tri = np.array([[0, 0], [1, 0], [0, 1]], float)
-    assert sec.box_area >= sections.polygon_area(tri) * (1 - 1e-9)
+    assert sec.box_area >= polygon_area(tri) * (1 - 1e-9)
     st = np.column_stack([rng.uniform(view[0], view[1], 20000), rng.uniform(view[2], view[3], 20000)])
     X = plane.points(st)
     inb = box.contains(X)
@@ -154,21 +160,21 @@ def test_plane_section_of_a_784_input_net():
 def test_restricted_net_equals_the_full_net_on_the_plane():
     net = random_net([30, 7, 5, 3], seed=3)
     rng = np.random.default_rng(0)
-    for plane in (sections.orthonormal_plane(points=rng.random((3, 30))), sections.plane_through(rng.random((3, 30)))):
+    for plane in (orthonormal_plane(points=rng.random((3, 30))), plane_through(rng.random((3, 30)))):
         st = rng.normal(size=(500, 2))
-        small = sections.restrict_to_plane(net, plane)
+        small = restrict_to_plane(net, plane)
         np.testing.assert_allclose(small.forward(st), net.forward(plane.points(st)), rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(plane.coordinates(plane.points(st)), st, atol=1e-9)
-    E = sections.orthonormal_plane(points=rng.random((3, 30))).basis
+    E = orthonormal_plane(points=rng.random((3, 30))).basis
     np.testing.assert_allclose(E @ E.T, np.eye(2), atol=1e-12)
 
 
 def test_collinear_points_and_empty_views_are_errors():
     p = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.5, 0.5]])
     with pytest.raises(ToolError, match="collinear"):
-        sections.plane_through(p)
+        plane_through(p)
     with pytest.raises(ToolError, match="collinear"):
-        sections.plane_through(np.array([[0.1, 0.2], [0.1, 0.2], [0.5, 0.0]]))
+        plane_through(np.array([[0.1, 0.2], [0.1, 0.2], [0.5, 0.0]]))
     net = random_net([2, 3, 2])
     with pytest.raises(ToolError, match="empty"):
         plane_section(net, Plane(np.zeros(2), np.eye(2)), (1.0, 0.0, 0.0, 1.0))
@@ -178,10 +184,10 @@ def test_class_pieces_cover_each_polygon_with_the_argmax():
     net = random_net([2, 5, 4, 3], seed=11)
     plane = Plane(np.zeros(2), np.eye(2))
     sec = plane_section(net, plane, (0.0, 1.0, 0.0, 1.0), Box.uniform(2))
-    pieces = sections.class_pieces(net, sec)
+    pieces = class_pieces(net, sec)
     total = np.zeros(sec.n_polygons)
     for verts, k, p in pieces:
-        total[p] += sections.polygon_area(verts)
+        total[p] += polygon_area(verts)
         c = verts.mean(axis=0)
         assert net.predict(plane.points(c))[0] == k
     np.testing.assert_allclose(total, sec.areas, rtol=1e-9, atol=1e-12)
@@ -225,22 +231,22 @@ def test_segment_along_a_direction_stops_at_the_box():
     net = random_net([3, 6, 5, 2], seed=2)
     box = Box.uniform(3)
     x = np.array([0.2, 0.5, 0.5])
-    sec = sections.segment_along(net, x, [1.0, 0.0, 0.0], box=box)
+    sec = segment_along(net, x, [1.0, 0.0, 0.0], box=box)
     np.testing.assert_allclose(sec.end, [1.0, 0.5, 0.5])
     assert sec.length == pytest.approx(0.8)
     ref = segment_section(net, x, [1.0, 0.5, 0.5])
     np.testing.assert_allclose(sec.breakpoints, ref.breakpoints, atol=1e-12)
-    fixed = sections.segment_along(net, x, [0, 2.0, 0], length=0.25)
+    fixed = segment_along(net, x, [0, 2.0, 0], length=0.25)
     np.testing.assert_allclose(fixed.end, [0.2, 0.75, 0.5])
     with pytest.raises(ToolError, match="non-zero"):
-        sections.segment_along(net, x, [0, 0, 0], length=1)
+        segment_along(net, x, [0, 0, 0], length=1)
     with pytest.raises(ToolError, match="leaves the box"):
-        sections.segment_along(net, np.array([1.0, 0.5, 0.5]), [1.0, 0, 0], box=box)
+        segment_along(net, np.array([1.0, 0.5, 0.5]), [1.0, 0, 0], box=box)
 
 
 def test_seeded_pairs_are_distinct_and_reproducible():
-    a = sections.seeded_pairs(10000, 50, seed=3)
-    assert a == sections.seeded_pairs(10000, 50, seed=3) and a != sections.seeded_pairs(10000, 50, seed=4)
+    a = seeded_pairs(10000, 50, seed=3)
+    assert a == seeded_pairs(10000, 50, seed=3) and a != seeded_pairs(10000, 50, seed=4)
     assert all(i != j and 0 <= i < 10000 and 0 <= j < 10000 for i, j in a)
 
 
@@ -305,7 +311,7 @@ def test_cli_slice_and_segments_write_the_specified_json(mnist_net_dir, tmp_path
     assert sl["plane"]["parametrisation"] == "x = p_0 + s*(p_1 - p_0) + t*(p_2 - p_0)"
     seg = json.loads((tmp_path / "segments.json").read_text())
     _check_segments_schema(seg, 6)
-    assert [(s["from"], s["to"]) for s in seg["segments"]] == sections.seeded_pairs(10000, 6, 1)
+    assert [(s["from"], s["to"]) for s in seg["segments"]] == seeded_pairs(10000, 6, 1)
     # the plane's coordinates: the vertices of the in-box polygons span the triangle of the three images
     v = np.array([x for p in sl["polygons"] if p["in_box"] for x in p["vertices"]])
     assert v.min() > -1e-9 and (v.sum(axis=1) <= 1 + 1e-9).all()

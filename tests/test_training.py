@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-import src.training as training
-from src.data import load_mnist_arrays
-from src.ioutils import ToolError
-from src.models import build_model
-from src.network import ReluNet
-from src.training import TrainConfig, adversarial_batch, l1_penalty, main, train_run
+import src.training.train as training
+from src.cli.train import main
+from src.core.errors import ToolError
+from src.io.mnist import load_mnist_arrays
+from src.io.readers import load_net
+from src.io.readers.torch_state import from_state_dict
+from src.training.models import build_model
+from src.training.train import TrainConfig, adversarial_batch, l1_penalty, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {"config.json", "model.pt", "weights.dat", "metrics.json", "train.log"}
@@ -33,9 +35,9 @@ def test_one_epoch_beats_chance(tmp_path):
     conf = json.loads((d / "config.json").read_text())
     assert set(conf) == CONFIG_KEYS and conf["hidden_sizes"] == [32] and conf["train_subset"] == 3000
     # weights.dat and model.pt hold the same net, and its float64 accuracy matches the metrics
-    net = ReluNet.load(d / "weights.dat")
+    net = load_net(d / "weights.dat")
     state = torch.load(d / "model.pt", weights_only=True)
-    for a, b in zip(net.weights, ReluNet.from_state_dict(state).weights):
+    for a, b in zip(net.weights, from_state_dict(state).weights):
         assert np.array_equal(a, b)
     X, y = load_mnist_arrays("test")
     assert abs(net.accuracy(X, y) - m["test_accuracy"]) <= 2e-4

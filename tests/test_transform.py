@@ -6,17 +6,18 @@ import sys
 
 import numpy as np
 import pytest
-
 from bruteforce import brute_force_patterns
 from conftest import ROOT, random_net
-from src.domain import Box
-from src.ioutils import ToolError
-from src.network import ReluNet
-from src.patterns_io import write_patterns
-from src.region_lp import max_margin_point
-from src.transform import (all_nodes_violation_counts, all_patterns, build_two_hidden, check_big_m,
-                           compare_on_points, dense_params, formula_sizes, min_abs_preactivation,
-                           trie_violation_counts, verify_interior)
+
+from src.core.box import Box
+from src.core.compare import min_abs_preactivation
+from src.core.errors import ToolError
+from src.counting.feasibility_lp import max_margin_point
+from src.io.pattern_file import write_patterns
+from src.io.readers import load_net
+from src.transform.sizes import all_nodes_violation_counts, dense_params, formula_sizes, trie_violation_counts
+from src.transform.two_hidden import all_patterns, build_two_hidden, check_big_m
+from src.transform.verify import compare_on_points, verify_interior
 
 SCRIPT = ROOT / "transform_networks_using_all_nodes.py"
 NETS = {"h33": ([2, 3, 3, 2], 0), "h432": ([3, 4, 3, 2, 2], 1)}
@@ -131,7 +132,7 @@ def test_weights_file_round_trip(cases, tmp_path):
     res = build_two_hidden(net, box, feasible)
     path = tmp_path / "two.dat"
     res.net.save(path, model_path="orig.dat")
-    back = ReluNet.load(path)
+    back = load_net(path)
     dense = res.net.to_relunet()
     assert back.layer_sizes == res.net.layer_sizes
     for a, b in zip(back.weights + back.biases, dense.weights + dense.biases):
@@ -156,7 +157,7 @@ def test_verification_catches_a_wrong_net_and_missing_patterns(cases):
     drop = max(counts, key=counts.get)
     keep = np.array([p for p in feasible if tuple(p) != drop], dtype=np.uint8)
     res2 = build_two_hidden(net, box, keep)
-    from src.transform import _pattern_keys
+    from src.transform.verify import _pattern_keys
     r = compare_on_points(net, res2.net, X, res2.band_width, _pattern_keys(keep))
     assert r["missing_pattern"] == counts[drop]
     assert r["known"]["mismatch_outside_band"] == 0
@@ -213,7 +214,7 @@ def test_cli_seed_commands(run_dir, cases, capsys):
     assert {"original", "naive", "shared"} <= set(rec["sizes"])
     assert rec["verification"]["interior"]["ok"]
     assert rec["verification"]["uniform"]["known"]["mismatch_outside_band"] == 0
-    net2 = ReluNet.load(run_dir / "two_hidden_all_nodes.dat")
+    net2 = load_net(run_dir / "two_hidden_all_nodes.dat")
     assert net2.layer_sizes == rec["sizes"]["shared"]["layer_sizes"]
 
     pf = run_dir / "activation_pattern_abhinav_input_0_1.dat"
@@ -226,7 +227,7 @@ def test_cli_seed_commands(run_dir, cases, capsys):
     assert v["uniform"]["missing_pattern"] == 0 and v["uniform"]["known"]["fraction_match"] > 0.99
     X = Box.uniform(2).sample(1000, np.random.default_rng(5))
     net = cases["h33"][0]
-    net2 = ReluNet.load(run_dir / "two_hidden_feasible_input_0_1.dat")
+    net2 = load_net(run_dir / "two_hidden_feasible_input_0_1.dat")
     out = min_abs_preactivation(net, X) > rec["band_width"]
     assert _close(net.forward(X[out]), net2.forward(X[out]), 1e-9).all()
     capsys.readouterr()
@@ -257,7 +258,7 @@ def test_cli_incomplete_file_reports_missing(run_dir, cases, tmp_path, capsys):
 
 
 def test_cli_interior_failure_is_an_error_exit(run_dir, tmp_path, monkeypatch, capsys):
-    import src.transform as tr
+    import src.transform.run as tr
 
     real = tr.build_two_hidden
 
@@ -325,7 +326,7 @@ def test_cli_duplicates_warn_and_dedupe(run_dir, cases, tmp_path):
 
 
 def test_row_merging_is_exact_even_when_hashes_collide(monkeypatch):
-    import src.transform as tr
+    import src.transform.two_hidden as tr
 
     rng = np.random.default_rng(0)
     base = rng.normal(size=(6, 5))
@@ -380,7 +381,7 @@ def test_cli_box_from_the_pattern_file_name(cases, tmp_path, capsys):
 
 @pytest.mark.parametrize("name", list(NETS))
 def test_nonempty_patterns_grown_through_the_trie(cases, name):
-    from src.transform import nonempty_patterns
+    from src.transform.two_hidden import nonempty_patterns
 
     net, box, feasible = cases[name]
     N = net.n_hidden_units
@@ -418,13 +419,13 @@ def _transform_cli(*args):
 @pytest.fixture(scope="module")
 def two_counted_nets(tmp_path_factory):
     """Two nets of the same shape, each counted (pattern file + regions_input_0_1.json) in its own dir."""
-    from src.regions import count_regions
+    from src.counting.driver import count_run
 
     root = tmp_path_factory.mktemp("two")
     for name, seed in (("a", 0), ("b", 1)):
         (root / name).mkdir()
         random_net([3, 4, 4, 1], seed).save(root / name / "weights.dat")
-        assert count_regions(root / name / "weights.dat", backend="lp", progress=False)["complete"]
+        assert count_run(root / name / "weights.dat", backend="lp", progress=False)["complete"]
     return root
 
 

@@ -1,0 +1,1 @@
+"""Command lines: argparse, one library call, printing and exit codes."""

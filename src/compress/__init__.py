@@ -1,0 +1,1 @@
+"""Lossless compression by removing stable units: the math and the step."""

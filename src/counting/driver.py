@@ -1,0 +1,440 @@
+"""Count the linear regions of a ReLU net on a box: bounds, stable units, exact enumeration, files.
+
+Definitions. The pattern of x sets, for every hidden unit, 1 if its pre-activation g(x) > 0,
+else 0. A pattern S is feasible iff some x in the domain has g > tol on every unit of S with
+bit 1 and g <= 0 on every unit with bit 0; the number of linear regions is the number of
+feasible patterns. `count_run` writes, next to the weights (or in out_dir):
+  activation_pattern_abhinav_<domain>.dat   the patterns (streamed, atomic)
+  stable_units_<domain>.json, inactive_<domain>.dat   the stable units (src/stability/files.py)
+  regions_<domain>.json                     the summary (docs/formats.md), written last
+  frontier_<domain>.json                    resumable search state (only backends that have one)
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from src.core.box import Box
+from src.core.errors import ToolError
+from src.core.network import ReluNet
+from src.counting.count import count_domain, count_stability
+from src.counting.count_bounds import data_patterns, upper_bounds
+from src.counting.milp import formulation_size
+from src.counting.problem import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink,
+                                  backend_candidates, get_backend, run_backends)
+from src.io.files import atomic_write_json, file_sha256, remove_stale_temps
+from src.io.pattern_file import PatternWriter, read_pattern_header, read_patterns
+from src.io.records import read_checkpoint, read_frontier, read_regions
+from src.io.run_dir import (checkpoint_file_name, frontier_file_name, partial_pattern_file_name, pattern_file_name,
+                            regions_file_name)
+from src.stability.files import write_stability_files
+from src.stability.witnesses import N_DATA_SAMPLES, data_points_for_box
+
+
+class Checkpointer:
+    """Writes checkpoint_<domain>.json: the patterns made durable so far (their byte count in the
+    partial pattern file) and the backend's frontier, atomically, at most every `every` seconds."""
+
+    def __init__(self, path, writer: PatternWriter, sink: PatternSink, every: float | None, meta: dict):
+        self.path, self.writer, self.sink, self.every, self.meta = Path(path), writer, sink, every, meta
+        self.backend = None
+        self.saves = 0
+        self._next = None if not every else time.monotonic() + every
+
+    def due(self) -> bool:
+        return self._next is not None and time.monotonic() >= self._next
+
+    def save(self, frontier=None) -> None:
+        nbytes = self.writer.sync()
+        atomic_write_json(self.path, {"format": "region-count-checkpoint", **self.meta, "backend": self.backend,
+                                      "patterns": len(self.sink), "bytes": nbytes,
+                                      "frontier": None if frontier is None else list(frontier),
+                                      "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        self.saves += 1
+        if self.every:
+            self._next = time.monotonic() + self.every
+
+    def on_new_pattern(self) -> None:
+        if self.due():
+            self.save(None)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def _log(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+class _Progress:
+    """Patterns found, elapsed time and rate on stderr (tqdm), or nothing when disabled."""
+
+    def __init__(self, enabled: bool, start: int = 0):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc="patterns", unit=" pat", initial=start, file=sys.stderr, mininterval=0.5,
+                            dynamic_ncols=True, leave=False)
+
+    def __call__(self, count: int) -> None:
+        if self.bar is not None and count > self.bar.n:
+            self.bar.update(count - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def check_known_patterns(known: np.ndarray, fixed_bits: np.ndarray, path) -> None:
+    """Refuse resumed patterns that contradict a stable unit (they cannot be patterns of this net/domain)."""
+    if known.size == 0:
+        return
+    m = fixed_bits >= 0
+    bad = np.flatnonzero(np.any(known[:, m] != fixed_bits[m].astype(np.uint8), axis=1))
+    if bad.size:
+        raise ToolError(f"--resume {path}: {bad.size} of its {len(known)} patterns contradict the stable units of this "
+                        f"net on this domain (first: pattern {bad[0] + 1}); it was not written for this net/domain/tol — "
+                        f"remove it or run without --resume")
+
+
+def prev_complete(json_path, n_patterns: int, sha, tol: float, domain_name: str) -> bool:
+    """True if json_path records a complete count of n_patterns for these weights, tol and domain."""
+    if not Path(json_path).exists():
+        return False
+    prev = read_regions(json_path)
+    return (prev.get("complete") is True and prev.get("count") == n_patterns and prev.get("weights_sha256") == sha
+            and prev.get("tol") == float(tol) and (prev.get("domain") or {}).get("name") == domain_name)
+
+
+def count_pattern_lines(path) -> int:
+    """Patterns in a pattern file (non-empty lines after the header), without parsing them."""
+    n = 0
+    with open(path, "rb") as fh:
+        fh.readline()
+        for line in fh:
+            n += bool(line.strip())
+    return n
+
+
+def count_status(weights, box: Box, tol: float = 1e-6, out_dir=None) -> tuple[str, Path]:
+    """(status, summary path) of an earlier count with these arguments.
+
+    status: "complete" (its summary says complete for these very weights (sha256), tol and domain,
+    and the pattern file holds that many patterns), "incomplete" (a resumable earlier count of these
+    weights), "stale" (outputs of other weights or another tol) or "none".
+    """
+    weights = Path(weights)
+    out_dir = Path(out_dir) if out_dir is not None else weights.parent
+    json_path = out_dir / regions_file_name(box.name)
+    pattern_path = out_dir / pattern_file_name(box.name)
+    if not json_path.exists():
+        return "none", json_path
+    try:
+        prev = read_regions(json_path)
+    except ToolError:
+        return "stale", json_path
+    sha = file_sha256(weights)
+    if prev.get("weights_sha256") != sha or prev.get("tol") != float(tol):
+        return "stale", json_path
+    if (prev.get("complete") is True and pattern_path.exists()
+            and prev_complete(json_path, count_pattern_lines(pattern_path), sha, tol, box.name)):
+        return "complete", json_path
+    return "incomplete", json_path
+
+
+def _validate_settings(tol, time_limit, threads, workers=1, checkpoint_every=None) -> None:
+    if checkpoint_every is not None and not (math.isfinite(checkpoint_every) and checkpoint_every >= 0):
+        raise ToolError(f"--checkpoint-every must be >= 0 seconds (0 = off), got {checkpoint_every}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+        raise ToolError(f"--tol must be a finite number >= 0, got {tol}")
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise ToolError(f"--time-limit must be > 0 seconds, got {time_limit}")
+    if int(threads) < 1:
+        raise ToolError(f"--threads must be >= 1, got {threads}")
+    if int(workers) < 1:
+        raise ToolError(f"--workers must be >= 1, got {workers}")
+
+
+def count_data(net: ReluNet, box: Box, tol: float, data_root=None, n_samples: int = N_DATA_SAMPLES, seed: int = 0,
+               mnist: bool | None = None):
+    """(DataPatterns of the MNIST images in the box and of n_samples seeded samples, notes).
+
+    A 784-input net uses the MNIST training and test images that lie in the box when MNIST can
+    be read (offline); otherwise, and for other nets, only the samples. mnist=False: only the samples.
+    """
+    notes = []
+    try:
+        points = data_points_for_box(box, data_root, n_samples=n_samples, seed=seed, mnist=mnist)
+    except ToolError as e:
+        points = data_points_for_box(box, data_root, n_samples=n_samples, seed=seed, mnist=False)
+        notes.append(f"MNIST not used for data-first stability ({e})")
+    return data_patterns(net, points, tol, box), notes
+
+
+def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: float = 1e-6,
+                  time_limit: float | None = None, threads: int = 1, resume: bool = False, out_dir=None,
+                  exact_stability: bool = False, progress: bool = True, net: ReluNet | None = None,
+                  workers: int = 1, checkpoint_every: float | None = 60.0, ray_address: str | None = None,
+                  data_root=None, data_samples: int = N_DATA_SAMPLES, mnist: bool | None = None) -> dict:
+    """Enumerate every feasible activation pattern of the net in `weights` on `box` (default [0,1]^n0).
+
+    Returns the summary written to regions_<domain>.json (docs/formats.md). A time limit (wall
+    clock for the whole count) or Ctrl-C ends the search early: what was found is written and the
+    summary says complete: false (and "interrupted": true after Ctrl-C). resume=True continues from
+    the patterns already in the pattern file (they become no-good cuts / are skipped).
+    Every `checkpoint_every` seconds (0 or None: never) the patterns so far and the backend's
+    frontier are made durable in checkpoint_<domain>.json, so that resume=True after the process
+    was killed (SIGKILL included) loses at most that interval. workers > 1 or ray_address (or $RAY_ADDRESS)
+    runs the lp search on Ray (src/parallel.py); an unreachable address fails before anything is written.
+
+    Data first: the patterns of the MNIST images in the box (784-input nets) and of data_samples
+    seeded samples certify units unstable without an LP and give `lower_bound` (patterns known
+    feasible) and `data_patterns`; `upper_bound` is Theorem 1 of Serra et al. (2018) and 2^unstable
+    (src/counting/count_bounds.py). The time limit bounds every phase.
+    """
+    t_start = time.perf_counter()
+    _validate_settings(tol, time_limit, threads, workers, checkpoint_every)
+    from src.parallel import check_address
+    check_address(ray_address)
+    weights = Path(weights)
+    if net is None:
+        from src.io.readers import load_net  # weights.dat, .pt/.pth state_dict or .onnx
+        net = load_net(weights)
+    box = count_domain(net, box, source=weights)
+    if backend not in FALLBACK_CHOICES:
+        get_backend(backend)          # unknown name / missing package: fail before any work
+    out_dir = Path(out_dir) if out_dir is not None else weights.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pattern_path = out_dir / pattern_file_name(box.name)
+    json_path = out_dir / regions_file_name(box.name)
+    frontier_path = out_dir / frontier_file_name(box.name)
+    checkpoint_path = out_dir / checkpoint_file_name(box.name)
+    partial_path = out_dir / partial_pattern_file_name(box.name)
+    sha = file_sha256(weights) if weights.is_file() else None
+    notes: list[str] = []
+    for p in (pattern_path, json_path, frontier_path, checkpoint_path):
+        remove_stale_temps(p)
+
+    # ---- resume: the patterns already found -------------------------------------------------
+    known = None
+    resume_state = None
+    resume_bytes = None
+    if resume and checkpoint_path.exists():
+        ck = _usable_checkpoint(checkpoint_path, partial_path, net, sha, tol, box.name)
+        if ck is not None:
+            known = read_patterns(partial_path, net.layer_sizes, allow_empty=True, max_bytes=ck["bytes"])
+            resume_bytes = ck["bytes"]
+            if ck.get("frontier") is not None:
+                resume_state = {"backend": ck["backend"], "frontier": ck["frontier"]}
+            _log(f"resuming from the checkpoint {checkpoint_path.name} of {ck['written']} "
+                 f"({len(known)} patterns)", not progress)
+    if not resume:
+        for p in (checkpoint_path, partial_path):      # a fresh count discards an earlier one's state
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    elif resume_bytes is None:
+        if pattern_path.exists():
+            sizes = read_pattern_header(pattern_path)
+            if sizes != net.layer_sizes:
+                raise ToolError(f"--resume {pattern_path}: the pattern file is for a net with n = {sizes}, but "
+                                f"{weights} has n = {net.layer_sizes}; remove it or run without --resume")
+            if json_path.exists():
+                prev = read_regions(json_path)
+                if prev.get("weights_sha256") and sha and prev["weights_sha256"] != sha:
+                    raise ToolError(f"--resume {pattern_path}: {json_path.name} was written for different weights "
+                                    f"(sha256 differs from {weights}); remove the old outputs or run without --resume")
+                if "tol" in prev and float(prev["tol"]) != float(tol):
+                    raise ToolError(f"--resume {pattern_path}: the earlier run used --tol {prev['tol']}, this one "
+                                    f"--tol {tol}; use the same tol or run without --resume")
+            known = read_patterns(pattern_path, net.layer_sizes, allow_empty=True)
+            if prev_complete(json_path, len(known), sha, tol, box.name) and not frontier_path.exists():
+                prev = read_regions(json_path)
+                _log(f"{json_path.name}: already complete ({prev['count']} regions); nothing to resume", not progress)
+                return prev
+            if frontier_path.exists():
+                resume_state = read_frontier(frontier_path)
+            _log(f"resuming from {pattern_path} ({len(known)} patterns)", not progress)
+        else:
+            _log(f"--resume: no {pattern_path.name} in {out_dir} yet; starting from scratch", not progress)
+
+    # ---- data, bounds and stable units ----------------------------------------------------------
+    t0 = time.perf_counter()
+    deadline = None if time_limit is None else t_start + time_limit
+    data, data_notes = count_data(net, box, tol, data_root, data_samples, mnist=mnist)
+    notes += data_notes
+    candidates = backend_candidates(backend)
+    stability = count_stability(net, box, backend=backend, tol=tol, exact=exact_stability, progress=progress,
+                                data=data, deadline=deadline)
+    if stability.stopped_by_time_limit:
+        notes.append("the time limit cut the stability analysis short: some units left open are stable "
+                     "(sound, but more patterns to search)")
+    write_stability_files(out_dir, stability, box, weights, sha=sha)
+    t_bounds = time.perf_counter() - t0
+    fixed = stability.fixed_bits()
+    if known is not None:
+        check_known_patterns(known, fixed, pattern_path)
+    problem = EnumerationProblem(net, box, stability, tol)
+    model_size = formulation_size(net, stability, tol)      # only MILP backends build the MILP itself
+    counts = stability.counts()
+    _log(f"{net!r} on {box.name}: bounds in {t_bounds:.2f}s, unstable units per layer "
+         f"{[c['unstable'] for c in counts]} of {net.hidden_sizes}; MILP {model_size['variables']} variables, "
+         f"{model_size['constraints']} constraints, {model_size['binaries']} binaries", not progress)
+
+    # ---- enumeration ----------------------------------------------------------------------------
+    bar = _Progress(progress, 0 if known is None else len(known))
+    writer = PatternWriter(pattern_path, net.layer_sizes, partial=partial_path, resume_bytes=resume_bytes)
+    interrupted = False
+    t_enum0 = time.perf_counter()
+    try:
+        sink = PatternSink(writer, known, progress=bar, write_known=resume_bytes is None, flat_memory=True,
+                           watch=None if data is None or not data.keys else data.patterns())
+        ckpt = Checkpointer(checkpoint_path, writer, sink, checkpoint_every or None,
+                            {"weights_sha256": sha, "tol": float(tol), "domain": box.name,
+                             "layer_sizes": net.layer_sizes})
+
+        def prepare(name, be, state):
+            """The checkpoint hooks of this backend; the first checkpoint is the state it starts from."""
+            ckpt.backend = name
+            if checkpoint_every:
+                ckpt.save(None if state is None else state.get("frontier"))
+            sink.on_new = None if be.frontier_checkpoints else ckpt.on_new_pattern
+            return {"checkpoint": ckpt} if be.frontier_checkpoints else {}
+
+        def fallback(msg):
+            nonlocal bar
+            bar.close()
+            print(msg, file=sys.stderr, flush=True)
+            bar = _Progress(progress, len(sink))
+            sink.progress = bar
+
+        left = None if deadline is None else max(0.0, deadline - time.perf_counter())
+        result, used, fell = run_backends(problem, sink, backend, time_limit=left, threads=threads,
+                                          resume_state=resume_state, prepare=prepare, on_fallback=fallback,
+                                          options=_parallel_options(workers, ray_address))
+        notes += fell
+    except KeyboardInterrupt:
+        interrupted = True
+        result = EnumerationResult(complete=False, stats={"status": "interrupted"}, interrupted=True)
+        used = ckpt.backend or (candidates[0] if len(candidates) == 1 else "auto")
+    except BaseException as e:
+        bar.close()
+        writer.abort(e)
+        raise
+    sink.on_new = None
+    bar.close()
+    t_enum = time.perf_counter() - t_enum0
+    interrupted = interrupted or result.interrupted
+    complete = bool(result.complete) and not interrupted
+
+    # ---- frontier, patterns, summary (in this order: a kill between two steps leaves a resumable state)
+    if not complete and result.frontier is not None:
+        atomic_write_json(frontier_path, {"backend": used, "weights_sha256": sha, "tol": tol,
+                                          "layer_sizes": net.layer_sizes, "frontier": result.frontier})
+    elif frontier_path.exists():
+        frontier_path.unlink()
+    writer.close()
+    count = len(sink)
+    if not complete:
+        why = "interrupted (Ctrl-C)" if interrupted else (
+            "time limit reached" if time_limit is not None else f"solver stopped ({result.stats.get('status')})")
+        notes.append(f"incomplete: {why}; {count} patterns so far; rerun with --resume to continue")
+    stats = dict(result.stats)
+    n_new = count - sink.n_known
+    stats.update(patterns_at_start=int(sink.n_known), new_patterns=int(n_new), threads=int(threads),
+                 time_limit=time_limit,
+                 ms_per_region=round(1000.0 * t_enum / n_new, 4) if n_new else None)
+    extra = _data_patterns_missing(data, sink)
+    if complete and extra:
+        raise RuntimeError(f"{extra} patterns certified by data points were not enumerated by backend {used}: "
+                           f"a bug in the backend (please report it with {weights})")
+    summary = {
+        "weights": str(weights), "weights_sha256": sha, "layer_sizes": net.layer_sizes, "domain": box.to_json(),
+        "pattern_file": pattern_path.name, "count": int(count), "complete": complete, "backend": used,
+        "tol": float(tol),
+        "lower_bound": int(count + extra), "upper_bound": upper_bounds(net, stability),
+        "data_patterns": data.to_json(),
+        "times": {"bounds": round(t_bounds, 4), "enumeration": round(t_enum, 4),
+                  "total": round(time.perf_counter() - t_start, 4)},
+        "stable_units": [{"layer": l + 1, **c} for l, c in enumerate(counts)],
+        "exact_stability": bool(stability.exact),
+        "model_size": model_size, "stats": stats, "note": "; ".join(notes),
+    }
+    if interrupted:
+        summary["interrupted"] = True
+    summary["stats"]["checkpoints"] = ckpt.saves
+    atomic_write_json(json_path, summary)
+    ckpt.remove()
+    return summary
+
+
+def _parallel_options(workers: int, ray_address) -> dict:
+    """The backend options --workers / --ray-address ask for (none by default: every backend runs)."""
+    out = {}
+    if int(workers) > 1:
+        out["workers"] = int(workers)
+    if ray_address:
+        out["ray_address"] = ray_address
+    return out
+
+
+def _data_patterns_missing(data, sink: PatternSink) -> int:
+    """How many data-certified patterns the sink does not hold."""
+    if data is None or not data.keys:
+        return 0
+    return int(sum(1 for p in data.patterns() if p not in sink))
+
+
+def _usable_checkpoint(checkpoint_path: Path, partial_path: Path, net: ReluNet, sha, tol, domain_name) -> dict | None:
+    """The checkpoint of a killed count, when it belongs to these weights, tol and domain and its
+    partial pattern file holds what it records; None (with a notice) when it cannot be used."""
+    ck = read_checkpoint(checkpoint_path)
+    if ck["layer_sizes"] != net.layer_sizes or (sha and ck.get("weights_sha256") and ck["weights_sha256"] != sha):
+        raise ToolError(f"--resume {checkpoint_path}: written for other weights (n = {ck['layer_sizes']}, "
+                        f"sha256 differs); remove it or run without --resume")
+    if float(ck["tol"]) != float(tol):
+        raise ToolError(f"--resume {checkpoint_path}: the earlier run used --tol {ck['tol']}, this one --tol {tol}; "
+                        f"use the same tol or run without --resume")
+    if ck["domain"] != domain_name:
+        raise ToolError(f"--resume {checkpoint_path}: written for domain {ck['domain']}, not {domain_name}")
+    size = partial_path.stat().st_size if partial_path.exists() else -1
+    if size < ck["bytes"]:
+        print(f"notice: {checkpoint_path.name} refers to {ck['bytes']} bytes of {partial_path.name}, but "
+              f"{'it is missing' if size < 0 else f'it has {size}'}; resuming from the pattern file instead",
+              file=sys.stderr)
+        return None
+    return ck
+
+
+def bounds_text(summary: dict) -> str:
+    """`lower L ≤ regions ≤ upper U (…)` with the data patterns, when the summary has them."""
+    if "upper_bound" not in summary:
+        return ""
+    ub = summary["upper_bound"]
+    up = ub["upper_bound"]
+    up_txt = up["value"] if len(up["value"]) <= 12 else f"10^{up['log10']:.1f}"
+    data = summary.get("data_patterns") or {}
+    src = ", ".join(f"{d['source']} {d['distinct_patterns']}" for d in data.get("sources", []))
+    return (f"bounds: {summary['lower_bound']} <= regions <= {up_txt} (lower: patterns certified by the search and "
+            f"by data points; upper: min of Theorem 1 = 10^{ub['theorem1']['log10']:.1f} and "
+            f"2^unstable = 10^{ub['two_pow_unstable']['log10']:.1f}); data patterns: {src or 'none'}")
+
+
+def final_line(summary: dict, out_dir=None) -> str:
+    """The last line the CLI prints: the count, and whether it is complete (else the bounds known)."""
+    where = summary["pattern_file"] if out_dir is None else str(Path(out_dir) / summary["pattern_file"])
+    t = summary["times"]["total"]
+    if summary["complete"]:
+        return f"{summary['count']} linear regions (complete, backend {summary['backend']}, {t:.2f}s): {where}"
+    why = "interrupted" if summary.get("interrupted") else "stopped early"
+    b = bounds_text(summary)
+    return (f"INCOMPLETE ({why}): {summary['count']} patterns found so far in {t:.2f}s, written to {where}; "
+            f"rerun with --resume to continue" + (f"; {b}" if b else ""))

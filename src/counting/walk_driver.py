@@ -1,0 +1,303 @@
+"""Driving the exact region-tree walk (src/counting/tree_walk.py): time limits, Ctrl-C, checkpoints, and time slices of
+prefix subtrees on Ray workers (src/parallel.py) with dynamic splitting.
+
+The walk (docs/lp-engine.md) emits every feasible pattern in lexicographic order. A time limit, a stop
+request or Ctrl-C stops it and returns the unexplored frontier: a list of prefixes ("0110..." over the
+first k hidden units, pattern order) whose subtrees hold exactly the patterns not yet emitted. Passing
+it back as `roots` continues the search. With workers > 1 (or a Ray cluster) workers walk prefix
+subtrees in time slices and hand back the unexplored rest, which is queued again (dynamic splitting);
+the patterns are emitted in lexicographic order (the order of the sequential walk) whatever the number
+of workers.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from src.core.errors import ToolError
+from src.counting.tree_walk import EngineOptions, make_engine
+
+
+def merge_stats(total: dict, part: dict) -> dict:
+    for k, v in part.items():
+        total[k] = total.get(k, 0) + v
+    return total
+
+
+def check_frontier(frontier, n_units: int) -> list[str]:
+    """Validate a frontier: a list of 0/1 strings, each at most n_units long (ToolError otherwise).
+
+    A prefix that contradicts a stable unit is kept: its subtree is simply empty (stable units can
+    differ between runs when the bounds were cut short by a time limit).
+    """
+    if not isinstance(frontier, (list, tuple)):
+        raise ToolError("frontier: expected a list of prefix strings")
+    out = []
+    for k, p in enumerate(frontier):
+        if not isinstance(p, str) or len(p) > n_units or any(ch not in "01" for ch in p):
+            raise ToolError(f"frontier item {k}: expected a string of 0/1 of length <= {n_units}, "
+                            f"got {str(p)[:40]!r}")
+        out.append(p)
+    return out
+
+# ---- the driver: sequential or parallel, time limit, Ctrl-C -------------------------------------------
+
+
+@dataclass
+class SearchOutcome:
+    complete: bool
+    frontier: list
+    stats: dict
+    interrupted: bool = False
+    tasks: int = 1
+
+
+class _SigintFlag:
+    """While active (main thread only), Ctrl-C sets a flag (and an optional event) instead of raising."""
+
+    def __init__(self, event=None):
+        self.hit = False
+        self.event = event
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.hit = True
+        if self.event is not None:
+            self.event.set()
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+# ---- parallel: time slices of prefix subtrees (src/parallel.py runs them), dynamic splitting ----------
+SLICE_MIN = 0.1          # seconds of a slice while fewer subtrees wait than there are workers (split fast)
+
+SLICE_SHORT = 0.5        # ... while fewer than 4 per worker wait
+
+SLICE_LONG = 2.0         # ... while more wait (least overhead per pattern)
+
+STOP_WAIT = 60.0         # after a stop, how long running slices may take to hand back their state
+
+
+def slice_seconds(waiting: int, workers: int) -> float:
+    """Length of the next slice: short while few subtrees wait (they split into more), long when many do."""
+    if waiting < workers:
+        return SLICE_MIN
+    return SLICE_SHORT if waiting < 4 * workers else SLICE_LONG
+
+
+_ENGINE: dict = {}       # per worker process: the engine of the current problem (token -> CompiledSearch)
+
+
+def walk_slice(problem, token: str, prefixes: list, seconds: float) -> dict:
+    """Walk the subtrees of `prefixes` (in order) for at most `seconds` (checked at node entries) here.
+
+    problem = (net, box, fixed_bits, tol, options); the engine is built once per token and process.
+    Returns the patterns found (packbits rows, lexicographic order), the unexplored frontier of the
+    subtrees (prefixes in order; empty when they are done), the stats and where and how long it ran.
+    """
+    eng = _ENGINE.get(token)
+    if eng is None:
+        _ENGINE.clear()
+        eng = _ENGINE[token] = make_engine(*problem)
+    found = []
+    w0, t0 = time.time(), time.monotonic()
+    _, frontier = eng.run(lambda bits: found.append(bits.copy()), roots=list(prefixes), deadline=t0 + seconds)
+    pats = np.array(found, np.uint8).reshape(len(found), eng.N)
+    return {"prefixes": list(prefixes), "packed": np.packbits(pats, axis=1), "n": len(found),
+            "frontier": list(frontier), "stats": eng.stats, "seconds": time.monotonic() - t0, "start": w0,
+            "pid": os.getpid(), "host": socket.gethostname()}
+
+
+class _Item:
+    __slots__ = ("prefix", "state", "packed", "grow", "roots")
+
+    def __init__(self, prefix, state="todo", packed=None, roots=None):
+        self.prefix, self.state, self.packed, self.grow = prefix, state, packed, 1.0
+        self.roots = roots if roots is not None else [prefix]
+
+
+class OrderedWork:
+    """The unfinished part of a parallel walk: disjoint prefix subtrees in lexicographic order.
+
+    Each item waits (todo), runs, or is done: a done item holds the patterns one slice found below its
+    roots; they are emitted once every earlier item is emitted. A finished slice replaces its items (one,
+    or a run of consecutive small ones) by the patterns it found followed by its unexplored frontier
+    (smaller subtrees, queued in place).
+    """
+
+    def __init__(self, roots):
+        self.items = [_Item(p) for p in roots]
+
+    def take(self, most: int = 1) -> list:
+        """The first waiting item and up to most-1 waiting items right after it (now running); [] if none."""
+        for k, it in enumerate(self.items):
+            if it.state == "todo":
+                group = [it]
+                while len(group) < most and k + len(group) < len(self.items) and \
+                        self.items[k + len(group)].state == "todo":
+                    group.append(self.items[k + len(group)])
+                for g in group:
+                    g.state = "run"
+                return group
+        return []
+
+    def waiting(self) -> int:
+        return sum(1 for it in self.items if it.state == "todo")
+
+    def _index(self, item) -> int:
+        return next(k for k, it in enumerate(self.items) if it is item)
+
+    def release(self, group) -> None:
+        """Running items whose slice was abandoned: they wait again, nothing of them is kept."""
+        for it in group:
+            it.state = "todo"
+
+    def finish(self, group, packed, n: int, frontier) -> None:
+        """The slice of `group` (consecutive items) found n patterns (packed) and left `frontier`."""
+        roots = [it.prefix for it in group]
+        if n == 0 and list(frontier) == roots:        # no progress: the slice was too short
+            for it in group:
+                it.state = "todo"
+            group[0].grow *= 2.0
+            return
+        new = [_Item(roots[0], "done", packed, roots)] if n else []
+        new += [_Item(p) for p in frontier]
+        k = self._index(group[0])
+        self.items[k:k + len(group)] = new
+
+    def flush(self, emit_packed) -> int:
+        """Emit the done items at the front (in order); returns how many pattern rows were emitted."""
+        k = 0
+        rows = 0
+        while k < len(self.items) and self.items[k].state == "done":
+            emit_packed(self.items[k].packed)
+            rows += len(self.items[k].packed)
+            k += 1
+        del self.items[:k]
+        return rows
+
+    def frontier(self) -> list[str]:
+        """The prefixes whose subtrees hold exactly the patterns not yet emitted (after flush)."""
+        out, cover = [], ()
+        for it in self.items:
+            if cover and it.prefix.startswith(cover):
+                continue
+            if it.state == "done":
+                out += it.roots
+                cover = tuple(it.roots)
+            else:
+                out.append(it.prefix)
+                cover = ()
+        return out
+
+
+def group_size(waiting: int, workers: int) -> int:
+    """How many consecutive waiting subtrees one slice takes: one while few wait, more (small ones, fewer
+    round trips) while many do."""
+    return max(1, min(64, waiting // (4 * workers)))
+
+
+def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoint, trace) -> SearchOutcome:
+    """The walk as time slices on `session` (src.parallel.Session), emitted in lexicographic order."""
+    work = OrderedWork([""] if roots is None else roots)
+    data = session.put(problem)
+    token = uuid.uuid4().hex
+    n_units = eng.N
+    stats: dict = {}
+    running: dict = {}
+    slices = 0
+
+    def emit_packed(packed):
+        for row in np.unpackbits(packed, axis=1, count=n_units).astype(np.int8):
+            emit(row)
+
+    with _SigintFlag() as sig:
+        stop_at = None
+        try:
+            while True:
+                if stop_at is None and (sig.hit or (stop_flag is not None and stop_flag())
+                                        or (t_end is not None and time.monotonic() >= t_end)):
+                    stop_at = time.monotonic()
+                while stop_at is None and len(running) < session.slots:
+                    waiting = work.waiting()
+                    group = work.take(group_size(waiting, session.slots))
+                    if not group:
+                        break
+                    s = slice_seconds(waiting - len(group), session.slots) * group[0].grow
+                    if t_end is not None:
+                        s = max(0.0, min(s, t_end - time.monotonic()))
+                    h = session.submit(walk_slice, data, token, [it.prefix for it in group], s)
+                    running[h] = (group, time.time())
+                if not running:
+                    break
+                if stop_at is not None and time.monotonic() > stop_at + STOP_WAIT:
+                    session.cancel(list(running))
+                    for group, _ in running.values():
+                        work.release(group)
+                    running.clear()
+                    break
+                for h in session.wait(list(running), timeout=0.2):
+                    group, dispatched = running.pop(h)
+                    r = session.result(h)
+                    work.finish(group, r["packed"], r["n"], r["frontier"])
+                    merge_stats(stats, r["stats"])
+                    slices += 1
+                    if trace is not None:
+                        trace({**r, "dispatched": dispatched, "returned": time.time()})
+                work.flush(emit_packed)
+                if checkpoint is not None and checkpoint.due():
+                    checkpoint.save(work.frontier())
+        finally:
+            if running:                      # an error: abandon what still runs
+                session.cancel(list(running))
+        work.flush(emit_packed)
+    frontier = work.frontier()
+    complete = not frontier
+    return SearchOutcome(complete, frontier, stats, interrupted=sig.hit and not complete, tasks=slices)
+
+
+def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, workers: int = 1,
+               options: EngineOptions | None = None, stop_flag=None, checkpoint=None, ray_address=None,
+               trace=None) -> SearchOutcome:
+    """Enumerate every feasible pattern below `roots` (None = the whole tree), streaming them to emit(bits).
+
+    Stops at the time limit, on Ctrl-C (then interrupted=True) or when the callable stop_flag() turns true
+    (checked in this process), with complete=False and the unexplored frontier. checkpoint (see
+    CompiledSearch.run) receives the frontier of the patterns emitted so far whenever it is due.
+
+    workers > 1 or a Ray address (src/parallel.py) walks the tree in time slices of prefix subtrees on Ray
+    workers; a slice hands back its patterns and the unexplored rest of its subtree, which is queued again.
+    The emission order is lexicographic either way. trace(event), when given, gets every finished slice
+    (prefix, seconds, frontier, n, packed, pid, host, start, dispatched, returned).
+    """
+    from src.parallel import Session
+
+    options = options or EngineOptions()
+    t_end = None if time_limit is None else time.monotonic() + max(0.0, float(time_limit))
+    fixed = np.asarray(fixed_bits, np.int8)
+    eng = make_engine(net, box, fixed, tol, options)
+    if roots is not None:
+        roots = check_frontier(roots, eng.N)
+    with Session(max(1, int(workers)), ray_address) as session:
+        if session.parallel:
+            return _run_parallel(session, eng, (net, box, fixed, tol, options), emit, roots, t_end, stop_flag,
+                                 checkpoint, trace)
+    with _SigintFlag() as sig:
+        complete, frontier = eng.run(emit, roots=roots, deadline=t_end, checkpoint=checkpoint,
+                                     stop_flag=lambda: sig.hit or (stop_flag is not None and stop_flag()))
+    return SearchOutcome(complete, frontier, eng.stats, interrupted=sig.hit and not complete)

@@ -1,0 +1,1 @@
+"""Files: the run directory, every file format with its reader and writer, atomic writes, MNIST."""

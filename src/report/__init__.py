@@ -1,0 +1,1 @@
+"""Reports: the results table, the trend verdict and the figures."""

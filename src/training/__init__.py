@@ -1,0 +1,1 @@
+"""Training the fcnn zoo on MNIST and the regularisation sweep."""

@@ -1,0 +1,1 @@
+"""The two-hidden-layer transformation: construction, size formulas, verification, the step."""
