@@ -3,8 +3,8 @@
 
     python collect_results.py --models-dir forward_pass/activation_pattern/models --runs 100-111 [--out plots/out]
 """
-from src.cli.runner import run_main
 from src.cli.results import collect_main
+from src.cli.runner import run_main
 
 
 def main(argv=None) -> int:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from src.compress.run import DEFAULT_POINTS, DEFAULT_RTOL, compress_run
-from src.compress.lossless import DEFAULT_RANK_TOL
-from src.io.domains import DomainSpec
 from src.cli.domain_args import add_domain_arguments
 from src.cli.runner import run_main
+from src.compress.lossless import DEFAULT_RANK_TOL
+from src.compress.run import compress_run
+from src.core.defaults import DEFAULT_POINTS, DEFAULT_RTOL
+from src.io.domains import DomainSpec
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,8 +11,8 @@ import os
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-from src.cli.runner import run_main  # noqa: E402
 from src.cli.demo import main  # noqa: E402
+from src.cli.runner import run_main  # noqa: E402
 
 if __name__ == "__main__":
     run_main(main)

@@ -18,7 +18,6 @@ removed in the next commit; `git checkout 30f600c` and run this script there for
 """
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -36,7 +35,6 @@ from src.core.box import Box  # noqa: E402
 from src.counting.problem import BackendUnavailable, EnumerationProblem, PatternSink, get_backend  # noqa: E402
 from src.io.files import atomic_write_json  # noqa: E402
 from src.counting.walk_driver import run_search  # noqa: E402
-from src.core.network import ReluNet  # noqa: E402
 from src.io.pattern_file import read_patterns  # noqa: E402
 from src.io.readers import load_net
 

@@ -12,7 +12,6 @@ its set is compared as a subset. Results also go to <work-dir>/bench_enumeration
     python benchmarks/bench_enumeration.py --models-dir forward_pass/activation_pattern/models
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,12 +20,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 
 from src.counting.problem import BACKENDS, BackendUnavailable, get_backend  # noqa: E402
 from benchmarks.common import train_nets  # noqa: E402
 from src.io.files import atomic_write_json  # noqa: E402
-from src.core.network import ReluNet  # noqa: E402
 from src.io.pattern_file import read_patterns  # noqa: E402
 from src.counting.driver import count_run  # noqa: E402
 from src.io.readers import load_net

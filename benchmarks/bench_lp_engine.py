@@ -37,7 +37,6 @@ from src.counting.problem import BackendUnavailable, EnumerationProblem, Pattern
 from benchmarks.common import train_nets  # noqa: E402
 from src.io.files import atomic_write_json  # noqa: E402
 from src.counting.walk_driver import run_search  # noqa: E402
-from src.core.network import ReluNet  # noqa: E402
 from src.io.readers import load_net
 
 

@@ -14,7 +14,7 @@ bound on the speed-up (">= X") and its sets are compared only where it decided; 
 Each row also runs data-first stability (analyse_stability(data=...): MNIST images in the box plus
 --samples seeded samples, see docs/stability.md) and compares its stable sets with the tiers'.
 
---targets: the fcnn4b targets of issue 12 instead: fcnn4b with l1 = 0 and l1 = 1e-3 (trained with
+--targets: the fcnn4b stability targets instead (benchmarks/README.md): fcnn4b with l1 = 0 and l1 = 1e-3 (trained with
 benchmarks/common.train_nets, --target-epochs on --target-subset images) on [0,1]^784; for each,
 today's tiers (no data, tight LP bounds) and data-first, with and without the exact MILP tier,
 their times, ratio and whether the stable sets are identical.
@@ -193,7 +193,6 @@ def bench_targets(args) -> list[dict]:
     from benchmarks.common import train_nets as train_shared
     from src.stability.analyse import analyse_stability
     from src.core.box import Box
-    from src.core.network import ReluNet
 
     paths = train_shared(Path(args.work_dir), ["fcnn4b"], [0.0, 1e-3], args.target_epochs, args.target_subset, 0)
     box = Box.uniform(784)
@@ -254,7 +253,7 @@ def build_parser():
     p.add_argument("--data-root", default=None, help="MNIST root (default <repo>/data)")
     p.add_argument("--samples", type=int, default=10000,
                    help="seeded samples of the box for data-first stability, besides MNIST (default 10000)")
-    p.add_argument("--targets", action="store_true", help="run the fcnn4b targets of issue 12 (see above)")
+    p.add_argument("--targets", action="store_true", help="run the fcnn4b stability targets (see above)")
     p.add_argument("--target-epochs", type=int, default=1, help="--targets: training epochs (default 1)")
     p.add_argument("--target-subset", type=int, default=5000, help="--targets: first N training images (default 5000)")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -266,7 +265,6 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from src.core.network import ReluNet
 
     for name in ("tiered_time_limit", "ref_time_limit"):
         if not getattr(args, name) > 0:

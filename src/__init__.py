@@ -9,6 +9,8 @@
 The public names below are loaded on first use (PEP 562), so `import src.core.network` stays light.
 The stages live in subpackages: docs/architecture.md says which holds what.
 """
+import importlib
+
 _PUBLIC = {
     "Analysis": "src.analysis",
     "Box": "src.core.box",
@@ -25,7 +27,6 @@ __all__ = list(_PUBLIC)
 
 def __getattr__(name):
     if name in _PUBLIC:
-        import importlib
 
         return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'src' has no attribute {name!r}")

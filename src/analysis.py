@@ -19,8 +19,8 @@ import numpy as np
 
 from src.compress.lossless import Compression, compress
 from src.core.box import Box, resolve_box
-from src.core.compare import compare_outputs
-from src.core.defaults import DEFAULT_POINTS, DEFAULT_RTOL, DEFAULT_TOL
+from src.core.compare import RULE, compare_nets
+from src.core.defaults import DEFAULT_POINTS, DEFAULT_RTOL, DEFAULT_TOL, DEFAULT_TRANSFORM_RTOL
 from src.core.errors import ToolError
 from src.core.network import ReluNet
 from src.counting.count import RegionCount, count_domain, enumerate_regions
@@ -60,7 +60,7 @@ class Analysis:
 
     # ---- stable units ------------------------------------------------------------------------------
     def stability(self, *, exact: bool = False, time_limit: float | None = None, progress=None) -> Stability:
-        """The stable units on the box (src.stability.analyse_stability), computed once and cached.
+        """The stable units on the box (src.stability.analyse.analyse_stability), computed once and cached.
 
         exact: every unit the LP tier leaves open is settled by an exact MILP; asked after a cheaper
         record exists, only that tier runs, on the cached bounds.
@@ -123,11 +123,11 @@ class Analysis:
         return plane_section(self.net, plane, view, self.box, outside=outside)
 
     # ---- compression and transformation -------------------------------------------------------------
-    def compress(self, *, exact: bool = True, verify: bool = True, points: int = DEFAULT_POINTS,
+    def compress(self, *, exact_stability: bool = True, verify: bool = True, points: int = DEFAULT_POINTS,
                  seed: int = 0) -> Compression:
         """Remove the stable units losslessly (docs/compression.md); `.verification` holds the comparison
         with the original on seeded points of the box (None without verify)."""
-        comp = compress(self.net, self.stability(exact=exact))
+        comp = compress(self.net, self.stability(exact=exact_stability))
         comp.verification = self.verify(comp.net, points=points, seed=seed) if verify else None
         return comp
 
@@ -139,24 +139,27 @@ class Analysis:
         P = all_patterns(self.net.n_hidden_units) if patterns is None else np.asarray(patterns, np.uint8)
         M = check_big_m(DEFAULT_BIG_M if big_m is None else big_m)
         res = build_two_hidden(self.net, self.box, P, M, share=share, progress=progress)
-        res.verification = self.verify(res.net, points=points, seed=seed, rtol=1e-6,
+        res.verification = self.verify(res.net, points=points, seed=seed, rtol=DEFAULT_TRANSFORM_RTOL,
                                        band_width=res.band_width) if verify else None
         return res
 
     # ---- comparison ---------------------------------------------------------------------------------
     def verify(self, other, *, points: int = DEFAULT_POINTS, seed: int = 0, rtol: float = DEFAULT_RTOL,
                band_width: float = 0.0, test_set=None) -> dict:
-        """This net against `other` (a ReluNet or a TwoHiddenNet) on seeded points of the box (src.core.compare).
+        """This net against `other` (a ReluNet or a TwoHiddenNet) on seeded points of the box, by the one rule
+        of src.core.compare (`compare_nets`; docs/transform.md, "When two nets agree").
 
-        ok iff |a(x) - b(x)| <= rtol * max(1, |a(x)|) for every output at every point outside the band
+        ok iff max_j |b_j(x) - a_j(x)| <= rtol * max(1, max_j |a_j(x)|) at every point outside the band
         (points where some hidden unit has |g| <= band_width). With test_set=(X, y) those points too.
+        The record: "points" (and "test_set") hold the compare_nets records; criterion, rtol, band_width, seed, ok.
         """
         X = self.box.sample(points, np.random.default_rng(seed))
-        rec = {"points": compare_outputs(self.net, other, X, rtol, band_width), "seed": seed, "rtol": rtol}
+        rec = {"points": compare_nets(self.net, other, X, rtol=rtol, band_width=band_width), "seed": seed,
+               "rtol": rtol, "band_width": band_width, "criterion": RULE}
         ok = rec["points"]["ok"]
         if test_set is not None:
-            rec["test_set"] = compare_outputs(self.net, other, np.asarray(test_set[0], np.float64), rtol, band_width,
-                                              labels=test_set[1])
+            rec["test_set"] = compare_nets(self.net, other, np.asarray(test_set[0], np.float64), rtol=rtol,
+                                           band_width=band_width, labels=test_set[1])
             ok = ok and rec["test_set"]["ok"]
         rec["ok"] = bool(ok)
         return rec

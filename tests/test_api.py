@@ -99,6 +99,7 @@ def test_compress_net_is_lossless(net):
     assert "verified" in comp.summary()
 
 
+@pytest.mark.slow
 def test_sections_and_local_counts_agree_with_brute_force(net):
     a = Analysis(net)
     rng = np.random.default_rng(1)

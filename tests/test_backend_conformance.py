@@ -1,25 +1,27 @@
 """One conformance suite over every registered enumeration backend (src/counting/problem.py BACKENDS).
 
-A backend whose solver package is missing is skipped. Each must: equal the brute force on tiny
-nets and degenerate nets, stop at a time limit and resume to the same set, answer an all-stable
-net with its single pattern, and accept exactly the options it declares.
+A backend whose solver package is missing is skipped. Each runs through both drivers, the file driver
+(src.counting.driver.count_run: the pattern file it writes is read back) and the in-memory one
+(src.analysis.Analysis.count_regions), on the shared catalogue of tiny and degenerate nets
+(tests/conftest.py), against the brute force. Each must also: equal the brute force on degenerate nets
+with only interval bounds (more units open), stop at a time limit and resume to the same set, answer an
+all-stable net with its single pattern, and accept exactly the options it declares.
 """
 import numpy as np
 import pytest
-from bruteforce import brute_force_patterns
-from conftest import random_net
-from test_lp_enum import degenerate_nets
+from conftest import (TOL, as_set, brute_force_patterns, catalogue_net, nets, random_net, reference,
+                      sampled_reference)
 
+from src.analysis import Analysis
 from src.core.box import Box
 from src.core.errors import ToolError
 from src.core.network import ReluNet
+from src.counting.driver import count_run
 from src.counting.problem import (BACKENDS, BackendUnavailable, EnumerationProblem, PatternSink, backend_class,
                                   get_backend)
+from src.io.pattern_file import read_patterns
 from src.stability.analyse import analyse_stability
 from src.stability.interval import interval_bounds
-
-TOL = 1e-6
-TINY = [([2, 3, 3, 1], 0, 0.5), ([3, 4, 3, 2, 1], 1, 0.5), ([2, 5, 5, 1], 5, 2.5)]
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -35,29 +37,52 @@ def patterns_of(name, net, box, stability=None, **kw):
     st = stability if stability is not None else analyse_stability(net, box, tol=TOL)
     sink = PatternSink()
     res = get_backend(name).enumerate(EnumerationProblem(net, box, st, TOL), sink, **kw)
-    return {tuple(int(v) for v in p) for p in sink.patterns()}, res, sink
+    return as_set(sink.patterns()), res, sink
 
 
-@pytest.mark.parametrize("sizes,seed,scale", TINY)
-def test_equals_brute_force_on_tiny_nets(backend, sizes, seed, scale):
-    net = random_net(sizes, seed, bias_scale=scale)
+def count_file(tmp_path, net, box, backend):
+    """The file driver: the patterns of the pattern file count_run writes, and its summary."""
+    net.save(tmp_path / "weights.dat")
+    summary = count_run(tmp_path / "weights.dat", box, backend=backend, progress=False)
+    pats = read_patterns(tmp_path / summary["pattern_file"], net.layer_sizes, allow_empty=True)
+    got = as_set(pats)
+    assert len(got) == len(pats)                     # no duplicates in the file
+    assert summary["complete"] is True and summary["count"] == len(pats) and summary["backend"] == backend
+    return got
+
+
+def count_memory(net, box, backend):
+    """The in-memory driver: Analysis(net, box).count_regions."""
+    res = Analysis(net, box).count_regions(backend=backend)
+    got = as_set(res.patterns)
+    assert len(got) == len(res.patterns) == res.count
+    assert res.complete is True and res.backend == backend
+    return got
+
+
+@pytest.mark.parametrize("driver", ["file", "memory"])
+@pytest.mark.parametrize("net_spec", nets("tiny") + nets("degenerate"), ids=str)
+def test_both_drivers_equal_brute_force(tmp_path, backend, driver, net_spec):
+    net = net_spec.net()
     box = Box.uniform(net.n_inputs)
-    got, res, _ = patterns_of(backend, net, box)
-    assert res.complete and got == brute_force_patterns(net, box, TOL)
+    got = count_file(tmp_path, net, box, backend) if driver == "file" else count_memory(net, box, backend)
+    bf = reference(net_spec, box)
+    assert got == bf, f"{net_spec}: {backend}/{driver} missed {len(bf - got)}, extra {len(got - bf)}"
+    assert sampled_reference(net_spec) <= got
 
 
-@pytest.mark.parametrize("name", ["duplicates", "zero_rows", "corner", "concurrent"])
-def test_equals_brute_force_on_degenerate_nets(backend, name):
-    net = degenerate_nets()[name]
+@pytest.mark.parametrize("net_spec", nets("degenerate"), ids=str)
+def test_equals_brute_force_on_degenerate_nets_with_interval_bounds(backend, net_spec):
+    net = net_spec.net()
     box = Box.uniform(net.n_inputs)
     got, res, _ = patterns_of(backend, net, box, stability=interval_bounds(net, box))
-    assert res.complete and got == brute_force_patterns(net, box, TOL)
+    assert res.complete and got == reference(net_spec, box)
 
 
 def test_time_limit_then_resume_gives_the_same_set(backend):
-    net = random_net([3, 5, 4, 1], 9, bias_scale=0.4)
-    box = Box.uniform(3)
-    ref = brute_force_patterns(net, box, TOL)
+    s = catalogue_net("3-5-4-1_seed9_bias0.4")
+    net, box = s.net(), Box.uniform(3)
+    ref = reference(s, box)
     st = analyse_stability(net, box, tol=TOL)
     first, res, sink = patterns_of(backend, net, box, stability=st, time_limit=0.0)
     assert not res.complete and first <= ref
@@ -66,7 +91,7 @@ def test_time_limit_then_resume_gives_the_same_set(backend):
     resumed = PatternSink(known=known)
     res2 = get_backend(backend).enumerate(EnumerationProblem(net, box, st, TOL), resumed, resume_state=state)
     assert res2.complete
-    assert {tuple(int(v) for v in p) for p in resumed.patterns()} == ref
+    assert as_set(resumed.patterns()) == ref
 
 
 def test_all_stable_net_has_its_one_pattern(backend):

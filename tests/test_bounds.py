@@ -4,7 +4,7 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-from conftest import random_net
+from conftest import nets, random_net
 from scipy.optimize import linprog
 
 from src.core.box import Box
@@ -17,16 +17,7 @@ from src.stability.lp import lp_tighten, safe_lower_bound
 from src.stability.record import Stability
 
 TOL = 1e-6
-ARCHS = [[2, 3, 3, 1], [2, 4, 3, 2, 1], [3, 5, 5, 1], [3, 4, 3, 2, 1]]
-NETS = [(a, s, 0.0) for a in ARCHS for s in range(3)] + \
-       [(a, s, sh) for a in ARCHS for s in (3, 4) for sh in (-1.0, 1.0)]
-
-
-def make_net(sizes, seed, shift):
-    net = random_net(sizes, seed)
-    for b in net.biases[:-1]:
-        b += shift
-    return net
+NETS = nets("stability")                 # the catalogue's (tests/conftest.py)
 
 
 def exact_ranges(net, box):
@@ -70,9 +61,9 @@ def exact_ranges(net, box):
 
 
 @lru_cache(maxsize=None)
-def case(sizes, seed, shift):
-    net = make_net(list(sizes), seed, shift)
-    box = Box.uniform(sizes[0])
+def case(net_spec):
+    net = net_spec.net()
+    box = Box.uniform(net.n_inputs)
     return net, box, exact_ranges(net, box)
 
 
@@ -87,13 +78,13 @@ def assert_well_posed(lo, hi):
         assert np.all(np.abs(h) > 1e-5) and np.all(np.abs(l_ - TOL) > 1e-5)
 
 
-@pytest.mark.parametrize("sizes,seed,shift", NETS)
-def test_bounds_are_sound_and_tiers_tighten(sizes, seed, shift):
-    net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
+@pytest.mark.parametrize("net_spec", NETS, ids=str)
+def test_bounds_are_sound_and_tiers_tighten(net_spec):
+    net, box, (elo, ehi) = case(net_spec)
     iv = interval_bounds(net, box)
     lp = analyse_stability(net, box, tol=TOL)
     ex = analyse_stability(net, box, tol=TOL, exact=True)
-    x = box.sample(20_000, np.random.default_rng(seed))
+    x = box.sample(20_000, np.random.default_rng(net_spec.seed))
     for l, g in enumerate(net.preactivations(x)):
         for st in (iv, lp, ex):
             assert np.all(st.lower[l] <= g.min(0)) and np.all(g.max(0) <= st.upper[l])
@@ -107,9 +98,9 @@ def test_bounds_are_sound_and_tiers_tighten(sizes, seed, shift):
         assert np.all(ex.witness_max[l] <= ehi[l] + 1e-12) and np.all(ex.witness_min[l] >= elo[l] - 1e-12)
 
 
-@pytest.mark.parametrize("sizes,seed,shift", NETS)
-def test_exact_stability_matches_region_brute_force(sizes, seed, shift):
-    net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
+@pytest.mark.parametrize("net_spec", NETS, ids=str)
+def test_exact_stability_matches_region_brute_force(net_spec):
+    net, box, (elo, ehi) = case(net_spec)
     assert_well_posed(elo, ehi)
     inactive, active = exact_sets(elo, ehi)
     for st in (analyse_stability(net, box, tol=TOL, exact=True), exact_stability_per_unit(net, box, tol=TOL),
@@ -124,10 +115,10 @@ def test_exact_stability_matches_region_brute_force(sizes, seed, shift):
         assert not np.any(lp.inactive[l] & ~inactive[l]) and not np.any(lp.active[l] & ~active[l])
 
 
-@pytest.mark.parametrize("sizes,seed,shift", NETS[::3])
-def test_per_unit_milp_bounds_are_the_exact_ranges(sizes, seed, shift):
+@pytest.mark.parametrize("net_spec", NETS[::3], ids=str)
+def test_per_unit_milp_bounds_are_the_exact_ranges(net_spec):
     """Solved to optimality, the per-unit MILP reproduces the exact extremes of units it solved."""
-    net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
+    net, box, (elo, ehi) = case(net_spec)
     st = exact_stability_per_unit(net, box, tol=TOL, early_stop=False)
     iv = interval_bounds(net, box)
     for l in range(1, net.n_hidden_layers):
@@ -136,9 +127,9 @@ def test_per_unit_milp_bounds_are_the_exact_ranges(sizes, seed, shift):
         assert np.allclose(st.lower[l][solved], elo[l][solved], atol=1e-6)
 
 
-@pytest.mark.parametrize("sizes,seed,shift", NETS[1::3])
-def test_stability_only_gives_the_same_stable_sets(sizes, seed, shift):
-    net, box, _ = case(tuple(sizes), seed, shift)
+@pytest.mark.parametrize("net_spec", NETS[1::3], ids=str)
+def test_stability_only_gives_the_same_stable_sets(net_spec):
+    net, box, _ = case(net_spec)
     for exact in (False, True):
         full = analyse_stability(net, box, tol=TOL, exact=exact)
         lean = analyse_stability(net, box, tol=TOL, exact=exact, stability_only=True)
@@ -148,13 +139,13 @@ def test_stability_only_gives_the_same_stable_sets(sizes, seed, shift):
 
 
 @pytest.mark.parametrize("early_stop", [True, False])
-@pytest.mark.parametrize("sizes,seed,shift", NETS[::2])
-def test_every_milp_solve_returns_a_valid_bound(sizes, seed, shift, early_stop):
+@pytest.mark.parametrize("net_spec", NETS[::2], ids=str)
+def test_every_milp_solve_returns_a_valid_bound(net_spec, early_stop):
     """Stopped early (witness, cutoff or bound) or not, a solve's bound never cuts the exact range."""
     from src.counting.milp import build_formulation
     from src.stability.exact import _LayerMILP
 
-    net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
+    net, box, (elo, ehi) = case(net_spec)
     st = interval_bounds(net, box)
     for l in range(1, net.n_hidden_layers):
         for heuristics in (True, False):
@@ -174,7 +165,7 @@ def test_tiers_settle_units_and_record_times():
     """Biased nets: interval, LP and MILP each settle units; tiers are reported in order."""
     totals = {"interval": 0, "lp": 0, "milp": 0}
     for seed in range(6):
-        net = make_net([3, 6, 6, 4, 1], seed, -0.3)
+        net = random_net([3, 6, 6, 4, 1], seed, shift=-0.3)
         st = analyse_stability(net, Box.uniform(3), tol=TOL, exact=True)
         assert [t["tier"] for t in st.tiers] == ["interval", "lp", "milp"]
         assert all(t["seconds"] >= 0 for t in st.tiers)
@@ -198,7 +189,7 @@ def test_stable_by_construction():
 
 
 def test_local_box_has_at_least_as_many_stable_units():
-    net = make_net([3, 5, 5, 1], 1, 0.0)
+    net = random_net([3, 5, 5, 1], 1)
     big = analyse_stability(net, Box.uniform(3), tol=TOL, exact=True)
     small = analyse_stability(net, Box.around(np.full(3, 0.4), 0.02, "p"), tol=TOL, exact=True)
     assert small.n_stable() >= big.n_stable()
@@ -207,11 +198,11 @@ def test_local_box_has_at_least_as_many_stable_units():
 
 
 @pytest.mark.parametrize("local_search", [False, True])
-@pytest.mark.parametrize("sizes,seed,shift", NETS[::4])
-def test_milp_tier_alone_without_sample_witnesses(sizes, seed, shift, local_search):
+@pytest.mark.parametrize("net_spec", NETS[::4], ids=str)
+def test_milp_tier_alone_without_sample_witnesses(net_spec, local_search):
     """With the sample witnesses wiped, the MILP (and local search) must answer both questions for
     every unit (early-stopped at incumbents with g > 0 / g <= tol, or at a bound), and be exact."""
-    net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
+    net, box, (elo, ehi) = case(net_spec)
     st = interval_bounds(net, box)
     st.witness_min = [np.full(n, np.inf) for n in net.hidden_sizes]
     st.witness_max = [np.full(n, -np.inf) for n in net.hidden_sizes]
@@ -230,7 +221,7 @@ def test_milp_tier_alone_without_sample_witnesses(sizes, seed, shift, local_sear
 
 
 def test_time_limit_leaves_units_undecided_and_not_exact():
-    net = make_net([3, 8, 8, 8, 1], 0, 0.0)
+    net = random_net([3, 8, 8, 8, 1], 0)
     box = Box.uniform(3)
     lp = analyse_stability(net, box, tol=TOL)
     st = milp_settle(net, box, lp, tol=TOL, time_limit=0.0)
@@ -267,7 +258,7 @@ def test_safe_lower_bound_is_valid_for_any_duals():
 
 
 def test_stability_files(tmp_path):
-    net = make_net([3, 5, 5, 1], 2, -0.5)
+    net = random_net([3, 5, 5, 1], 2, shift=-0.5)
     box = Box.uniform(3)
     st = analyse_stability(net, box, tol=TOL, exact=True)
     js, dat = write_stability_files(tmp_path, st, box, "runs/x/weights.dat")
@@ -302,19 +293,19 @@ def test_stability_dataclass_is_backwards_compatible():
 # ---------------------------------------------------------------------------------------------
 # data first, time limits, tiers only tighten
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("sizes,seed,shift", NETS)
-def test_data_first_gives_the_exact_and_the_tiered_stable_sets(sizes, seed, shift):
+@pytest.mark.parametrize("net_spec", NETS, ids=str)
+def test_data_first_gives_the_exact_and_the_tiered_stable_sets(net_spec):
     """Witnesses from data points skip LPs, yet the stable sets are those of the exact reference
     (with exact=True) and those of today's LP tier (exact=False); bounds are sound, never tighter
     than the full LP tier's."""
     from src.stability.witnesses import data_points_for_box
 
-    net, box, (elo, ehi) = case(tuple(sizes), seed, shift)
+    net, box, (elo, ehi) = case(net_spec)
     inactive, active = exact_sets(elo, ehi)
-    data = data_points_for_box(box, n_samples=5000, seed=seed)
+    data = data_points_for_box(box, n_samples=5000, seed=net_spec.seed)
     ref = exact_stability_per_unit(net, box, tol=TOL)
     full = analyse_stability(net, box, tol=TOL)
-    x = box.sample(5000, np.random.default_rng(seed + 100))
+    x = box.sample(5000, np.random.default_rng(net_spec.seed + 100))
     for exact in (False, True):
         st = analyse_stability(net, box, tol=TOL, exact=exact, data=data)
         assert st.tiers[0]["data_points"] == 5000
@@ -342,7 +333,7 @@ def test_data_first_skips_the_lps_of_certified_units():
     lps = {"full": 0, "data": 0}
     skipped = 0
     for seed in range(4):
-        net = make_net([3, 8, 8, 8, 1], seed, 0.0)
+        net = random_net([3, 8, 8, 8, 1], seed)
         box = Box.uniform(3)
         full = analyse_stability(net, box, tol=TOL)
         lean = analyse_stability(net, box, tol=TOL, data=data_points_for_box(box, n_samples=20_000))
@@ -354,6 +345,7 @@ def test_data_first_skips_the_lps_of_certified_units():
     assert skipped > 0 and lps["data"] < lps["full"], (lps, skipped)
 
 
+@pytest.mark.slow
 def test_data_points_for_box_and_seeded_samples():
     from src.stability.witnesses import SeededSamples, data_points_for_box, iter_chunks, mnist_points_in_box
 
@@ -380,7 +372,7 @@ def test_data_points_for_box_and_seeded_samples():
 def test_record_points_drops_points_outside_the_box():
     from src.stability.witnesses import record_points
 
-    net = make_net([2, 3, 3, 1], 0, 0.0)
+    net = random_net([2, 3, 3, 1], 0)
     box = Box.uniform(2)
     st = interval_bounds(net, box)
     outside = np.array([[5.0, 5.0], [-3.0, 0.5]])
@@ -393,7 +385,7 @@ def test_record_points_drops_points_outside_the_box():
 def test_tiers_never_loosen_their_input_bounds():
     """A witness evaluated with another summation order may sit a rounding step beyond an interval
     bound; the tiers intersect with their input (seen under OPENBLAS_CORETYPE=Prescott)."""
-    net = make_net([3, 5, 5, 1], 3, 1.0)
+    net = random_net([3, 5, 5, 1], 3, shift=1.0)
     box = Box.uniform(3)
     iv = interval_bounds(net, box)
     # make every first-layer bound sit exactly at the corner value plus one rounding step, the way
@@ -412,7 +404,7 @@ def test_tiers_never_loosen_their_input_bounds():
 def test_deadline_in_the_past_stops_every_tier():
     import time
 
-    net = make_net([3, 8, 8, 8, 1], 0, 0.0)
+    net = random_net([3, 8, 8, 8, 1], 0)
     box = Box.uniform(3)
     iv = interval_bounds(net, box)
     st = analyse_stability(net, box, tol=TOL, exact=True, deadline=time.perf_counter() - 1.0)
@@ -426,6 +418,7 @@ def test_deadline_in_the_past_stops_every_tier():
     assert not free.stopped_by_time_limit and free.exact
 
 
+@pytest.mark.slow
 def test_time_limit_holds_on_a_784_100x4_net():
     """--time-limit 5 on a fcnn4b-shaped random net ends within 30 s with sound bounds."""
     import time

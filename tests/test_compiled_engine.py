@@ -3,7 +3,7 @@ against scipy's HiGHS on random LPs, the exact fallback, and identical pattern s
 MNIST nets trained here (784 inputs: the feature-space path)."""
 import numpy as np
 import pytest
-from conftest import random_net
+from conftest import brute_force_patterns, random_net
 from scipy.optimize import linprog
 
 from src.core.box import Box
@@ -74,8 +74,6 @@ def test_refutation_needs_a_valid_certificate():
 def test_inconclusive_children_go_to_the_exact_lp(W1, b1):
     """Regions that only touch a hyperplane (a point, a corner) leave the margin LP inconclusive; the brute
     force's own LP decides them (definition_lps) and the set stays exact."""
-    from bruteforce import brute_force_patterns
-
     from src.core.network import ReluNet
 
     net = ReluNet([np.array(W1), np.ones((1, len(b1)))], [np.array(b1), np.zeros(1)])
@@ -100,6 +98,7 @@ def mnist_nets(tmp_path_factory):
     return [_trained(tmp_path_factory, "mlp:5-5", 0.0), _trained(tmp_path_factory, "mlp:4-3-3", 1e-3)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in BACKENDS if backend_class(n).uses_milp])
 def test_trained_mnist_nets_match_the_milp_backends(mnist_nets, name):
     try:
@@ -116,6 +115,7 @@ def test_trained_mnist_nets_match_the_milp_backends(mnist_nets, name):
         assert {p.tobytes() for p in lp.patterns()} == {p.tobytes() for p in milp.patterns()}
 
 
+@pytest.mark.slow
 def test_local_box_of_a_trained_net_matches_the_brute_force_count(mnist_nets):
     """A small box around a point: few units unstable, every candidate pattern checked by one LP."""
     import itertools

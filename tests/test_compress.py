@@ -282,6 +282,24 @@ def test_verify_reports_test_set_accuracy():
     assert not v["passed"]
 
 
+
+def test_verify_writes_the_one_record_of_src_core_compare():
+    """Compression decides by the rule of src.core.compare (no band) and keeps its summary keys."""
+    from src.core.compare import RULE, compare_nets
+
+    net = random_net([3, 4, 2], seed=2)
+    box = Box.uniform(3)
+    x = np.random.default_rng(0).random((50, 3))
+    v = verify(net, net.copy(), box, points=100, test_set=(x, net.predict(x)))
+    assert v["criterion"] == RULE and v["band_width"] == 0.0 and v["ok"] is v["passed"] is True
+    assert v["uniform"]["points"] == v["points"] == 102 and v["uniform"]["ok"]
+    assert v["test_set"] == compare_nets(net, net.copy(), x, rtol=v["rtol"], labels=net.predict(x))
+    assert v["test_set"]["accuracy_a"] == v["test_accuracy_original"] == v["test_accuracy_compressed"] == 1.0
+    shifted = ReluNet(net.weights, net.biases[:-1] + [net.biases[-1] + 1e-6])     # every output off by 1e-6
+    v = verify(net, shifted, box, points=100, rtol=1e-9)
+    assert not v["passed"] and v["uniform"]["mismatch_outside_band"] == 102 and v["uniform"]["in_band"] == 0
+    assert v["max_abs_error"] == pytest.approx(1e-6) and "on 102 points of the domain" in v["failures"][0]
+
 def test_compression_rejects_mismatched_stability():
     net = random_net([2, 3, 2], seed=0)
     with pytest.raises(ValueError):
@@ -346,6 +364,7 @@ def test_cli_local_box_with_center_file_and_output(tiny_weights, tmp_path):
                     Box.around([0.5, 0.25, 0.75], 0.05, "c"))
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs(tiny_weights, tmp_path):
     d = tiny_weights.parent
     before = sorted(p.name for p in d.iterdir())
@@ -416,6 +435,7 @@ def test_compression_reuses_the_stable_units_of_the_count(tiny_weights):
     assert "stability_file" not in json.loads((d / "compressed_input_0_1.json").read_text())
 
 
+@pytest.mark.slow
 def test_cli_mnist_sweep_and_test_set_verification(tmp_path):
     net = random_net([784, 6, 4, 10], seed=5, bias_scale=0.5)
     net = ReluNet([w * 0.05 if l == 0 else w for l, w in enumerate(net.weights)], net.biases)

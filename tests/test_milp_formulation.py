@@ -3,8 +3,7 @@ import itertools
 
 import numpy as np
 import pytest
-from bruteforce import brute_force_patterns
-from conftest import random_net
+from conftest import brute_force_patterns, nets, random_net, reference
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from src.core.box import Box
@@ -14,19 +13,7 @@ from src.stability.analyse import analyse_stability
 from src.stability.interval import interval_bounds
 
 TOL = 1e-6
-ARCHS = [[2, 3, 3, 1], [2, 4, 3, 2, 1], [3, 5, 5, 1]]
-
-
-def shifted_net(sizes, seed, shift):
-    """random_net with every hidden bias moved by `shift` (strongly negative/positive -> stable units)."""
-    net = random_net(sizes, seed)
-    for b in net.biases[:-1]:
-        b += shift
-    return net
-
-
-NETS = [(a, s, 0.0) for a in ARCHS for s in range(3)] + [(a, s, sh) for a in ARCHS for s in (5, 6)
-                                                         for sh in (-1.5, 1.5)]
+NETS = nets("milp")                      # the catalogue's (tests/conftest.py): hidden biases shifted by 0, +-1.5
 
 
 def max_f(form, z_fixed=None, extra_rows=()):
@@ -60,13 +47,13 @@ def point_solution(form, net, x):
     return v, g
 
 
-@pytest.mark.parametrize("sizes,seed,shift", NETS)
-def test_fixed_patterns_match_brute_force(sizes, seed, shift):
-    net = shifted_net(sizes, seed, shift)
-    box = Box.uniform(sizes[0])
+@pytest.mark.parametrize("net_spec", NETS, ids=str)
+def test_fixed_patterns_match_brute_force(net_spec):
+    net = net_spec.net()
+    box = Box.uniform(net.n_inputs)
     st = analyse_stability(net, box, tol=TOL)
     form = build_formulation(net, box, st, tol=TOL)
-    feasible = brute_force_patterns(net, box, TOL)
+    feasible = reference(net_spec, box)
     assert feasible, "every net has at least one feasible pattern"
     fb = form.fixed_bits
     for p in itertools.product((0, 1), repeat=net.n_hidden_units):
@@ -80,11 +67,11 @@ def test_fixed_patterns_match_brute_force(sizes, seed, shift):
             assert np.array_equal(form.pattern_from_solution(v), p)
 
 
-@pytest.mark.parametrize("sizes,seed,shift", NETS[::2])
-def test_nogood_enumeration_finds_every_pattern(sizes, seed, shift):
+@pytest.mark.parametrize("net_spec", NETS[::2], ids=str)
+def test_nogood_enumeration_finds_every_pattern(net_spec):
     """Maximise f, record the pattern, add its no-good cut, repeat until f <= tol: the brute-force set."""
-    net = shifted_net(sizes, seed, shift)
-    box = Box.uniform(sizes[0])
+    net = net_spec.net()
+    box = Box.uniform(net.n_inputs)
     form = build_formulation(net, box, analyse_stability(net, box, tol=TOL), tol=TOL)
     found, cuts = set(), []
     for _ in range(2 ** net.n_hidden_units + 1):
@@ -95,7 +82,7 @@ def test_nogood_enumeration_finds_every_pattern(sizes, seed, shift):
         assert tuple(int(b) for b in p) not in found
         found.add(tuple(int(b) for b in p))
         cuts.append(form.nogood_cut(p))
-    assert found == brute_force_patterns(net, box, TOL)
+    assert found == reference(net_spec, box)
 
 
 def test_nogood_cut_removes_exactly_one_assignment():
@@ -116,14 +103,14 @@ def test_nogood_cut_removes_exactly_one_assignment():
         assert (coef @ v[idx] > rhs + 1e-9) == np.array_equal(q, p)
 
 
-@pytest.mark.parametrize("sizes,seed,shift", NETS[::3])
-def test_every_point_is_a_solution_and_preactivations_match(sizes, seed, shift):
+@pytest.mark.parametrize("net_spec", NETS[::3], ids=str)
+def test_every_point_is_a_solution_and_preactivations_match(net_spec):
     """The forward pass at any x gives a feasible v; preactivation() evaluates to g; f = min g over z=1 works."""
-    net = shifted_net(sizes, seed, shift)
-    box = Box.uniform(sizes[0])
+    net = net_spec.net()
+    box = Box.uniform(net.n_inputs)
     st = analyse_stability(net, box, tol=TOL)
     form = build_formulation(net, box, st, tol=TOL)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(net_spec.seed)
     N = net.n_hidden_units
     flat = [(l, i) for l, n in enumerate(net.hidden_sizes) for i in range(n)]
     for x in box.sample(200, rng):
@@ -148,24 +135,24 @@ def test_every_point_is_a_solution_and_preactivations_match(sizes, seed, shift):
         assert np.array_equal(form.pattern_from_solution(v), net.patterns(x)[0])
 
 
-@pytest.mark.parametrize("sizes,seed,shift", NETS[::2])
-def test_sizes_match_formula(sizes, seed, shift):
-    net = shifted_net(sizes, seed, shift)
-    box = Box.uniform(sizes[0])
+@pytest.mark.parametrize("net_spec", NETS[::2], ids=str)
+def test_sizes_match_formula(net_spec):
+    net = net_spec.net()
+    box = Box.uniform(net.n_inputs)
     st = analyse_stability(net, box, tol=TOL)
     form = build_formulation(net, box, st, tol=TOL)
     fb = st.fixed_bits()
     assert np.array_equal(form.fixed_bits, fb)
     n_act, n_unst = int((fb == 1).sum()), int((fb == -1).sum())
-    want = {"variables": sizes[0] + n_act + 3 * n_unst + 1, "constraints": n_act + 4 * n_unst, "binaries": n_unst}
-    assert form.size() == want == expected_size(fb, sizes[0])
+    want = {"variables": net.n_inputs + n_act + 3 * n_unst + 1, "constraints": n_act + 4 * n_unst, "binaries": n_unst}
+    assert form.size() == want == expected_size(fb, net.n_inputs)
     assert form.is_binary.sum() == n_unst and np.all(form.is_binary[form.binaries])
     assert form.A.shape == (want["constraints"], want["variables"])
     # partial formulation of the first layer only: no f, no f-rows
     part = build_formulation(net, box, st, tol=TOL, upto_layer=1)
     fb1 = fb[: net.hidden_sizes[0]]
     a1, u1 = int((fb1 == 1).sum()), int((fb1 == -1).sum())
-    assert part.size() == {"variables": sizes[0] + a1 + 3 * u1, "constraints": a1 + 3 * u1, "binaries": u1}
+    assert part.size() == {"variables": net.n_inputs + a1 + 3 * u1, "constraints": a1 + 3 * u1, "binaries": u1}
     assert part.f_index == -1 and not part.objective.any()
 
 
@@ -192,7 +179,7 @@ def test_zero_inputs_are_dropped():
 
 
 def test_inactive_columns_are_dropped_from_the_next_layer():
-    net = shifted_net([2, 4, 3, 1], 0, 0.0)
+    net = random_net([2, 4, 3, 1], 0)
     net.biases[0][[0, 2]] = -50.0          # stably inactive
     box = Box.uniform(2)
     st = analyse_stability(net, box, tol=TOL)
@@ -228,7 +215,7 @@ def test_highs_loader_matches_scipy():
 
     from src.stability.highs import highs_load, new_highs
 
-    net = shifted_net([3, 5, 5, 1], 1, 0.0)
+    net = random_net([3, 5, 5, 1], 1)
     box = Box.uniform(3)
     form = build_formulation(net, box, analyse_stability(net, box, tol=TOL), tol=TOL)
     h = new_highs()

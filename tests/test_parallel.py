@@ -1,20 +1,21 @@
 """The Ray execution layer (src/parallel.py): dynamic splitting of the region count, the sweep as Ray
 tasks, a worker process killed by its pid mid-count and mid-sweep, an unreachable cluster address.
 
-The tests that need Ray share one embedded Ray with 2 CPUs (the module-scoped fixture ray_session).
+The tests that need Ray share one embedded Ray with 2 CPUs (the module-scoped fixture ray_session); the
+killed sweep runs in a subprocess with a Ray of its own, whose worker pauses after a known epoch
+(src/core/fault_hooks.py) and is killed there.
 """
 import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
+import pytest
 import torch
-from conftest import ROOT, random_net
+from conftest import pause_env, random_net, run_cli, wait_for_pause
 
 from src.core.box import Box
 from src.counting.driver import count_run
@@ -110,32 +111,30 @@ def test_ordered_work_frontier_covers_unflushed_patterns():
 
 
 # ---- unreachable cluster (no Ray started) -------------------------------------------------------------------
+@pytest.mark.slow
 def test_unreachable_address_one_line_exit_2_nothing_written(tmp_path):
     port = _free_port()
     w = tmp_path / "net"
     w.mkdir()
     random_net([2, 3, 1], seed=0).save(w / "weights.dat")
     before = sorted(p.name for p in w.iterdir())
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("RAY_ADDRESS", None)
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, str(ROOT / "count_linear_regions.py"), "-w", str(w / "weights.dat"), "-q",
-                        "--workers", "2", "--ray-address", f"127.0.0.1:{port}", "-o", str(out)],
-                       capture_output=True, text=True, timeout=120, env=env)
+    r = run_cli("count_linear_regions.py", "-w", w / "weights.dat", "-q", "--workers", "2", "--ray-address",
+                f"127.0.0.1:{port}", "-o", out, timeout=120, env={"RAY_ADDRESS": None})
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert r.stderr.startswith(f"error: --ray-address 127.0.0.1:{port}: cannot reach a Ray cluster there (")
     assert not out.exists() and sorted(p.name for p in w.iterdir()) == before
     models = tmp_path / "models"
-    r = subprocess.run([sys.executable, str(ROOT / "train_bulk_script.py"), "--models-dir", str(models), "-a", "mlp:4",
-                        "--epochs", "1", "--ray-address", f"127.0.0.1:{port}"],
-                       capture_output=True, text=True, timeout=120, env=dict(env, RAY_ADDRESS=f"127.0.0.1:{port}"))
+    r = run_cli("train_bulk_script.py", "--models-dir", models, "-a", "mlp:4", "--epochs", "1", "--ray-address",
+                f"127.0.0.1:{port}", timeout=120, env={"RAY_ADDRESS": f"127.0.0.1:{port}"})
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert r.stderr.startswith(f"error: --ray-address 127.0.0.1:{port}: cannot reach a Ray cluster there (")
     assert not models.exists()
 
 
 # ---- counting on Ray ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_workers_write_the_same_files(tmp_path, ray_session):
     files = {}
     for workers in (1, 2):
@@ -148,6 +147,7 @@ def test_two_workers_write_the_same_files(tmp_path, ray_session):
     assert files[1] == files[2]
 
 
+@pytest.mark.slow
 def test_checkpoints_with_two_workers_are_consistent(ray_session):
     """Every checkpoint's frontier holds exactly the patterns not emitted when it was saved."""
     net = random_net(*CKPT_NET[:1], seed=CKPT_NET[1], bias_scale=0.4)
@@ -173,6 +173,7 @@ def test_checkpoints_with_two_workers_are_consistent(ray_session):
         assert o.complete and found[:n] + rest == full, k
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_count_loses_nothing(ray_session):
     net = random_net(*KILL_NET[:1], seed=KILL_NET[1], bias_scale=0.4)
     box = Box.uniform(KILL_NET[0][0])
@@ -203,6 +204,7 @@ def test_a_worker_killed_mid_count_loses_nothing(ray_session):
     assert late and all(e["pid"] != killed["pid"] for e in late)
 
 
+@pytest.mark.slow
 def test_the_cli_joins_a_running_cluster_by_its_address(tmp_path, ray_session):
     """--ray-address with --workers 1: the count runs on every CPU of that cluster (here this module's)."""
     addr = ray_session.get_runtime_context().gcs_address
@@ -212,9 +214,8 @@ def test_the_cli_joins_a_running_cluster_by_its_address(tmp_path, ray_session):
         d = tmp_path / ("joined" if extra else "alone")
         d.mkdir()
         net.save(d / "weights.dat")
-        r = subprocess.run([sys.executable, str(ROOT / "count_linear_regions.py"), "-w", str(d / "weights.dat"),
-                            "-q", "--checkpoint-every", "0", *extra], capture_output=True, text=True, timeout=300,
-                           env=dict(os.environ, OMP_NUM_THREADS="1"))
+        r = run_cli("count_linear_regions.py", "-w", d / "weights.dat", "-q", "--checkpoint-every", "0", *extra,
+                    timeout=300)
         assert r.returncode == 0, r.stderr
         s = json.loads((d / "regions_input_0_1.json").read_text())
         assert s["complete"] and (s["stats"]["tasks"] > 1) == bool(extra)     # slices on Ray only when joined
@@ -224,49 +225,35 @@ def test_the_cli_joins_a_running_cluster_by_its_address(tmp_path, ray_session):
 
 # ---- training on Ray ------------------------------------------------------------------------------------
 SWEEP = ["-s", "0", "--l1", "0", "--adv", "none", "--dropout", "0,0.3", "-a", "mlp:32", "--epochs", "4",
-         "--train-subset", "30000", "--seed", "1", "-q"]
+         "--train-subset", "3000", "--seed", "1", "-q"]
+KILL_AFTER = 2                  # the first run to finish its epoch 2 pauses there and its worker is killed
 
 
-def test_sweep_on_two_workers_survives_a_killed_worker(tmp_path, ray_session):
-    from src.cli.train import main as train_main
-    from src.training.train import train as training
+@pytest.mark.slow
+def test_sweep_on_two_workers_survives_a_killed_worker(tmp_path):
+    import src.training.train as training
 
     models = tmp_path / "models"
-    killed = {}
-    done = threading.Event()
-
-    def killer():
-        while not done.is_set() and not killed:
-            for d in sorted(models.glob("fcnn_run_*")):
-                try:
-                    m = json.loads((d / "metrics.json").read_text())
-                    first = (d / "train.log").read_text().splitlines()[0]
-                except (OSError, ValueError, IndexError):
-                    continue
-                if m.get("complete") or not m.get("epochs") or len(m["epochs"]) >= 3:
-                    continue
-                pid = int(first.split(" pid ")[1].split()[0])
-                if _busy(pid, 0.2, 2):
-                    os.kill(pid, signal.SIGKILL)
-                    killed.update(pid=pid, dir=d, epochs=len(m["epochs"]))
-                    return
-            time.sleep(0.05)
-
-    t = threading.Thread(target=killer, daemon=True)
-    t.start()
-    try:
-        assert train_main(SWEEP + ["--models-dir", str(models), "--workers", "2"]) == 0
-    finally:
-        done.set()
-        t.join()
-    assert killed, "no run could be killed mid-training: make the runs longer"
+    marker = tmp_path / "pause.json"
+    proc = run_cli("train_bulk_script.py", *SWEEP, "--models-dir", models, "--workers", "2",
+                   env=pause_env(marker, f"epochs:{KILL_AFTER}"), background=True)
+    paused = wait_for_pause(proc, marker, timeout=600)
+    assert paused["pid"] != proc.pid and paused["done"] == KILL_AFTER     # a Ray worker paused, not the driver
+    killed = [d for d in sorted(models.glob("fcnn_run_*"))
+              if f" pid {paused['pid']} " in (d / "train.log").read_text().splitlines()[0]]
+    assert len(killed) == 1
+    d = killed[0]
+    assert len(json.loads((d / "metrics.json").read_text())["epochs"]) == KILL_AFTER
+    os.kill(paused["pid"], signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
     for i in (0, 1):
-        d = models / f"fcnn_run_{i}"
-        assert training.is_complete(d)
-        assert json.loads((d / "config.json").read_text())["threads"] == 1
-    d = killed["dir"]
+        run = models / f"fcnn_run_{i}"
+        assert training.is_complete(run)
+        assert json.loads((run / "config.json").read_text())["threads"] == 1
     log = (d / "train.log").read_text()
-    assert "resuming after epoch" in log and len(json.loads((d / "metrics.json").read_text())["epochs"]) == 4
+    assert f"resuming after epoch {KILL_AFTER}" in log
+    assert len(json.loads((d / "metrics.json").read_text())["epochs"]) == 4
     # the retried run ends with the weights of an uninterrupted one
     cfg = json.loads((d / "config.json").read_text())
     ref = training.TrainConfig(**{k: v for k, v in cfg.items() if k != "versions"})

@@ -1,12 +1,8 @@
 """Every plot script on a synthetic models dir: non-empty PNG and PDF; the exact slice figure."""
-import importlib.util
-import subprocess
-import sys
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import load_script, run_cli
 from run_fixtures import write_local_counts, write_run, write_sweep
 from test_sections import write_section_files
 
@@ -17,10 +13,7 @@ from src.sections.plane import orthonormal_plane
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(f"plots_{name}", ROOT / "plots" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(f"plots/{name}.py")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +42,7 @@ def _assert_figure(out, stem):
     ("plot_segments", "segment_regions_vs_l1"),
     ("plot_local_regions", "local_regions_vs_l1"),
 ])
+@pytest.mark.slow
 def test_figure_scripts(sweep_dir, tmp_path, script, stem):
     rc = _script(script).main(["--models-dir", str(sweep_dir), "--runs", "100-111", "--out", str(tmp_path), "-q"])
     assert rc == 0
@@ -56,6 +50,7 @@ def test_figure_scripts(sweep_dir, tmp_path, script, stem):
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{stem}.pdf", f"{stem}.png"]
 
 
+@pytest.mark.slow
 def test_slice_script_random_plane(sweep_dir, tmp_path):
     rc = _script("plot_input_slice").main(["--models-dir", str(sweep_dir), "--runs", "100-103", "--out",
                                            str(tmp_path), "--plane", "random", "--resolution", "64", "-q"])
@@ -63,6 +58,7 @@ def test_slice_script_random_plane(sweep_dir, tmp_path):
     _assert_figure(tmp_path, "input_slice")
 
 
+@pytest.mark.slow
 def test_slice_script_single_weights(sweep_dir, tmp_path):
     w = sweep_dir / "fcnn_run_104" / "weights.dat"
     rc = _script("plot_input_slice").main(["-w", str(w), "--out", str(tmp_path), "--plane", "random",
@@ -71,11 +67,11 @@ def test_slice_script_single_weights(sweep_dir, tmp_path):
     _assert_figure(tmp_path, "one")
 
 
+@pytest.mark.slow
 def test_make_all_cli(sweep_dir, tmp_path):
     """End to end through the command line: every figure plus the table."""
-    r = subprocess.run([sys.executable, str(ROOT / "plots" / "make_all.py"), "--models-dir", str(sweep_dir),
-                        "--runs", "100-111", "--out", str(tmp_path), "--slice-plane", "random",
-                        "--slice-resolution", "48"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    r = run_cli("plots/make_all.py", "--models-dir", sweep_dir, "--runs", "100-111", "--out", tmp_path,
+                "--slice-plane", "random", "--slice-resolution", "48", timeout=300)
     assert r.returncode == 0, r.stderr
     for stem in ("regions_vs_l1", "stable_units_vs_l1", "accuracy_vs_regions", "transform_sizes", "input_slice",
                  "segment_regions_vs_l1"):
@@ -86,6 +82,7 @@ def test_make_all_cli(sweep_dir, tmp_path):
     assert "run 101" in r.stderr and "lower bound" in r.stderr
 
 
+@pytest.mark.slow
 def test_figures_survive_missing_files(tmp_path):
     """Runs lacking some files are skipped in the figures that need them, not crashed on."""
     models = tmp_path / "m"
@@ -111,16 +108,17 @@ def test_figure_without_any_input_is_a_clear_error(tmp_path):
                   "--slice-plane", "random"])
 
 
+@pytest.mark.slow
 def test_bad_runs_and_dirs(tmp_path):
     with pytest.raises(ToolError, match="not a directory"):
         draw("regions", tmp_path / "nope", "1-2", tmp_path)
     with pytest.raises(ToolError, match="none of the runs"):
         draw("regions", tmp_path, "1-2", tmp_path)
-    r = subprocess.run([sys.executable, str(ROOT / "plots" / "plot_regions.py"), "--models-dir", str(tmp_path),
-                        "--runs", "7-x"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = run_cli("plots/plot_regions.py", "--models-dir", tmp_path, "--runs", "7-x", timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: --runs")
 
 
+@pytest.mark.slow
 def test_huge_sizes_as_log10(tmp_path):
     """2^N sizes stored as huge ints, numeric strings or log10 fields all plot."""
     models = tmp_path / "m"
@@ -158,6 +156,7 @@ def test_slice_figure_counts_are_exact(tmp_path):
     plt.close(fig)
 
 
+@pytest.mark.slow
 def test_slice_script_class_colours_and_info(sweep_dir, tmp_path, capsys):
     w = sweep_dir / "fcnn_run_100" / "weights.dat"
     rc = _script("plot_input_slice").main(["-w", str(w), "--out", str(tmp_path), "--plane", "random",
@@ -168,6 +167,7 @@ def test_slice_script_class_colours_and_info(sweep_dir, tmp_path, capsys):
     assert "regions in the box" in out and "in view" in out
 
 
+@pytest.mark.slow
 def test_segments_figure(sweep_dir, tmp_path):
     paths = draw("segments", sweep_dir, "100-111", tmp_path)
     _assert_figure(tmp_path, "segment_regions_vs_l1")

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import random_net
+from conftest import random_net, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -240,6 +240,7 @@ def _strict_loads(raw: bytes):
     return v if ok[0] else None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["config", "metrics", "regions", "frontier", "checkpoint"])
 def test_json_reader(tmp_path, json_files, name):
     raw0, reader = json_files[name]
@@ -269,19 +270,14 @@ def test_json_reader(tmp_path, json_files, name):
 # ---- the scripts: one error line, exit 2, nothing written -------------------------------------------------
 @pytest.mark.parametrize("script,extra", [("count_linear_regions.py", []), ("compress_network.py", []),
                                           ("transform_networks_using_all_nodes.py", ["--no-verify"])])
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "non-utf8", "inf"])
 def test_scripts_refuse_damaged_weights_cleanly(tmp_path, weights_raw, script, extra, damage):
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     raw = {"truncated": weights_raw[: len(weights_raw) // 2], "non-utf8": weights_raw.replace(b"W = [", b"W = [\xff"),
            "inf": weights_raw.replace(b"B = [\n", b"B = [\n1e999,", 1)}[damage]
     p = tmp_path / "weights.dat"
     p.write_bytes(raw)
-    r = subprocess.run([sys.executable, str(ROOT / script), "-w", str(p), "-q", *extra],
-                       capture_output=True, text=True, timeout=120)
+    r = run_cli(script, "-w", p, "-q", *extra, timeout=120)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and re.match(r"error: " + re.escape(str(p)) + r":\d+: ", lines[0]), r.stderr

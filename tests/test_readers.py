@@ -4,15 +4,11 @@ The same net in the three formats loads to bit-identical float64 weights and giv
 pattern set; onnxruntime on an exported compressed net computes ReluNet.forward; anything a reader
 cannot represent exactly is refused with one line naming the file and the layer or node.
 """
-import importlib.util
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, random_net
+from conftest import load_script, random_net, run_cli
 
-from src.cli.runner import run_main
 from src.core.box import Box
 from src.core.errors import ToolError
 from src.core.network import ReluNet
@@ -91,13 +87,6 @@ def one_line_error(path=None):
                 assert msg.startswith(f"{path}: "), msg
             return ok
     return _Ctx()
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name.replace(".py", "_cli"), ROOT / name)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 # ---- (1) the same net in three formats ---------------------------------------------------------
@@ -222,16 +211,15 @@ def test_onnxruntime_on_exported_compressed_net_equals_forward(tmp_path):
     assert sorted(f.name for f in tmp_path.iterdir()) == ["compressed.onnx", "compressed32.onnx"]  # no temp files
 
 
-def test_export_cli(tmp_path, capsys):
-    from src.io.readers import onnx_export
+def test_export_cli(tmp_path):
+    from src.cli import onnx_export
 
     net = random_net(SIZES, seed=8)
     net.save(tmp_path / "w.dat")
     assert onnx_export.main(["-w", str(tmp_path / "w.dat"), "-o", str(tmp_path / "w.onnx")]) == 0
     assert same_bits(net, load_net(tmp_path / "w.onnx"))
-    with pytest.raises(SystemExit) as e:
-        run_main(onnx_export.main, ["-w", str(tmp_path / "w.dat"), "-o", str(tmp_path / "w.txt")])
-    assert e.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    r = run_cli(onnx_export.main, "-w", tmp_path / "w.dat", "-o", tmp_path / "w.txt")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
 
 
 # ---- ONNX graphs the reader accepts -----------------------------------------------------------------
@@ -423,13 +411,11 @@ def test_bad_state_dict_files_are_refused(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["conv", "chain", "module"])
-def test_cli_refuses_bad_pt_with_one_line_and_writes_nothing(tmp_path, kind, capsys):
+def test_cli_refuses_bad_pt_with_one_line_and_writes_nothing(tmp_path, kind):
     p = _bad_pt(tmp_path, kind)
-    cli = load_script("count_linear_regions.py")
-    with pytest.raises(SystemExit) as e:
-        run_main(cli.main, ["-w", str(p), "-q"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    r = run_cli(load_script("count_linear_regions.py").main, "-w", p, "-q")
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {p}: "), err
     assert [f.name for f in p.parent.iterdir()] == [p.name]
 
@@ -465,13 +451,13 @@ def test_module_refusals():
 
 
 # ---- (4) the scripts, end to end ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_count_cli_reads_onnx_and_pt(tmp_path):
     net = random_net([2, 3, 3, 2], seed=12)
     paths = save_all(net, tmp_path)
     counts = {}
     for k in ("onnx", "pt", "dat"):
-        r = subprocess.run([sys.executable, str(ROOT / "count_linear_regions.py"), "-w", str(paths[k]), "-q"],
-                           capture_output=True, text=True, timeout=300, cwd=ROOT)
+        r = run_cli("count_linear_regions.py", "-w", paths[k], "-q", timeout=300)
         assert r.returncode == 0, r.stderr
         import json
 

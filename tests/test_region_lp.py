@@ -1,6 +1,5 @@
 import numpy as np
-from bruteforce import brute_force_patterns, sampled_patterns
-from conftest import random_net
+from conftest import brute_force_patterns, random_net, sampled_patterns
 
 from src.core.affine import pattern_affine_maps
 from src.core.box import Box

@@ -1,20 +1,19 @@
-"""Exact region counting: every backend's pattern set against an independent brute force.
+"""The file driver of the region count (src/counting/driver.py) with the MILP backends: stable units,
+output files, other boxes, resume from a partial file or a time limit, the licence-limit fallback, the CLI
+and its error paths, Ctrl-C, the bulk script.
 
-Nets are tiny (2-3 inputs, <= 10 hidden units) so that one LP per candidate pattern in {0,1}^N
-is affordable; brute force results are cached per net and shared by the backends.
+Every backend's pattern set against the brute force, through both drivers, is
+tests/test_backend_conformance.py; the nets are the catalogue's (tests/conftest.py), whose brute-force
+results are cached for the session.
 """
 import functools
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
-from bruteforce import brute_force_patterns, sampled_patterns
-from conftest import ROOT, random_net
+from conftest import (CATALOGUE, as_set, brute_force_patterns, catalogue_net, pause_env, reference, run_cli,
+                      wait_for_pause)
 
 from src.core.box import Box
 from src.core.errors import ToolError
@@ -27,46 +26,17 @@ from src.counting.problem import PatternSink, backend_class, get_backend
 from src.io.pattern_file import read_patterns, write_patterns
 
 BACKENDS = [n for n in REGISTERED if backend_class(n).uses_milp]     # the MILP backends (lp: test_lp_enum)
-PY = sys.executable
-CLI = str(ROOT / "count_linear_regions.py")
+CLI = "count_linear_regions.py"
 
 
-def _dup_net():
-    """Duplicate hidden units (identical rows): symmetric solutions must all be listed."""
-    net = random_net([2, 3, 3, 1], seed=11)
-    w, b = net.weights, net.biases
-    w0 = np.vstack([w[0], w[0][:1]])
-    b0 = np.concatenate([b[0], b[0][:1]])
-    w1 = np.hstack([w[1], np.zeros((3, 1))])
-    w1 = np.vstack([w1, w1[:1]])
-    b1 = np.concatenate([b[1], b[1][:1]])
-    w2 = np.hstack([w[2], np.zeros((1, 1))])
-    return ReluNet([w0, w1, w2], [b0, b1, b[2]])
+def make_net(name):
+    """The catalogue's net (tests/conftest.py) of that name."""
+    return catalogue_net(name).net()
 
 
-NETS = {f"{'-'.join(map(str, s))}_seed{seed}": (s, seed, 0.5)
-        for s in ([2, 3, 3, 1], [3, 4, 3, 2, 1], [2, 5, 5, 1]) for seed in range(3)}
-NETS.update({f"{'-'.join(map(str, s))}_bias{bs}_seed{seed}": (s, seed, bs)
-             for s, seed, bs in (([3, 4, 3, 2, 1], 4, 3.0), ([2, 5, 5, 1], 5, 2.5), ([3, 3, 3, 1], 6, 4.0))})
-
-
-def make_net(key):
-    if key == "duplicate_units":
-        return _dup_net()
-    sizes, seed, bs = NETS[key]
-    return random_net(sizes, seed=seed, bias_scale=bs)
-
-
-@functools.lru_cache(maxsize=None)
-def reference(key):
-    """(brute-force set, sampled set) for the net named key on [0,1]^n0."""
-    net = make_net(key)
-    box = Box.uniform(net.n_inputs)
-    return brute_force_patterns(net, box), sampled_patterns(net, box, 100_000, seed=1)
-
-
-def as_set(patterns):
-    return {tuple(int(v) for v in p) for p in patterns}
+def bf(name):
+    """The brute-force pattern set of the catalogue's net `name` on [0,1]^n0."""
+    return reference(catalogue_net(name))
 
 
 def run_count(tmp_path, net, backend, **kw):
@@ -78,31 +48,20 @@ def run_count(tmp_path, net, backend, **kw):
     return summary, pats
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("key", list(NETS) + ["duplicate_units"])
-def test_backend_matches_brute_force(tmp_path, key, backend):
-    net = make_net(key)
-    bf, seen = reference(key)
-    summary, pats = run_count(tmp_path, net, backend)
-    got = as_set(pats)
-    assert len(got) == len(pats)                     # no duplicates in the file
-    assert got == bf, f"{key}: {backend} missed {len(bf - got)}, extra {len(got - bf)}"
-    assert seen <= got
-    assert summary["complete"] is True and summary["count"] == len(bf) and summary["backend"] == backend
-
-
+# every backend's pattern set against the brute force, through both drivers: tests/test_backend_conformance.py
 def test_biased_nets_have_stable_units(tmp_path):
     """The biased nets exercise the stable-unit path (fixed bits, fewer binaries)."""
     stable = 0
-    for key in NETS:
-        if "bias" in key:
-            net = make_net(key)
-            summary, _ = run_count(tmp_path / key, net, "scip")
+    for net_spec in CATALOGUE["tiny"]:
+        if net_spec.bias_scale > 1:                  # 3-4-3-2-1 (bias 3), 2-5-5-1 (bias 2.5), 3-3-3-1 (bias 4)
+            key = str(net_spec)
+            summary, _ = run_count(tmp_path / key, net_spec.net(), "scip")
             stable += sum(c["active"] + c["inactive"] for c in summary["stable_units"])
             assert summary["model_size"]["binaries"] == sum(c["unstable"] for c in summary["stable_units"])
     assert stable >= 3
 
 
+@pytest.mark.slow
 def test_output_files(tmp_path):
     key = "3-4-3-2-1_seed2"
     net = make_net(key)
@@ -110,7 +69,7 @@ def test_output_files(tmp_path):
     lines = (tmp_path / "activation_pattern_abhinav_input_0_1.dat").read_text().splitlines()
     assert lines[0] == "n = [3, 4, 3, 2, 1]"
     assert all(len(ln.split()) == 9 and set(ln.split()) <= {"0", "1"} for ln in lines[1:])
-    assert len(lines) - 1 == summary["count"] == len(reference(key)[0])
+    assert len(lines) - 1 == summary["count"] == len(bf(key))
     js = json.loads((tmp_path / "regions_input_0_1.json").read_text())
     for k in ("weights", "layer_sizes", "domain", "pattern_file", "count", "complete", "backend", "tol", "times",
               "stable_units", "model_size", "stats", "note"):
@@ -139,34 +98,36 @@ def test_other_box_and_local_box(tmp_path):
     assert (tmp_path / "input_-1_2").exists() and (tmp_path / "center_c_width_0.2").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_resume_from_partial_file(tmp_path, backend):
     key = "3-4-3-2-1_seed2"
     net = make_net(key)
-    bf = sorted(reference(key)[0])
+    ref = sorted(bf(key))
     net.save(tmp_path / "weights.dat")
-    part = np.array(bf[::3], np.uint8)
+    part = np.array(ref[::3], np.uint8)
     write_patterns(tmp_path / "activation_pattern_abhinav_input_0_1.dat", net.layer_sizes, part)
     summary, pats = run_count(tmp_path, net, backend, resume=True)
-    assert as_set(pats) == set(bf) and len(pats) == len(bf)
+    assert as_set(pats) == set(ref) and len(pats) == len(ref)
     assert summary["complete"] and summary["stats"]["patterns_at_start"] == len(part)
-    assert summary["stats"]["new_patterns"] == len(bf) - len(part)
+    assert summary["stats"]["new_patterns"] == len(ref) - len(part)
     # resuming a complete count does nothing
     before = (tmp_path / "regions_input_0_1.json").read_text()
     again, _ = run_count(tmp_path, net, backend, resume=True)
-    assert again["count"] == len(bf) and (tmp_path / "regions_input_0_1.json").read_text() == before
+    assert again["count"] == len(ref) and (tmp_path / "regions_input_0_1.json").read_text() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_time_limit_partial_then_resume(tmp_path, backend):
     key = "2-5-5-1_seed2"
     net = make_net(key)
-    bf = reference(key)[0]
+    ref = bf(key)
     s1, p1 = run_count(tmp_path, net, backend, time_limit=1e-3)
     assert s1["complete"] is False and "incomplete" in s1["note"] and "--resume" in s1["note"]
-    assert as_set(p1) <= bf and s1["count"] == len(p1)
+    assert as_set(p1) <= ref and s1["count"] == len(p1)
     s2, p2 = run_count(tmp_path, net, backend, resume=True)
-    assert s2["complete"] is True and as_set(p2) == bf
+    assert s2["complete"] is True and as_set(p2) == ref
 
 
 def test_resume_refuses_other_net(tmp_path):
@@ -177,7 +138,7 @@ def test_resume_refuses_other_net(tmp_path):
         count_run(tmp_path / "weights.dat", backend="scip", resume=True, progress=False)
 
     # same shape, but a pattern that contradicts the stable units (all units of this net are stable)
-    net2 = make_net("3-3-3-1_bias4.0_seed6")
+    net2 = make_net("3-3-3-1_seed6_bias4")
     d2 = tmp_path / "w2"
     d2.mkdir()
     s, pats = run_count(d2, net2, "scip")
@@ -209,6 +170,7 @@ def _gurobi_limited() -> bool:
     return size_limited_licence()
 
 
+@pytest.mark.slow
 def test_licence_limit_falls_back_to_scip(tmp_path, capsys):
     if not _gurobi_limited():
         pytest.skip("this Gurobi licence is not size-limited")
@@ -221,6 +183,7 @@ def test_licence_limit_falls_back_to_scip(tmp_path, capsys):
     assert as_set(pats) == wide_reference()
 
 
+@pytest.mark.slow
 def test_licence_error_at_optimize_falls_back(tmp_path, monkeypatch):
     """When the size pre-check cannot tell, Gurobi's errno 10010 at optimize() still falls back."""
     if not _gurobi_limited():
@@ -238,10 +201,8 @@ def test_licence_error_at_optimize_falls_back(tmp_path, monkeypatch):
 
 
 # ---- CLI and error paths ----------------------------------------------------------------------------
-def cli(*args, cwd=None, timeout=120):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([PY, CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=timeout)
+def cli(*args):
+    return run_cli(CLI, *args, timeout=120)
 
 
 def one_error_line(r):
@@ -257,11 +218,12 @@ def test_cli_counts_and_writes(tmp_path):
     r = cli("-w", tmp_path / "weights.dat", "-q", "--backend", "scip", "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
-    n = len(reference("2-3-3-1_seed1")[0])
+    n = len(bf("2-3-3-1_seed1"))
     assert r.stdout.strip().splitlines()[-1].startswith(f"{n} linear regions (complete")
     assert (tmp_path / "out" / "regions_input_0_1.json").exists()
 
 
+@pytest.mark.slow
 def test_cli_error_paths(tmp_path):
     line = one_error_line(cli("-w", tmp_path / "nope.dat"))
     assert "nope.dat" in line
@@ -282,17 +244,17 @@ def test_cli_error_paths(tmp_path):
     assert "--width" in line
 
 
+@pytest.mark.slow
 def test_cli_ctrl_c_writes_partial_output(tmp_path):
-    """SIGINT during the search: patterns so far are written, complete: false, exit 130."""
-    net = random_net([6, 14, 14, 1], seed=0)          # ~2200 regions, ~10 s to count
+    """SIGINT during the search: patterns so far are written, complete: false, exit 130. The count pauses
+    at its checkpoint of 5 patterns (src/core/fault_hooks.py), so the signal lands mid-search."""
+    net_spec = catalogue_net("3-5-4-1_seed9_bias0.4")
+    net = net_spec.net()
     net.save(tmp_path / "weights.dat")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([PY, CLI, "-w", str(tmp_path / "weights.dat"), "-q", "--backend", "scip"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 60
-    while not (tmp_path / ".activation_pattern_abhinav_input_0_1.dat.partial").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.7)
+    proc = run_cli(CLI, "-w", tmp_path / "weights.dat", "-q", "--backend", "scip", "--checkpoint-every", "1e-9",
+                   env=pause_env(tmp_path / "paused.json", "patterns:5"), background=True)
+    paused = wait_for_pause(proc, tmp_path / "paused.json")
+    assert paused["pid"] == proc.pid and paused["done"] == 5
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -301,36 +263,35 @@ def test_cli_ctrl_c_writes_partial_output(tmp_path):
     assert s["complete"] is False and s["interrupted"] is True and "Ctrl-C" in s["note"]
     pats = read_patterns(tmp_path / "activation_pattern_abhinav_input_0_1.dat", net.layer_sizes, allow_empty=True)
     assert len(pats) == s["count"] > 0
-    box = Box.uniform(6)
-    for p in pats[:: max(1, len(pats) // 10)]:
+    assert as_set(pats) < reference(net_spec)          # feasible patterns, and not all of them
+    box = Box.uniform(3)
+    for p in pats:
         assert is_feasible_pattern(net, box, p)
 
 
+@pytest.mark.slow
 def test_bulk_script(tmp_path):
     models = tmp_path / "models"
     for i, key in ((3, "2-3-3-1_seed0"), (4, "2-3-3-1_seed2")):
         (models / f"fcnn_run_{i}").mkdir(parents=True)
         make_net(key).save(models / f"fcnn_run_{i}" / "weights.dat")
-    script = str(ROOT / "count_linear_regions_script.sh")
-    r = subprocess.run([script, "-s", "3", "-e", "5", "-m", str(models), "--", "-q", "--backend", "scip"],
-                       capture_output=True, text=True, timeout=120)
+    script = "count_linear_regions_script.sh"
+    r = run_cli(script, "-s", "3", "-e", "5", "-m", models, "--", "-q", "--backend", "scip", timeout=120)
     assert r.returncode == 1, r.stderr                           # fcnn_run_5 is missing
     rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln.startswith("fcnn_run_")}
-    assert rows["fcnn_run_3"][1:4] == [str(len(reference("2-3-3-1_seed0")[0])), "true", rows["fcnn_run_3"][3]]
+    assert rows["fcnn_run_3"][1:4] == [str(len(bf("2-3-3-1_seed0"))), "true", rows["fcnn_run_3"][3]]
     assert rows["fcnn_run_3"][-1] == "done" and rows["fcnn_run_5"][-1] == "missing"
-    r = subprocess.run([script, "-s", "3", "-e", "4", "-m", str(models), "--", "-q"],
-                       capture_output=True, text=True, timeout=120)
+    r = run_cli(script, "-s", "3", "-e", "4", "-m", models, "--", "-q", timeout=120)
     assert r.returncode == 0, r.stderr
     rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln.startswith("fcnn_run_")}
     assert rows["fcnn_run_3"][-1] == "skipped" and rows["fcnn_run_4"][-1] == "skipped"
     make_net("2-3-3-1_seed1").save(models / "fcnn_run_3" / "weights.dat")      # retrained: outputs are stale
-    r = subprocess.run([script, "-s", "3", "-e", "4", "-m", str(models), "--", "-q"],
-                       capture_output=True, text=True, timeout=120)
+    r = run_cli(script, "-s", "3", "-e", "4", "-m", models, "--", "-q", timeout=120)
     assert r.returncode == 0, r.stderr
     rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln.startswith("fcnn_run_")}
     assert rows["fcnn_run_3"][-1] == "done" and rows["fcnn_run_4"][-1] == "skipped"
-    assert rows["fcnn_run_3"][1] == str(len(reference("2-3-3-1_seed1")[0]))
-    r = subprocess.run([script, "-s", "4", "-e", "3", "-m", str(models)], capture_output=True, text=True)
+    assert rows["fcnn_run_3"][1] == str(len(bf("2-3-3-1_seed1")))
+    r = run_cli(script, "-s", "4", "-e", "3", "-m", models)
     assert r.returncode == 2 and "after" in r.stderr
 
 

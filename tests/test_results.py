@@ -2,11 +2,9 @@
 import csv
 import io
 import json
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT
+from conftest import run_cli
 from run_fixtures import SWEEP, write_run, write_sweep
 
 from src.core.errors import ToolError
@@ -70,17 +68,14 @@ def test_run_missing_files_is_reported_not_crashed(tmp_path):
     report = missing_report(res["records"])
     assert [line.split()[1] for line in report] == ["2", "3", "4"]
     # and through the command line: exit 0, warnings on stderr
-    r = subprocess.run([sys.executable, str(ROOT / "collect_results.py"), "--models-dir", str(models), "--runs",
-                        "1-4", "--out", str(tmp_path / "cli")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = run_cli("collect_results.py", "--models-dir", models, "--runs", "1-4", "--out", tmp_path / "cli", timeout=120)
     assert r.returncode == 0, r.stderr
     assert "warning: run 2" in r.stderr and "warning: run 4" in r.stderr
     assert (tmp_path / "cli" / "results.csv").is_file()
 
 
 def test_no_run_exists_is_an_error(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "collect_results.py"), "--models-dir", str(tmp_path),
-                        "--runs", "1-3", "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT,
-                       timeout=120)
+    r = run_cli("collect_results.py", "--models-dir", tmp_path, "--runs", "1-3", "--out", tmp_path / "o", timeout=120)
     assert r.returncode == 2 and "none of the runs" in r.stderr
     assert not (tmp_path / "o").exists()
 

@@ -1,14 +1,11 @@
 """Exact 1-D and 2-D sections (src/sections/plane.py) against brute force on tiny nets, and their CLI."""
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bruteforce import brute_force_patterns
-from conftest import ROOT, random_net
+from conftest import ROOT, brute_force_patterns, nets, random_net, reference, run_cli, spec
 
 from src.sections.plane import (class_pieces, default_view, orthonormal_plane, plane_through, polygon_area,
     restrict_to_plane)
@@ -56,15 +53,16 @@ def _locate(sec, st, tol=1e-9):
 
 
 # 2-input nets (the LP brute force over all 2^N patterns runs for N <= 9) and 3-input nets (sampling only)
-NETS = [([2, 4, 3, 2], 0), ([2, 5, 4, 2], 1), ([2, 4, 3, 2, 2], 2), ([3, 5, 4, 2], 3), ([3, 8, 8, 6, 2], 4)]
+NETS = nets("sections")                  # the catalogue's (tests/conftest.py)
 
 
 # ---- 2-D ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("sizes,seed", NETS)
-def test_plane_section_equals_brute_force(sizes, seed):
+@pytest.mark.parametrize("net_spec", NETS, ids=str)
+def test_plane_section_equals_brute_force(net_spec):
     """Dense sampling finds no pattern the section misses; every polygon has a verified interior point;
     every sample lies in exactly one polygon, whose pattern is the sample's."""
-    net = random_net(sizes, seed=seed)
+    sizes, seed = list(net_spec.sizes), net_spec.seed
+    net = net_spec.net()
     n0 = sizes[0]
     rng = np.random.default_rng(seed)
     plane = Plane(np.zeros(2), np.eye(2)) if n0 == 2 else plane_through(rng.random((3, n0)))
@@ -92,13 +90,14 @@ def test_plane_section_equals_brute_force(sizes, seed):
     assert np.all(np.diag(own))
     np.testing.assert_array_equal(net.patterns(plane.points(sec.interior_points)), sec.patterns)
     if n0 == 2:                                          # the plane is the whole input space: the LP brute force
-        assert _tuples(sec.patterns[sec.in_box]) == brute_force_patterns(net, box)
-        assert sec.regions_in_box == len(brute_force_patterns(net, box))
+        assert _tuples(sec.patterns[sec.in_box]) == reference(net_spec, box)
+        assert sec.regions_in_box == len(reference(net_spec, box))
 
 
-@pytest.mark.parametrize("sizes,seed", NETS[:3] + [([30, 8, 6, 3], 5)])
-def test_areas_sum_to_the_box_section_and_the_view(sizes, seed):
-    net = random_net(sizes, seed=seed)
+@pytest.mark.parametrize("net_spec", NETS[:3] + [spec([30, 8, 6, 3], 5)], ids=str)
+def test_areas_sum_to_the_box_section_and_the_view(net_spec):
+    sizes, seed = list(net_spec.sizes), net_spec.seed
+    net = net_spec.net()
     rng = np.random.default_rng(seed)
     n0 = sizes[0]
     plane = Plane(np.zeros(2), np.eye(2)) if n0 == 2 else plane_through(rng.random((3, n0)))
@@ -203,9 +202,11 @@ def test_fixed_pixels_outside_the_box_leave_no_box_section():
 
 
 # ---- 1-D ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("sizes,seed", NETS + [([50, 10, 10, 10, 3], 6)])
-def test_segments_equal_dense_sampling(sizes, seed):
-    net = random_net(sizes, seed=seed)
+@pytest.mark.parametrize("net_spec", NETS + [pytest.param(spec([50, 10, 10, 10, 3], 6), marks=pytest.mark.slow)],
+                         ids=str)
+def test_segments_equal_dense_sampling(net_spec):
+    sizes, seed = list(net_spec.sizes), net_spec.seed
+    net = net_spec.net()
     rng = np.random.default_rng(seed)
     A, B = rng.random((4, sizes[0])) * 2 - 0.5, rng.random((4, sizes[0])) * 2 - 0.5
     for sec in segment_sections(net, A, B):
@@ -287,8 +288,7 @@ def _check_segments_schema(seg, k):
 
 # ---- count_linear_regions.py --slice / --segments ------------------------------------------
 def _cli(args, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT / "count_linear_regions.py"), *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return run_cli("count_linear_regions.py", *args, cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +299,7 @@ def mnist_net_dir(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_cli_slice_and_segments_write_the_specified_json(mnist_net_dir, tmp_path):
     w = mnist_net_dir / "weights.dat"
     r = _cli(["-w", str(w), "--slice", "0,1,2", "--segments", "6", "--segments-seed", "1", "-o", str(tmp_path)])
@@ -327,12 +328,12 @@ def test_cli_error_exits_2_with_one_line_and_writes_nothing(mnist_net_dir):
 @pytest.mark.parametrize("args,match", [
     (["--slice", "a,b,c"], "--slice: expected three"),
     (["--slice", "0,1,2,3"], "--slice: expected three"),
-    (["--slice", "0,1,10000"], "--slice: index 10000 out of range"),
+    pytest.param(["--slice", "0,1,10000"], "--slice: index 10000 out of range", marks=pytest.mark.slow),  # MNIST
     (["--slice", "0,0,1"], "--slice 0,0,1: the three points are collinear"),
     (["--segments", "0"], "--segments must be >= 1"),
     (["--segments", "x"], "--segments: expected"),
     (["--segments", "3", "--segments-seed", "q"], "--segments-seed: expected"),
-    (["--slice", "0,1,10000", "--segments", "3"], "out of range"),
+    pytest.param(["--slice", "0,1,10000", "--segments", "3"], "out of range", marks=pytest.mark.slow),
 ])
 def test_cli_bad_section_flags(mnist_net_dir, args, match):
     sys.path.insert(0, str(ROOT))

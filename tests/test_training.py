@@ -1,11 +1,9 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 import src.training.train as training
 from src.cli.train import main
@@ -16,13 +14,13 @@ from src.io.readers.torch_state import from_state_dict
 from src.training.models import build_model
 from src.training.train import TrainConfig, adversarial_batch, l1_penalty, train_run
 
-ROOT = Path(__file__).resolve().parents[1]
 FILES = {"config.json", "model.pt", "weights.dat", "metrics.json", "train.log"}
 CONFIG_KEYS = {"run_id", "arch", "hidden_sizes", "l1", "adv", "adv_eps", "adv_steps", "adv_step_size", "dropout",
                "epochs", "seed", "lr", "momentum", "batch_size", "lr_step", "lr_gamma", "train_subset", "device",
                "threads", "versions"}
 
 
+@pytest.mark.slow
 def test_one_epoch_beats_chance(tmp_path):
     cfg = TrainConfig(run_id=7, arch="mlp:32", epochs=1, train_subset=3000, seed=0)
     m = train_run(cfg, tmp_path / "run", quiet=True)
@@ -44,6 +42,7 @@ def test_one_epoch_beats_chance(tmp_path):
     assert "Classification accuracy = " in (d / "weights.dat").read_text().splitlines()[1]
 
 
+@pytest.mark.slow
 def test_training_is_deterministic(tmp_path):
     cfg = dict(run_id=1, arch="mlp:6", epochs=1, train_subset=500, dropout=0.3, adv="pgd", adv_steps=2)
     a = train_run(TrainConfig(**cfg), tmp_path / "a", quiet=True)
@@ -53,6 +52,7 @@ def test_training_is_deterministic(tmp_path):
         (tmp_path / "b/weights.dat").read_text().splitlines()[2:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["pgd", "fgsm"])
 def test_adversarial_batch_stays_in_ball_and_hurts(method):
     torch.manual_seed(0)
@@ -81,6 +81,7 @@ def test_l1_penalty_counts_weights_not_biases():
 SWEEP = ["-a", "mlp:4", "--epochs", "1", "--train-subset", "256", "--adv-steps", "2", "-q"]
 
 
+@pytest.mark.slow
 def test_sweep_creates_12_runs_then_skips(tmp_path, capsys):
     models = tmp_path / "models"
     assert main(["-s", "100", "--models-dir", str(models)] + SWEEP) == 0
@@ -116,6 +117,7 @@ def test_sweep_creates_12_runs_then_skips(tmp_path, capsys):
               "--dropout", "0", "-a", "mlp:4", "-q", "--train-subset", "256"])
 
 
+@pytest.mark.slow
 def test_interrupted_run_is_not_complete_and_is_redone(tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
     real = training.evaluate
@@ -144,6 +146,7 @@ def test_interrupted_run_is_not_complete_and_is_redone(tmp_path, monkeypatch, ca
     assert training.is_complete(d) and len(json.loads((d / "metrics.json").read_text())["epochs"]) == 3
 
 
+@pytest.mark.slow
 def test_jobs_is_a_deprecated_alias_of_workers(tmp_path, capsys):
     args = ["-s", "0", "--models-dir", str(tmp_path), "--l1", "0", "--adv", "none", "--dropout", "0",
             "--jobs", "3", "-a", "mlp:4", "--epochs", "1", "--train-subset", "256", "-q"]
@@ -156,10 +159,10 @@ def test_jobs_is_a_deprecated_alias_of_workers(tmp_path, capsys):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "train_bulk_script.py"), *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    return run_cli("train_bulk_script.py", *args, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_errors(tmp_path):
     r = _cli("-s", "1", "-a", "fcnn99", "--models-dir", str(tmp_path))
     assert r.returncode == 2 and r.stderr.startswith("error: unknown arch 'fcnn99'") and "fcnn4b" in r.stderr

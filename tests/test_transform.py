@@ -10,14 +10,16 @@ from bruteforce import brute_force_patterns
 from conftest import ROOT, random_net
 
 from src.core.box import Box
-from src.core.compare import min_abs_preactivation
+from src.core.compare import compare_nets, min_abs_preactivation
 from src.core.errors import ToolError
+from src.core.network import ReluNet
 from src.counting.feasibility_lp import max_margin_point
+from src.core.patterns import pattern_keys
 from src.io.pattern_file import write_patterns
 from src.io.readers import load_net
 from src.transform.sizes import all_nodes_violation_counts, dense_params, formula_sizes, trie_violation_counts
 from src.transform.two_hidden import all_patterns, build_two_hidden, check_big_m
-from src.transform.verify import compare_on_points, verify_interior
+from src.transform.verify import verify_interior
 
 SCRIPT = ROOT / "transform_networks_using_all_nodes.py"
 NETS = {"h33": ([2, 3, 3, 2], 0), "h432": ([3, 4, 3, 2, 2], 1)}
@@ -157,8 +159,7 @@ def test_verification_catches_a_wrong_net_and_missing_patterns(cases):
     drop = max(counts, key=counts.get)
     keep = np.array([p for p in feasible if tuple(p) != drop], dtype=np.uint8)
     res2 = build_two_hidden(net, box, keep)
-    from src.transform.verify import _pattern_keys
-    r = compare_on_points(net, res2.net, X, res2.band_width, _pattern_keys(keep))
+    r = compare_nets(net, res2.net, X, rtol=1e-6, band_width=res2.band_width, pattern_keys=pattern_keys(keep))
     assert r["missing_pattern"] == counts[drop]
     assert r["known"]["mismatch_outside_band"] == 0
     assert r["missing"]["fraction_match"] < 0.5
@@ -275,6 +276,86 @@ def test_cli_interior_failure_is_an_error_exit(run_dir, tmp_path, monkeypatch, c
     assert json.loads(out.with_suffix(".json").read_text())["verification"]["ok"] is False
     assert "interior-point check failed" in capsys.readouterr().err
 
+
+
+def test_cli_mismatch_outside_the_interior_is_an_error_exit(run_dir, cases, tmp_path, monkeypatch, capsys):
+    """The new net differs only near the region boundaries (outside the band, but closer than any interior
+    point of the LP check): the interior check passes, the uniform points fail the run like Analysis.verify."""
+    import src.transform.run as tr
+
+    net, box, feasible = cases["h33"]
+    cut = min(max_margin_point(net, box, p, two_sided=True)[1] for p in feasible) / 2   # below every interior margin
+    real = tr.build_two_hidden
+
+    def broken(*a, **k):
+        res = real(*a, **k)
+        exact = res.net.forward
+        res.net.forward = lambda x, *r, **kw: exact(x, *r, **kw) + (min_abs_preactivation(net, x) < cut)[:, None]
+        return res
+
+    monkeypatch.setattr(tr, "build_two_hidden", broken)
+    out = tmp_path / "near.dat"
+    rc = _load_script().main(["-w", str(run_dir / "weights.dat"), "-o", str(out), "-q", "--verify-points", "2000"])
+    rec = json.loads(out.with_suffix(".json").read_text())
+    ver = rec["verification"]
+    assert ver["interior"]["ok"] and ver["interior"]["failures"] == 0 and ver["interior"]["min_margin"] > cut
+    assert ver["uniform"]["known"]["mismatch_outside_band"] > 0
+    assert rc == 1                                   # today's code exited 0 here and wrote the .dat
+    assert ver["uniform"]["ok"] is False and ver["ok"] is False and rec["equivalent"] is False and not out.exists()
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "uniform points outside the band" in err[0]
+
+
+def test_compare_nets_one_rule():
+    """max_j |b_j - a_j| <= rtol * max(1, max_j |a_j|) per point; the band and missing patterns are not held."""
+    net = random_net([2, 3, 3, 2], seed=0)
+    X = Box.uniform(2).sample(500, np.random.default_rng(2))
+    ya = net.forward(X)
+    scale = np.maximum(1.0, np.abs(ya).max(axis=1))
+
+    def shifted(delta, a=net):                           # b = a + delta (per point, on output 0)
+        class B:
+            layer_sizes = a.layer_sizes
+
+            def forward(self, x):
+                y = a.forward(x)
+                y[:, 0] += delta(x)
+                return y
+        return B()
+
+    same = compare_nets(net, net, X, rtol=1e-12)
+    assert same["ok"] and same["max_abs_error"] == 0 and same["fraction_match"] == 1 and same["in_band"] == 0
+    big = int(np.argmax(scale))
+    assert scale[big] > 1                                # relative above 1 (against the largest output) ...
+    for f, ok in ((0.9, True), (1.1, False)):
+        d = np.zeros(len(X))
+        d[big] = f * 1e-3 * scale[big]
+        r = compare_nets(net, shifted(lambda x, d=d: d[:len(x)]), X, rtol=1e-3)
+        assert r["ok"] is ok and r["mismatch_outside_band"] == (0 if ok else 1)
+        assert r["max_rel_error"] == pytest.approx(f * 1e-3) and r["max_abs_error"] == pytest.approx(d[big])
+    tiny = ReluNet(net.weights[:-1] + [net.weights[-1] * 0.01], net.biases[:-1] + [net.biases[-1] * 0.01])
+    assert np.abs(tiny.forward(X)).max() < 1                # ... absolute below 1
+    r = compare_nets(tiny, shifted(lambda x: 0.9e-3 * np.ones(len(x)), tiny), X, rtol=1e-3)
+    assert r["ok"] and r["max_abs_error"] == pytest.approx(0.9e-3) and r["max_rel_error"] == pytest.approx(0.9e-3)
+    assert not compare_nets(tiny, shifted(lambda x: 1.1e-3 * np.ones(len(x)), tiny), X, rtol=1e-3)["ok"]
+    # points in a's band are counted, not held; labels give the accuracies of both nets
+    width = np.quantile(min_abs_preactivation(net, X), 0.2)
+    near = shifted(lambda x: (min_abs_preactivation(net, x) <= width) * 1.0)
+    r = compare_nets(net, near, X, rtol=1e-6, band_width=width, labels=net.predict(X))
+    assert r["ok"] and r["in_band"] == (min_abs_preactivation(net, X) <= width).sum() > 50
+    assert r["mismatch_outside_band"] == 0 and r["max_abs_error"] == pytest.approx(1.0) and r["fraction_match"] < 0.9
+    assert r["accuracy_a"] == 1.0 and r["accuracy_b"] <= 1.0
+    assert not compare_nets(net, near, X, rtol=1e-6, band_width=width / 2)["ok"]
+    # pattern keys: points of a pattern not listed are reported apart and not held
+    P = net.patterns(X)
+    first = P[0]
+    off = shifted(lambda x: (net.patterns(x) == first).all(axis=1) * 1.0)
+    keys = pattern_keys([p for p in np.unique(P, axis=0) if not np.array_equal(p, first)])
+    r = compare_nets(net, off, X, rtol=1e-6, pattern_keys=keys)
+    n_first = int((P == first).all(axis=1).sum())
+    assert r["ok"] and r["missing_pattern"] == n_first and r["missing"]["mismatch_outside_band"] == n_first
+    assert r["known"]["mismatch_outside_band"] == 0 and r["mismatch_outside_band"] == n_first
+    assert not compare_nets(net, off, X, rtol=1e-6)["ok"]
 
 def test_cli_big_net_reports_sizes_without_building(tmp_path):
     net = random_net([784, 100, 100, 100, 100, 10], seed=0)

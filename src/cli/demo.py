@@ -5,11 +5,11 @@ Steps (the library functions the project's scripts call, called directly, no sub
 2. per run, in parallel (--jobs worker processes):
    src.counting.driver.count_run (count_linear_regions.py: stable units + exact region count, backend auto,
    --time-limit per run), src.compress.run.compress_run (compress_network.py: exact stability, lossless
-   compression, verified), src.transform.two_hidden.transform_run with the feasible patterns
+   compression, verified), src.transform.run.transform_run with the feasible patterns
    (transform_networks_using_all_nodes.py -i: built and verified; skipped when the count is incomplete,
    since a partial list is not the net's region set), and the all-2^N sizes (reported, not built);
 3. every figure (src.report.figures.draw_all) and the results table (src.report.table.collect_results);
-4. the verdict on the paper's trend, computed from the counts (src.report.table.l1_trend).
+4. the verdict on the paper's trend, computed from the counts (src.report.trend.l1_trend).
 A step whose outputs are newer than its inputs is skipped (re-running the demo resumes it);
 an incomplete count is continued with resume. What each step prints goes to <out>/logs/, headed by
 the equivalent command line.
@@ -28,10 +28,19 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from src.compress.run import compress_run
+from src.core.defaults import DEFAULT_MODELS_DIR, DEFAULT_TOL
 from src.core.errors import ToolError
-from src.io import run_dir
+from src.counting.driver import count_run, final_line
+from src.io.current import output_is_current
 from src.io.files import atomic_write_json
-from src.io.run_dir import pattern_file_name, regions_file_name
+from src.io.records import read_regions
+from src.io.run_dir import (WEIGHTS, compressed_file_names, pattern_file_name, regions_file_name, run_path,
+                            two_hidden_file_names, two_hidden_tag)
+from src.report.figures import draw_all
+from src.report.table import collect_results, missing_report
+from src.training.train import train_sweep
+from src.transform.run import transform_run
 
 SCRIPTS = {         # the script each step stands for (the command line heading its log)
     "train": "train_bulk_script.py",
@@ -41,7 +50,7 @@ SCRIPTS = {         # the script each step stands for (the command line heading 
 }
 
 DEFAULTS = {
-    "models_dir": "forward_pass/activation_pattern/models",
+    "models_dir": str(DEFAULT_MODELS_DIR),
     "out": "plots/out/demo",
     "start": 900,
     "arch": "mlp:6-6",
@@ -89,14 +98,6 @@ class DemoState:
         return r
 
 
-def _newer(out: Path, *inputs: Path) -> bool:
-    """out exists and is at least as new as every existing input."""
-    if not out.is_file():
-        return False
-    t = out.stat().st_mtime
-    return all(not i.is_file() or i.stat().st_mtime <= t for i in inputs)
-
-
 def _run_step(step: str, run: int | None, args: list, log_dir: Path, state: DemoState, echo, call,
               summary=None) -> StepResult:
     """Run one step: call() (a library function; returns the script's exit code) with what it prints
@@ -130,7 +131,6 @@ def _run_step(step: str, run: int | None, args: list, log_dir: Path, state: Demo
 
 def _count(weights: Path, opts, resume: bool) -> int:
     """count_linear_regions.py -w WEIGHTS --backend B --time-limit T -q [--resume]."""
-    from src.counting.driver import count_run, final_line
 
     summary = count_run(weights, backend=opts.backend, time_limit=opts.time_limit, resume=resume,
                             progress=False)
@@ -140,7 +140,6 @@ def _count(weights: Path, opts, resume: bool) -> int:
 
 def _compress(weights: Path, opts) -> int:
     """compress_network.py -w WEIGHTS --time-limit T -q."""
-    from src.compress.run import compress_run
 
     report = compress_run(weights, time_limit=opts.time_limit, progress=False)
     if report.error:
@@ -150,7 +149,6 @@ def _compress(weights: Path, opts) -> int:
 
 def _transform(weights: Path, patterns=None, **options) -> int:
     """transform_networks_using_all_nodes.py -w WEIGHTS [-i PATTERNS] … -q."""
-    from src.transform.run import transform_run
 
     report = transform_run(weights, patterns, progress=False, say=print, **options)
     if report.message:
@@ -160,7 +158,6 @@ def _transform(weights: Path, patterns=None, **options) -> int:
 
 def _train(opts) -> int:
     """train_bulk_script.py with train_args(opts)."""
-    from src.training.train import train_sweep
 
     train_sweep(opts.start, opts.arch, opts.l1, opts.adv, opts.dropout, models_dir=opts.models_dir, force=opts.force,
                 epochs=opts.epochs, seed=opts.seed, lr=opts.lr, train_subset=opts.train_subset, adv_eps=opts.adv_eps,
@@ -182,8 +179,8 @@ def _read(path: Path):
 
 def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
     """count -> compress -> transform (feasible, all-2^N sizes) for one run directory."""
-    d = run_dir.run_dir(opts.models_dir, run_id)
-    w = d / run_dir.WEIGHTS
+    d = run_path(opts.models_dir, run_id)
+    w = d / WEIGHTS
     logs = Path(opts.out) / "logs"
     if not w.is_file():
         state.add(StepResult("count", run_id, "not-run", message=f"{w} missing (training failed?)"), echo)
@@ -192,29 +189,29 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
     patfile = d / pattern_file_name(DOMAIN)
     # 1. stable units and regions
     reg = _read(regions)
-    if not opts.force and _newer(regions, w) and reg and reg.get("complete"):
+    counted = output_is_current(regions, w, tol=DEFAULT_TOL, domain=DOMAIN, read=read_regions)
+    if not opts.force and counted and reg and reg.get("complete"):
         state.add(StepResult("count", run_id, "skipped", message=f"up to date: {reg.get('count')} regions"), echo)
     else:
-        resume = not opts.force and reg is not None and not reg.get("complete") and patfile.is_file() and \
-            _newer(regions, w)
+        resume = not opts.force and counted and not reg.get("complete") and patfile.is_file()
         args = ["-w", w, "--backend", opts.backend, "--time-limit", opts.time_limit, "-q"] + (["--resume"] if resume
                                                                                               else [])
         _run_step("count", run_id, args, logs, state, echo, lambda: _count(w, opts, resume), _last_line)
     reg = _read(regions)
     # 2. compression (exact stability: the count's non-exact stable_units_<domain>.json is computed again and
     #    rewritten with the exact tiers; an exact one would be reused)
-    comp = d / run_dir.compressed_file_names(DOMAIN)[1]
-    if not opts.force and _newer(comp, w, regions):
+    comp = d / compressed_file_names(DOMAIN)[1]
+    if not opts.force and output_is_current(comp, w, tol=DEFAULT_TOL, domain=DOMAIN):
         state.add(StepResult("compress", run_id, "skipped", message="up to date"), echo)
     else:
         _run_step("compress", run_id, ["-w", w, "--time-limit", opts.time_limit, "-q"], logs, state, echo,
                   lambda: _compress(w, opts), lambda t: _compress_summary(comp))
     # 3a. two hidden layers from the feasible patterns (only for a complete count)
-    tf = d / run_dir.two_hidden_file_names(run_dir.two_hidden_tag("feasible", DOMAIN))[1]
+    tf = d / two_hidden_file_names(two_hidden_tag("feasible", DOMAIN))[1]
     if reg is None or not reg.get("complete"):
         why = "no region count" if reg is None else f"count incomplete ({reg.get('count')} patterns so far)"
         state.add(StepResult("transform:feasible", run_id, "not-run", message=why), echo)
-    elif not opts.force and _newer(tf, patfile, w):
+    elif not opts.force and output_is_current(tf, w, domain=DOMAIN, inputs={"patterns_sha256": patfile}):
         state.add(StepResult("transform:feasible", run_id, "skipped", message="up to date"), echo)
     else:
         _run_step("transform:feasible", run_id,
@@ -225,8 +222,8 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
                                      max_file_params=opts.max_file_params),
                   lambda t: _transform_summary(tf))
     # 3b. the all-2^N net: sizes only (it is never small enough to be worth building here)
-    ta = d / run_dir.two_hidden_file_names(run_dir.two_hidden_tag("all", DOMAIN))[1]
-    if not opts.force and _newer(ta, w):
+    ta = d / two_hidden_file_names(two_hidden_tag("all", DOMAIN))[1]
+    if not opts.force and output_is_current(ta, w, domain=DOMAIN):
         state.add(StepResult("transform:all", run_id, "skipped", message="up to date"), echo)
     else:
         _run_step("transform:all", run_id, ["-w", w, "--max-units", 1, "-q"], logs, state, echo,
@@ -297,8 +294,6 @@ def _analyse_all(ids, opts, state: DemoState, echo) -> None:
 
 def run_demo(opts, echo=print) -> dict:
     """The whole pipeline; returns a summary dict (also written to <out>/demo_summary.json)."""
-    from src.report.figures import draw_all
-    from src.report.table import collect_results, missing_report
 
     t_start = time.monotonic()
     out = Path(opts.out)

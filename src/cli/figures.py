@@ -1,10 +1,13 @@
 """The figure scripts of plots/: argparse for one figure, the input slice, and all figures at once."""
 from __future__ import annotations
 
+import argparse
+import sys
+
+from src.core.defaults import DEFAULT_DOMAIN, DEFAULT_MODELS_DIR
 from src.core.errors import ToolError
-from src.io.run_dir import DEFAULT_DOMAIN, DEFAULT_MODELS_DIR
 from src.report.figures import FIGURES, draw, draw_all, draw_slice
-from src.report.table import load_runs
+from src.report.table import collect_results, load_runs, missing_report
 
 
 def _formats(text) -> tuple[str, ...]:
@@ -86,7 +89,6 @@ FIGURE_HELP = {
 
 def figure_main(name: str, argv=None) -> int:
     """CLI of plots/plot_<name>.py: read the runs, draw one figure."""
-    import argparse
 
     stem = FIGURES[name][0]
     p = argparse.ArgumentParser(description=FIGURE_HELP[name] + f" Writes <out>/{stem}.png and .pdf.")
@@ -101,9 +103,7 @@ def figure_main(name: str, argv=None) -> int:
 
 
 def _warn_missing(records, quiet: bool) -> None:
-    import sys
 
-    from src.report.table import missing_report
 
     if quiet:
         return
@@ -113,7 +113,6 @@ def _warn_missing(records, quiet: bool) -> None:
 
 def slice_main(argv=None) -> int:
     """CLI of plots/plot_input_slice.py."""
-    import argparse
 
     p = argparse.ArgumentParser(description=(
         "Linear regions on a 2-D slice of input space, each region in its own colour (or coloured by the "
@@ -139,9 +138,7 @@ def slice_main(argv=None) -> int:
 
 def make_all_main(argv=None) -> int:
     """CLI of plots/make_all.py: every figure and the results table."""
-    import argparse
 
-    from src.report.table import collect_results
 
     p = argparse.ArgumentParser(description=(
         "Draw every figure (regions_vs_l1, stable_units_vs_l1, accuracy_vs_regions, transform_sizes, "

@@ -1,23 +1,23 @@
 """`collect_results.py`: the results table of a sweep, as CSV and Markdown, and the trend verdict."""
 from __future__ import annotations
 
+import argparse
+import sys
 
-from src.io.run_dir import DEFAULT_DOMAIN
+from src.core.defaults import DEFAULT_DOMAIN, DEFAULT_MODELS_DIR
 from src.report.table import collect_results, missing_report, rows_to_markdown
 
 
 def collect_main(argv=None) -> int:
     """CLI of collect_results.py."""
-    import argparse
-    import sys
 
     p = argparse.ArgumentParser(description=(
         "One row per run (arch, l1, adv, dropout, test accuracy, stable units, regions and whether the count "
         "is complete, sizes of the two-hidden-layer nets, compression), written as <out>/<stem>.csv and "
         "<out>/<stem>.md. Everything is read from the run directories' JSON files (docs/formats.md); a run "
         "with missing files is listed in the 'missing' column and on stderr, not dropped."))
-    p.add_argument("--models-dir", default="forward_pass/activation_pattern/models",
-                   help="directory holding fcnn_run_<id>/ (default forward_pass/activation_pattern/models)")
+    p.add_argument("--models-dir", default=str(DEFAULT_MODELS_DIR),
+                   help=f"directory holding fcnn_run_<id>/ (default {DEFAULT_MODELS_DIR})")
     p.add_argument("--runs", required=True, metavar="IDS", help="run ids: 100-111, 100,103 or 100-103,110")
     p.add_argument("--domain", default=DEFAULT_DOMAIN, help="domain name of the analysis files (default input_0_1)")
     p.add_argument("--out", default="plots/out", help="output directory (default plots/out)")

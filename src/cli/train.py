@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from src.io.run_dir import DEFAULT_MODELS_DIR
+from src.core.defaults import DEFAULT_MODELS_DIR
 from src.training.train import ADV_METHODS, train_sweep
 
 

@@ -1,4 +1,23 @@
-"""Lossless compression math (pure numpy): remove the stable units of a net given its stability record."""
+"""Lossless compression math (pure numpy): remove the stable units of a net given its stability record.
+
+`compress`: for hidden layer l, processed first to last on the partly
+compressed net (W_l has one row per original unit of layer l, W_{l+1} one column per unit):
+
+* stably inactive unit j (g_j <= 0 on the domain, so h_j = 0): delete row j of (W_l, b_l) and
+  column j of W_{l+1};
+* layer with no unstable unit left (every remaining unit active, h = g): the layer is affine,
+  merge it into the next one: W_{l+1} <- W_{l+1}[:, A] W_l[A], b_{l+1} <- W_{l+1}[:, A] b_l[A] + b_{l+1}
+  (A = active units; this is W_{l+1} diag(s) W_l with s the 0/1 stable pattern);
+* otherwise, the stably active units S: pick a basis B of the row space of W_l[S] by QR with
+  column pivoting (rank tolerance `rank_tol`, relative to the largest pivot); each other
+  j in S \\ B has w_j = alpha_j^T W_B, hence h_j = alpha_j^T h_B + (b_j - alpha_j^T b_B) because
+  every unit of S is active (h = g) on the whole domain; fold it into the next layer
+  (W_{l+1}[:, B] += W_{l+1}[:, j] alpha_j^T, b_{l+1} += W_{l+1}[:, j] (b_j - alpha_j^T b_B)) and delete it.
+
+Merging or folding never changes the pre-activation of any remaining unit as a function of
+the input on the domain, so the Stability computed on the original net stays valid for every
+later layer. When every hidden layer is merged away the result is one affine map.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -109,7 +128,7 @@ def _masks(stability, net: ReluNet):
 def compress(net: ReluNet, stability, rank_tol: float = DEFAULT_RANK_TOL) -> Compression:
     """Remove stably inactive units, fold linearly dependent stably active ones, merge linear layers.
 
-    `stability` (src.stability.Stability) must be sound for the domain of interest; the result equals
+    `stability` (src.stability.record.Stability) must be sound for the domain of interest; the result equals
     `net` on that domain (up to float rounding, and up to rank_tol for folds).
     """
     active, inactive = _masks(stability, net)

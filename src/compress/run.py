@@ -1,49 +1,34 @@
-"""Lossless compression of a ReLU net on a domain, given which hidden units are stable there.
+"""The compression step (compress_network.py): stable units, compression, verification, files.
 
-Math (pure numpy, `compress`): for hidden layer l, processed first to last on the partly
-compressed net (W_l has one row per original unit of layer l, W_{l+1} one column per unit):
-
-* stably inactive unit j (g_j <= 0 on the domain, so h_j = 0): delete row j of (W_l, b_l) and
-  column j of W_{l+1};
-* layer with no unstable unit left (every remaining unit active, h = g): the layer is affine,
-  merge it into the next one: W_{l+1} <- W_{l+1}[:, A] W_l[A], b_{l+1} <- W_{l+1}[:, A] b_l[A] + b_{l+1}
-  (A = active units; this is W_{l+1} diag(s) W_l with s the 0/1 stable pattern);
-* otherwise, the stably active units S: pick a basis B of the row space of W_l[S] by QR with
-  column pivoting (rank tolerance `rank_tol`, relative to the largest pivot); each other
-  j in S \\ B has w_j = alpha_j^T W_B, hence h_j = alpha_j^T h_B + (b_j - alpha_j^T b_B) because
-  every unit of S is active (h = g) on the whole domain; fold it into the next layer
-  (W_{l+1}[:, B] += W_{l+1}[:, j] alpha_j^T, b_{l+1} += W_{l+1}[:, j] (b_j - alpha_j^T b_B)) and delete it.
-
-Merging or folding never changes the pre-activation of any remaining unit as a function of
-the input on the domain, so the Stability computed on the original net stays valid for every
-later layer. When every hidden layer is merged away the result is one affine map.
-
-The rest of the module runs the whole step for one domain or a sweep of local domains:
-stability (src.stability.analyse_stability), compression, verification, JSON/CSV/Markdown output.
+For one domain or a sweep of local domains: the stable units (a current stable_units_<domain>.json
+through src.stability.files.reusable_stability, else src.stability.analyse.analyse_stability), the
+compression (src.compress.lossless.compress, whose docstring has the math), the verification
+against the original (`verify`, the rule of src.core.compare), and the JSON/CSV/Markdown output.
 """
 from __future__ import annotations
 
-import csv
-import io
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from src.compress.lossless import DEFAULT_RANK_TOL, Compression, compress
 from src.core.box import Box
-from src.core.compare import relative_errors
+from src.core.compare import RULE, compare_nets
+from src.core.defaults import DEFAULT_POINTS, DEFAULT_RTOL, DEFAULT_TOL
 from src.core.errors import ToolError
 from src.core.network import ReluNet
 from src.io.domains import DomainSpec, domains_for
-from src.io.files import atomic_write_json, atomic_write_text, file_sha256
+from src.io.files import atomic_write_json, file_sha256
+from src.io.mnist import load_mnist_arrays
+from src.io.readers import load_net
 from src.io.run_dir import compressed_file_names
+from src.io.sweep_table import rows_csv, sweep_stem, write_sweep_table
+from src.stability.analyse import analyse_stability
 from src.stability.files import reusable_stability, write_stability_files
-
-DEFAULT_RTOL = 1e-9
-
-DEFAULT_POINTS = 10_000
 
 
 class VerificationError(Exception):
@@ -53,33 +38,30 @@ class VerificationError(Exception):
 def verify(original: ReluNet, compressed: ReluNet, box: Box, points: int = DEFAULT_POINTS, seed: int = 0,
            rtol: float = DEFAULT_RTOL, test_set=None) -> dict:
     """Compare outputs on `points` uniform samples of the box (plus its two corners) and on the
-    test set (x, y) when given; `passed` iff every relative error (relative_errors) <= rtol and the
-    test accuracies are identical."""
+    test set (x, y) when given, by the one rule of src.core.compare (no band: every point is held to it).
+    `passed` (= `ok`) iff every point agrees and the test accuracies are identical.
+
+    The record: the point sets' `compare_nets` records under "uniform" and "test_set", and the summary
+    keys of docs/formats.md (points, max_abs_error, max_rel_error over both sets; test_*)."""
     rng = np.random.default_rng(seed)
     x = np.vstack([box.sample(points, rng), box.lo[None], box.hi[None]]) if points > 0 else np.zeros((0, box.n))
-    res = {"points": int(len(x)), "seed": int(seed), "rtol": rtol,
-           "criterion": "|f(x) - f'(x)| <= rtol * max(1, |f(x)|) for every output"}
-    max_abs = max_rel = 0.0
+    res = {"points": int(len(x)), "seed": int(seed), "rtol": rtol, "band_width": 0.0, "criterion": RULE}
     failures = []
-    if len(x):
-        a, c = original.forward(x), compressed.forward(x)
-        max_abs = float(np.abs(a - c).max())
-        max_rel = float(relative_errors(a, c).max())
-        if not max_rel <= rtol:
-            failures.append(f"max relative error {max_rel:.3g} > {rtol:g} on {len(x)} points of the domain")
+    res["uniform"] = u = compare_nets(original, compressed, x, rtol=rtol)
+    max_abs, max_rel = u["max_abs_error"], u["max_rel_error"]
+    if not u["ok"]:
+        failures.append(f"max relative error {max_rel:.3g} > {rtol:g} on {len(x)} points of the domain")
     if test_set is not None:
         xt, yt = test_set
-        xt = np.asarray(xt, dtype=np.float64)
-        a, c = original.forward(xt), compressed.forward(xt)
-        t_abs, t_rel = float(np.abs(a - c).max()), float(relative_errors(a, c).max())
-        acc_o = float((a.argmax(1) == yt).mean())
-        acc_c = float((c.argmax(1) == yt).mean())
-        res.update(test_points=int(len(xt)), test_max_abs_error=t_abs, test_max_rel_error=t_rel,
-                   test_accuracy_original=acc_o, test_accuracy_compressed=acc_c,
-                   test_predictions_differ=int((a.argmax(1) != c.argmax(1)).sum()))
-        max_abs, max_rel = max(max_abs, t_abs), max(max_rel, t_rel)
-        if not t_rel <= rtol:
-            failures.append(f"max relative error {t_rel:.3g} > {rtol:g} on the {len(xt)} test images")
+        res["test_set"] = t = compare_nets(original, compressed, np.asarray(xt, dtype=np.float64), rtol=rtol,
+                                           labels=yt)
+        acc_o, acc_c = t["accuracy_a"], t["accuracy_b"]
+        res.update(test_points=t["points"], test_max_abs_error=t["max_abs_error"],
+                   test_max_rel_error=t["max_rel_error"], test_accuracy_original=acc_o,
+                   test_accuracy_compressed=acc_c, test_predictions_differ=t["argmax_differ"])
+        max_abs, max_rel = max(max_abs, t["max_abs_error"]), max(max_rel, t["max_rel_error"])
+        if not t["ok"]:
+            failures.append(f"max relative error {t['max_rel_error']:.3g} > {rtol:g} on the {t['points']} test images")
         if acc_o != acc_c:
             failures.append(f"test accuracy {acc_c:.4f} differs from the original's {acc_o:.4f}")
     res["max_abs_error"] = max_abs
@@ -92,10 +74,9 @@ def verify(original: ReluNet, compressed: ReluNet, box: Box, points: int = DEFAU
 # ---- one domain --------------------------------------------------------------------------
 
 
-def stability_on(net: ReluNet, box: Box, tol: float = 1e-6, exact: bool = True, progress=None,
+def stability_on(net: ReluNet, box: Box, tol: float = DEFAULT_TOL, exact: bool = True, progress=None,
                  time_limit: float | None = None):
-    """Stable units on the box: src.stability.analyse_stability (interval -> LP -> MILP when exact)."""
-    from src.stability.analyse import analyse_stability
+    """Stable units on the box: src.stability.analyse.analyse_stability (interval -> LP -> MILP when exact)."""
 
     return analyse_stability(net, box, tol=tol, exact=exact, progress=progress, time_limit=time_limit,
                              stability_only=True)   # only the stable sets matter here
@@ -105,7 +86,8 @@ def compression_json(comp: Compression, stability, box: Box, weights_path, times
                      verification: dict | None) -> dict:
     """The `compressed_<domain>.json` record (docs/formats.md) plus per-layer detail."""
     return {
-        "weights": str(weights_path), "domain": box.to_json(),
+        "weights": str(weights_path), "weights_sha256": file_sha256(weights_path) if Path(weights_path).is_file() else None,
+        "domain": box.to_json(),
         "layer_sizes_before": [comp.net.n_inputs] + comp.units_before + [comp.net.n_outputs],
         "layer_sizes_after": comp.net.layer_sizes,
         "units_before": comp.units_before, "units_after": comp.units_after,
@@ -121,7 +103,6 @@ def test_set_for(box: Box, data_root=None):
     """The MNIST test set when the box is 784-dimensional and contains every test image, else None."""
     if box.n != 784:
         return None
-    from src.io.mnist import load_mnist_arrays
 
     x, y = load_mnist_arrays("test", root=data_root)
     if not box.contains(x).all():
@@ -129,13 +110,13 @@ def test_set_for(box: Box, data_root=None):
     return x, y
 
 
-def compress_on_domain(net: ReluNet, box: Box, *, tol: float = 1e-6, exact: bool = True,
+def compress_on_domain(net: ReluNet, box: Box, *, tol: float = DEFAULT_TOL, exact: bool = True,
                        rank_tol: float = DEFAULT_RANK_TOL, verify_points: int = DEFAULT_POINTS,
                        rtol: float = DEFAULT_RTOL, do_verify: bool = True, test_set=None,
                        seed: int = 0, time_limit: float | None = None, progress=None, stability=None):
     """Stability -> compression -> verification on one box. Returns (stability, Compression, times,
     verification or None); raises VerificationError when the compressed net differs. A given `stability`
-    (sound for the box, e.g. src.stability.reusable_stability) is used instead of computing it."""
+    (sound for the box, e.g. src.stability.files.reusable_stability) is used instead of computing it."""
     t0 = time.perf_counter()
     st = stability if stability is not None else stability_on(net, box, tol=tol, exact=exact, progress=progress,
                                                               time_limit=time_limit)
@@ -170,12 +151,6 @@ def sweep_row(center: str, width: float, box: Box, st, comp: Compression, times:
 
 def sweep_tables(rows: list[dict], units_before: list[int]) -> tuple[str, str]:
     """(CSV text, Markdown text) of the sweep rows, Markdown with a per-width summary."""
-    cols = list(rows[0].keys())
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow(r)
     md = ["| center | width | units left per layer (of " + "-".join(map(str, units_before))
           + ") | layers collapsed | params after | params before | exact | seconds |",
           "|---|---|---|---|---|---|---|---|"]
@@ -192,20 +167,14 @@ def sweep_tables(rows: list[dict], units_before: list[int]) -> tuple[str, str]:
         units = "-".join(f"{np.mean([r[f'units_L{l}'] for r in rs]):.1f}" for l in range(1, len(units_before) + 1))
         md.append(f"| {width:g} | {len(rs)} | {units} | {np.mean([r['layers_collapsed'] for r in rs]):.2f} "
                   f"| {sum(r['affine'] for r in rs)}/{len(rs)} | {np.mean([r['params_after'] for r in rs]):.0f} |")
-    return buf.getvalue(), "\n".join(md) + "\n"
+    return rows_csv(rows), "\n".join(md) + "\n"
 
 
 def write_sweep(out_dir, stem: str, rows: list[dict], units_before: list[int], meta: dict) -> list[Path]:
-    """Write <stem>.csv, <stem>.md and <stem>.json into out_dir; returns the paths."""
-    out_dir = Path(out_dir)
+    """Write <stem>.csv, <stem>.md and <stem>.json into out_dir (src.io.sweep_table); returns the paths."""
     csv_text, md_text = sweep_tables(rows, units_before)
-    paths = [out_dir / f"{stem}.csv", out_dir / f"{stem}.md", out_dir / f"{stem}.json"]
-    atomic_write_text(paths[0], csv_text)
-    atomic_write_text(paths[1], md_text)
-    atomic_write_json(paths[2], {**meta, "rows": rows})
-    return paths
-
-# ---- the step (compress_network.py) ---------------------------------------------------------
+    paths = write_sweep_table(out_dir, stem, {**meta, "rows": rows}, csv_text, md_text)
+    return [paths["csv"], paths["md"], paths["json"]]
 
 
 @dataclass
@@ -247,7 +216,7 @@ def _summary(box: Box, comp: Compression, st, times: dict, ver) -> str:
 
 
 def compress_run(weights, *, domain: DomainSpec | Box | None = None, output=None, out_dir=None,
-                 save_each: bool = False, stability_files: bool = True, tol: float = 1e-6, exact: bool = True,
+                 save_each: bool = False, stability_files: bool = True, tol: float = DEFAULT_TOL, exact: bool = True,
                  time_limit: float | None = None, rank_tol: float = DEFAULT_RANK_TOL, verify: bool = True,
                  verify_points: int = DEFAULT_POINTS, rtol: float = DEFAULT_RTOL, seed: int = 0, data_root=None,
                  progress: bool = True) -> CompressReport:
@@ -259,9 +228,7 @@ def compress_run(weights, *, domain: DomainSpec | Box | None = None, output=None
     table compress_sweep_<centers>_width_<widths>.csv/.md/.json (save_each: each domain's files too).
     A verification failure returns exit_code 1 and writes nothing more; bad input raises ToolError.
     """
-    import sys
 
-    from tqdm import tqdm
 
     for name, v in (("tol", tol), ("rank_tol", rank_tol), ("rtol", rtol)):
         if not (np.isfinite(v) and v >= 0):
@@ -271,7 +238,6 @@ def compress_run(weights, *, domain: DomainSpec | Box | None = None, output=None
     if verify_points < 0:
         raise ToolError(f"--verify-points must be >= 0, got {verify_points}")
     weights_path = Path(weights)
-    from src.io.readers import load_net  # weights.dat, .pt/.pth state_dict or .onnx
     net = load_net(weights_path)
     if net.n_hidden_layers == 0:
         raise ToolError(f"{weights_path}: the net has no hidden layer, nothing to compress")
@@ -341,10 +307,7 @@ def compress_run(weights, *, domain: DomainSpec | Box | None = None, output=None
         if save_each:
             save(box, st, comp, times, ver)
         rows.append(sweep_row(name, width, box, st, comp, times, ver))
-    centers = sorted({n for n, _, _ in domains}, key=lambda s: (len(s), s))
-    label = centers[0] if len(centers) == 1 else f"{centers[0]}_to_{centers[-1]}"
-    widths = sorted({w for _, w, _ in domains})
-    stem = f"compress_sweep_{label}_width_{'_'.join(f'{w:g}' for w in widths)}"
+    stem = sweep_stem("compress", domains)
     meta = {"weights": str(weights_path), "layer_sizes": net.layer_sizes, "tol": tol,
             "exact": exact, "verified": verify,
             "verify_points": verify_points if verify else 0}

@@ -13,7 +13,6 @@ import numpy as np
 from src.core.errors import ToolError
 
 
-
 @dataclass(frozen=True, eq=False)
 class Box:
     lo: np.ndarray
@@ -27,7 +26,7 @@ class Box:
     @classmethod
     def uniform(cls, n: int, lo: float = 0.0, hi: float = 1.0) -> "Box":
         if not hi > lo:
-            raise ToolError(f"--lo/--hi: need lo < hi, got lo={lo:g}, hi={hi:g}")
+            raise ToolError(f"a box needs lo < hi, got lo={lo:g}, hi={hi:g}")
         return cls(np.full(n, float(lo)), np.full(n, float(hi)), uniform_domain_name(lo, hi))
 
     @classmethod
@@ -35,7 +34,7 @@ class Box:
         """[c - width, c + width] ∩ [lo, hi]; the center must lie in [lo, hi]."""
         c = np.asarray(center, dtype=np.float64).reshape(-1)
         if not np.isfinite(width) or width <= 0:
-            raise ToolError(f"--width must be > 0, got {width:g}")
+            raise ToolError(f"the half-width of a local box must be > 0, got {width:g}")
         if not np.all(np.isfinite(c)):
             raise ToolError(f"center {center_name}: values must be finite")
         bad = np.flatnonzero((c < lo) | (c > hi))

@@ -1,31 +1,32 @@
-"""Progress bars (tqdm on stderr, with an ETA) for the long loops, or nothing when progress is off."""
+"""Progress bars for the long loops: tqdm on stderr (count, rate, ETA), or a silent stand-in when progress is off."""
 from __future__ import annotations
 
 import sys
 
+from tqdm import tqdm
 
-# ---------------------------------------------------------------------------------------------
-# The command
-# ---------------------------------------------------------------------------------------------
-def _bar(total, progress, desc):
+
+class _Silent:
+    """A bar that shows nothing (progress off, or nothing to do)."""
+
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_bar(total: int, progress, desc: str):
+    """A bar of `total` steps labelled `desc` when `progress` is truthy and there is work, else a silent one."""
+    if not progress or total == 0:
+        return _Silent()
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def progress_iter(seq, progress, desc: str):
+    """`seq` wrapped in a bar when `progress` is truthy."""
     if progress:
-        from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
-
-    class _Null:
-        def update(self, n=1):
-            pass
-
-        def close(self):
-            pass
-
-    return _Null()
-
-
-def _iter(seq, progress, desc):
-    if progress:
-        from tqdm import tqdm
-
-        return tqdm(seq, desc=desc, file=sys.stderr, leave=False)
+        return tqdm(seq, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
     return seq

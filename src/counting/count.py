@@ -68,7 +68,7 @@ def count_domain(net: ReluNet, box: Box | None = None, source=None) -> Box:
 def count_stability(net: ReluNet, box: Box, *, backend: str = "auto", tol: float = DEFAULT_TOL, exact: bool = False,
                     data=None, progress=None, time_limit: float | None = None,
                     deadline: float | None = None) -> Stability:
-    """The stable units a region count starts from (src.stability.analyse_stability).
+    """The stable units a region count starts from (src.stability.analyse.analyse_stability).
 
     With data (points of the box, e.g. src.counting.driver.count_data) the LP tier tightens every open unit
     only when the first backend `backend` tries solves the MILP (its big-M constants); without data

@@ -1,7 +1,7 @@
 """Bounds on the number of linear regions (feasible activation patterns) of a ReLU net on a box.
 
-A pattern S is feasible on the box B (the definition of the enumeration, src/counting/walk_driver.py and
-tests/bruteforce.py) iff some x in B has g_i(x) > tol on the units with bit 1 and g_i(x) <= 0 on
+A pattern S is feasible on the box B (the definition of the enumeration: docs/counting.md, the contract in
+src/counting/problem.py, tests/bruteforce.py) iff some x in B has g_i(x) > tol on the units with bit 1 and g_i(x) <= 0 on
 those with bit 0. For the count of feasible patterns:
 
   lower bound   distinct feasible patterns known: those certified by concrete points of B
@@ -23,7 +23,7 @@ import numpy as np
 
 from src.core.box import Box
 from src.core.network import ReluNet
-from src.core.patterns import pattern_keys
+from src.core.patterns import pattern_keys, patterns_of_keys
 from src.stability.witnesses import CHUNK, iter_chunks
 
 
@@ -176,11 +176,7 @@ class DataPatterns:
 
     def patterns(self) -> np.ndarray:
         """The certified patterns as uint8 (P, N), sorted lexicographically."""
-        if not self.keys:
-            return np.zeros((0, self.n_units), np.uint8)
-        arr = np.unpackbits(np.frombuffer(b"".join(sorted(self.keys)), np.uint8).reshape(len(self.keys), -1),
-                            axis=1)[:, : self.n_units]
-        return arr[np.lexsort(arr.T[::-1])]
+        return patterns_of_keys(self.keys, self.n_units)
 
     def to_json(self) -> dict:
         return {"sources": [dict(s) for s in self.sources], "union": self.union}
@@ -189,10 +185,10 @@ class DataPatterns:
 def data_patterns(net: ReluNet, points_by_source: dict, tol: float, box: Box, chunk: int = CHUNK) -> DataPatterns:
     """Distinct feasible patterns certified by the given points of the box, per source and overall.
 
-    points_by_source: {label: array (n, n0) or SeededSamples}, e.g. bounds.data_points_for_box(box).
+    points_by_source: {label: array (n, n0) or SeededSamples}, e.g. src.stability.witnesses.data_points_for_box(box).
     Points outside the box are dropped. A point certifies its own pattern (bit 1 iff g > tol) iff
     every unit has g > tol or g <= 0, the enumeration's feasibility test at a point
-    (lp_enum's _verify); points with some g in (0, tol] certify nothing. One chunked forward
+    (`_verify` in src/counting/tree_walk.py); points with some g in (0, tol] certify nothing. One chunked forward
     pass per source.
     """
     n = net.n_hidden_units
@@ -219,8 +215,7 @@ def data_patterns(net: ReluNet, points_by_source: dict, tol: float, box: Box, ch
             n_in += len(x)
             n_cert += int(ok.sum())
             if ok.any():
-                packed = np.unique(np.packbits(on[ok].astype(np.uint8), axis=1), axis=0)
-                seen.update(r.tobytes() for r in packed)
+                seen.update(pattern_keys(on[ok]))
         per[label] = seen
         keys |= seen
         sources.append({"source": str(label), "points": n_in, "certified_points": n_cert,

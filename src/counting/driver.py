@@ -18,20 +18,26 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from src.core.box import Box
+from src.core.defaults import DEFAULT_TOL
 from src.core.errors import ToolError
+from src.core.fault_hooks import pause_point
 from src.core.network import ReluNet
 from src.counting.count import count_domain, count_stability
 from src.counting.count_bounds import data_patterns, upper_bounds
 from src.counting.milp import formulation_size
 from src.counting.problem import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink,
                                   backend_candidates, get_backend, run_backends)
-from src.io.files import atomic_write_json, file_sha256, remove_stale_temps
+from src.io.current import record_is_current
+from src.io.files import file_sha256, remove_stale_temps
 from src.io.pattern_file import PatternWriter, read_pattern_header, read_patterns
-from src.io.records import read_checkpoint, read_frontier, read_regions
+from src.io.readers import load_net
+from src.io.records import read_checkpoint, read_frontier, read_regions, write_checkpoint, write_frontier, write_regions
 from src.io.run_dir import (checkpoint_file_name, frontier_file_name, partial_pattern_file_name, pattern_file_name,
                             regions_file_name)
+from src.parallel import check_address
 from src.stability.files import write_stability_files
 from src.stability.witnesses import N_DATA_SAMPLES, data_points_for_box
 
@@ -51,13 +57,14 @@ class Checkpointer:
 
     def save(self, frontier=None) -> None:
         nbytes = self.writer.sync()
-        atomic_write_json(self.path, {"format": "region-count-checkpoint", **self.meta, "backend": self.backend,
+        write_checkpoint(self.path, {"format": "region-count-checkpoint", **self.meta, "backend": self.backend,
                                       "patterns": len(self.sink), "bytes": nbytes,
                                       "frontier": None if frontier is None else list(frontier),
                                       "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
         self.saves += 1
         if self.every:
             self._next = time.monotonic() + self.every
+        pause_point("patterns", len(self.sink))         # kill tests only: $RELU_TOOLKIT_PAUSE_AFTER
 
     def on_new_pattern(self) -> None:
         if self.due():
@@ -79,7 +86,6 @@ class _Progress:
     def __init__(self, enabled: bool, start: int = 0):
         self.bar = None
         if enabled:
-            from tqdm import tqdm
 
             self.bar = tqdm(desc="patterns", unit=" pat", initial=start, file=sys.stderr, mininterval=0.5,
                             dynamic_ncols=True, leave=False)
@@ -111,8 +117,8 @@ def prev_complete(json_path, n_patterns: int, sha, tol: float, domain_name: str)
     if not Path(json_path).exists():
         return False
     prev = read_regions(json_path)
-    return (prev.get("complete") is True and prev.get("count") == n_patterns and prev.get("weights_sha256") == sha
-            and prev.get("tol") == float(tol) and (prev.get("domain") or {}).get("name") == domain_name)
+    return (prev.get("complete") is True and prev.get("count") == n_patterns
+            and record_is_current(prev, sha, tol=tol, domain=domain_name))
 
 
 def count_pattern_lines(path) -> int:
@@ -125,7 +131,7 @@ def count_pattern_lines(path) -> int:
     return n
 
 
-def count_status(weights, box: Box, tol: float = 1e-6, out_dir=None) -> tuple[str, Path]:
+def count_status(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None) -> tuple[str, Path]:
     """(status, summary path) of an earlier count with these arguments.
 
     status: "complete" (its summary says complete for these very weights (sha256), tol and domain,
@@ -143,7 +149,7 @@ def count_status(weights, box: Box, tol: float = 1e-6, out_dir=None) -> tuple[st
     except ToolError:
         return "stale", json_path
     sha = file_sha256(weights)
-    if prev.get("weights_sha256") != sha or prev.get("tol") != float(tol):
+    if not record_is_current(prev, sha, tol=tol):
         return "stale", json_path
     if (prev.get("complete") is True and pattern_path.exists()
             and prev_complete(json_path, count_pattern_lines(pattern_path), sha, tol, box.name)):
@@ -180,7 +186,7 @@ def count_data(net: ReluNet, box: Box, tol: float, data_root=None, n_samples: in
     return data_patterns(net, points, tol, box), notes
 
 
-def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: float = 1e-6,
+def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: float = DEFAULT_TOL,
                   time_limit: float | None = None, threads: int = 1, resume: bool = False, out_dir=None,
                   exact_stability: bool = False, progress: bool = True, net: ReluNet | None = None,
                   workers: int = 1, checkpoint_every: float | None = 60.0, ray_address: str | None = None,
@@ -203,11 +209,9 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     """
     t_start = time.perf_counter()
     _validate_settings(tol, time_limit, threads, workers, checkpoint_every)
-    from src.parallel import check_address
     check_address(ray_address)
     weights = Path(weights)
     if net is None:
-        from src.io.readers import load_net  # weights.dat, .pt/.pth state_dict or .onnx
         net = load_net(weights)
     box = count_domain(net, box, source=weights)
     if backend not in FALLBACK_CHOICES:
@@ -337,7 +341,7 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
 
     # ---- frontier, patterns, summary (in this order: a kill between two steps leaves a resumable state)
     if not complete and result.frontier is not None:
-        atomic_write_json(frontier_path, {"backend": used, "weights_sha256": sha, "tol": tol,
+        write_frontier(frontier_path, {"backend": used, "weights_sha256": sha, "tol": tol,
                                           "layer_sizes": net.layer_sizes, "frontier": result.frontier})
     elif frontier_path.exists():
         frontier_path.unlink()
@@ -371,7 +375,7 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     if interrupted:
         summary["interrupted"] = True
     summary["stats"]["checkpoints"] = ckpt.saves
-    atomic_write_json(json_path, summary)
+    write_regions(json_path, summary)
     ckpt.remove()
     return summary
 

@@ -6,6 +6,7 @@ from scipy.optimize import linprog
 
 from src.core.affine import pattern_affine_maps
 from src.core.box import Box
+from src.core.defaults import DEFAULT_TOL
 from src.core.network import ReluNet
 
 
@@ -51,7 +52,7 @@ def prefix_margin_point(net: ReluNet, box: Box, bits, rows):
     return max_margin_point(net, box, pattern, rows=rows)
 
 
-def is_feasible_pattern(net: ReluNet, box: Box, pattern, tol: float = 1e-6) -> bool:
+def is_feasible_pattern(net: ReluNet, box: Box, pattern, tol: float = DEFAULT_TOL) -> bool:
     """One LP: does some x in the box realise the pattern with g > tol on 1s and g <= 0 on 0s?"""
     _, t = max_margin_point(net, box, pattern)
     return t > tol

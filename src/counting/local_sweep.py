@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from src.core.errors import ToolError
 from src.core.network import ReluNet
 from src.counting.driver import count_run
-from src.io.files import atomic_write_json, file_sha256, read_json
+from src.io.files import file_sha256, read_json
+from src.io.sweep_table import rows_csv
+from src.io.sweep_table import sweep_stem as sweep_stem_of
+from src.io.sweep_table import write_sweep_table
 
 
 # ---- exact local counts: a sweep over boxes around test images ------------------------------------
@@ -23,9 +28,7 @@ def count_sweep(weights, domains, *, net: ReluNet, out_dir=None, save_each: bool
     are listed with count None. With save_each every domain's files stay in out_dir; else only the
     sweep table `regions_sweep_<centers>_width_<widths>.{json,csv,md}` is written there.
     """
-    import tempfile
 
-    from tqdm import tqdm
 
     weights = Path(weights)
     out_dir = Path(out_dir) if out_dir is not None else weights.parent
@@ -62,10 +65,7 @@ def sweep_summary(rows: list[dict]) -> list[dict]:
 
 def sweep_stem(domains) -> str:
     """regions_sweep_<first center>[_to_<last>]_width_<w1>_<w2>... for [(center, width, box)] or rows."""
-    pairs = [(d["center"], d["width"]) if isinstance(d, dict) else (d[0], d[1]) for d in domains]
-    centers = sorted({c for c, _ in pairs}, key=lambda s: (len(s), s))
-    label = centers[0] if len(centers) == 1 else f"{centers[0]}_to_{centers[-1]}"
-    return f"regions_sweep_{label}_width_{'_'.join(f'{w:g}' for w in sorted({w for _, w in pairs}))}"
+    return sweep_stem_of("regions", domains)
 
 
 def sweep_status(weights, domains, out_dir=None) -> tuple[str, Path]:
@@ -86,19 +86,12 @@ def sweep_status(weights, domains, out_dir=None) -> tuple[str, Path]:
 
 def write_count_sweep(out_dir: Path, weights: Path, net: ReluNet, rows: list[dict]) -> list[Path]:
     """regions_sweep_<centers>_width_<widths>.json / .csv / .md (atomic)."""
-    from src.io.files import atomic_write_text
-
-    stem = sweep_stem(rows)
     summary = sweep_summary(rows)
-    js = out_dir / f"{stem}.json"
-    atomic_write_json(js, {"weights": str(weights), "weights_sha256": file_sha256(weights),
-                           "layer_sizes": net.layer_sizes, "rows": rows, "summary": summary})
+    record = {"weights": str(weights), "weights_sha256": file_sha256(weights), "layer_sizes": net.layer_sizes,
+              "rows": rows, "summary": summary}
     cols = ["center", "width", "count", "complete", "lower_bound", "upper_bound_log10", "unstable", "seconds"]
-    csv = ",".join(cols) + "\n" + "".join(",".join("" if r.get(c) is None else str(r.get(c)) for c in cols) + "\n"
-                                         for r in rows)
-    atomic_write_text(out_dir / f"{stem}.csv", csv)
-    atomic_write_text(out_dir / f"{stem}.md", sweep_markdown(summary) + "\n")
-    return [js, out_dir / f"{stem}.csv", out_dir / f"{stem}.md"]
+    paths = write_sweep_table(out_dir, sweep_stem(rows), record, rows_csv(rows, cols), sweep_markdown(summary) + "\n")
+    return [paths["json"], paths["csv"], paths["md"]]
 
 
 def sweep_markdown(summary: list[dict]) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from src.core.box import Box
+from src.core.defaults import DEFAULT_TOL
 from src.core.network import ReluNet
 
 
@@ -134,7 +135,7 @@ def expected_size(stability_fixed_bits: np.ndarray, n_kept_inputs: int, with_f: 
             "binaries": n_unst}
 
 
-def formulation_size(net: ReluNet, stability, tol: float = 1e-6) -> dict:
+def formulation_size(net: ReluNet, stability, tol: float = DEFAULT_TOL) -> dict:
     """The size of build_formulation(net, box, stability, tol) without building it."""
     fixed = [np.where(np.asarray(lo) > tol, 1, np.where(np.asarray(up) <= 0, 0, -1))
              for lo, up in zip(stability.lower, stability.upper)]
@@ -142,7 +143,7 @@ def formulation_size(net: ReluNet, stability, tol: float = 1e-6) -> dict:
     return expected_size(np.concatenate(fixed), n_kept)
 
 
-def build_formulation(net: ReluNet, box: Box, stability, tol: float = 1e-6,
+def build_formulation(net: ReluNet, box: Box, stability, tol: float = DEFAULT_TOL,
                       upto_layer: int | None = None) -> MilpFormulation:
     """The lean MILP over `box` using the bounds and stable units of `stability`.
 

@@ -33,8 +33,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from src.core.box import Box
+from src.core.defaults import DEFAULT_TOL
 from src.core.errors import ToolError
 from src.core.network import ReluNet
+from src.core.patterns import pattern_key, pattern_keys, patterns_of_keys
+from src.counting import milp
 from src.stability.record import Stability
 
 
@@ -43,15 +46,13 @@ class EnumerationProblem:
     net: ReluNet
     box: Box
     stability: Stability
-    tol: float = 1e-6
+    tol: float = DEFAULT_TOL
     _formulation: object = field(default=None, repr=False, compare=False)
 
     def formulation(self):
         """The lean MILP of src/counting/milp.py for this problem, built once and cached."""
         if self._formulation is None:
-            from src.counting.milp import build_formulation
-
-            self._formulation = build_formulation(self.net, self.box, self.stability, self.tol)
+            self._formulation = milp.build_formulation(self.net, self.box, self.stability, self.tol)
         return self._formulation
 
 
@@ -86,12 +87,13 @@ class PatternSink:
         self.writer = writer
         self.progress = progress            # callable(count) or None
         self.on_new = None                  # callable() after each new pattern (checkpoints), or None
-        self._seen: set[bytes] = set()
+        self._seen: set[bytes] = set()         # pattern keys (src.core.patterns)
+        self._n_units = 0
         self.flat_memory = flat_memory
         self._ordered = False
         self._last: bytes | None = None
         self._n = 0
-        self._watch = None if watch is None else {np.asarray(p, np.uint8).reshape(-1).tobytes() for p in watch}
+        self._watch = None if watch is None else pattern_keys(watch)
         self._hits: set[bytes] = set()
         self.known = np.zeros((0, 0), np.uint8) if known is None else np.asarray(known, np.uint8)
         w, self.writer = self.writer, (self.writer if write_known else None)
@@ -114,7 +116,8 @@ class PatternSink:
     def add(self, pattern) -> bool:
         """Record one pattern; True if it was new."""
         p = np.asarray(pattern, dtype=np.uint8).reshape(-1)
-        key = p.tobytes()
+        key = pattern_key(p)
+        self._n_units = len(p)
         if self._ordered:
             if self._last is not None and key <= self._last:
                 if key == self._last:
@@ -140,7 +143,7 @@ class PatternSink:
         return self._n if self._ordered else len(self._seen)
 
     def __contains__(self, pattern) -> bool:
-        key = np.asarray(pattern, dtype=np.uint8).reshape(-1).tobytes()
+        key = pattern_key(pattern)
         if not self._ordered:
             return key in self._seen
         if self._watch is None or key not in self._watch:
@@ -153,8 +156,7 @@ class PatternSink:
             raise RuntimeError("an ordered sink keeps no patterns: read them from the pattern file")
         if not self._seen:
             return np.zeros((0, 0), np.uint8)
-        arr = np.array([np.frombuffer(k, np.uint8) for k in self._seen])
-        return arr[np.lexsort(arr.T[::-1])]
+        return patterns_of_keys(self._seen, self._n_units)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ child of a node is decided, cheapest certificate first:
    recomputed from the x-space rows with a relative margin of 1e-11: a negative bound refutes
    the child rigorously;
 5. when neither certificate is conclusive the walk pauses and the caller decides the child with
-   the brute force's own LP (src/counting/feasibility_lp.py: prefix_feasibility), then resumes.
+   the brute force's own LP (src/counting/feasibility_lp.py: prefix_margin_point), then resumes.
 
 Soundness rests on none of the compiled arithmetic: every emitted pattern's witness point is
 checked again by ReluNet's forward pass (src/core/network.py) before it is emitted (a witness that fails
@@ -41,7 +41,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from src.core.box import Box
+from src.core.defaults import DEFAULT_TOL
 from src.core.errors import ToolError
+from src.core.network import ReluNet
+from src.core.patterns import pattern_string
+from src.counting.feasibility_lp import prefix_margin_point
 
 try:
     import numba
@@ -902,15 +907,10 @@ def _start(net, lay, rows, ist, path, pts, st, fixed, unstable, tol, cap, use_z,
 # ---- the Python driver ------------------------------------------------------------------------------
 
 
-def _prefix(bits) -> str:
-    """The frontier string ("0110...") of decided bits."""
-    return "".join("1" if v == 1 else "0" for v in bits)
-
-
 class CompiledSearch:
     """The walk for one problem (net, box, stable bits as int8 with -1 = unstable, tol)."""
 
-    def __init__(self, net, box, fixed_bits, tol: float = 1e-6, options=None):
+    def __init__(self, net, box, fixed_bits, tol: float = DEFAULT_TOL, options=None):
         pass
 
         self.opt = options or EngineOptions()
@@ -990,7 +990,6 @@ class CompiledSearch:
     def _decide_exact(self, prefix_bits, u, b):
         """The brute force's LP on the decided unstable units plus (u, b): ('point', x, g), 'feasible' or
         'refuted'."""
-        from src.counting.feasibility_lp import prefix_margin_point
 
         self._st[ST_DEFINITION_LPS] += 1
         bits = np.array(prefix_bits, np.int8)
@@ -1057,13 +1056,13 @@ class CompiledSearch:
                         continue
             emit(Bk[j])
             if stop_flag is not None and j + 1 < k and stop_flag():
-                return [_prefix(row) for row in Bk[j + 1:k]]
+                return [pattern_string(row == 1) for row in Bk[j + 1:k]]
         return None
 
     def _frontier(self) -> list[str]:
         bits, pend = self._path[0], self._path[2]
         depth, root = int(self._ist[I_DEPTH]), int(self._ist[I_ROOT])
-        s = _prefix(bits[:depth])
+        s = pattern_string(bits[:depth] == 1)
         fr = [s]
         for v in range(depth - 1, root - 1, -1):
             if pend[v] >= 0:
@@ -1133,8 +1132,6 @@ class CompiledSearch:
 
 def warm_up() -> None:
     """Compile the walk now (about 45 s the first time; later runs load it from src/__pycache__)."""
-    from src.core.box import Box
-    from src.core.network import ReluNet
 
     rng = np.random.default_rng(0)
     for n0 in (3, 2):                       # features z = W_1 x (narrow first layer) and x itself

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.core.errors import ToolError
+from src.core.patterns import check_prefixes
 from src.counting.tree_walk import EngineOptions, make_engine
+from src.parallel import Session
 
 
 def merge_stats(total: dict, part: dict) -> dict:
@@ -32,20 +33,13 @@ def merge_stats(total: dict, part: dict) -> dict:
 
 
 def check_frontier(frontier, n_units: int) -> list[str]:
-    """Validate a frontier: a list of 0/1 strings, each at most n_units long (ToolError otherwise).
+    """Validate a frontier (src.core.patterns.check_prefixes).
 
     A prefix that contradicts a stable unit is kept: its subtree is simply empty (stable units can
     differ between runs when the bounds were cut short by a time limit).
     """
-    if not isinstance(frontier, (list, tuple)):
-        raise ToolError("frontier: expected a list of prefix strings")
-    out = []
-    for k, p in enumerate(frontier):
-        if not isinstance(p, str) or len(p) > n_units or any(ch not in "01" for ch in p):
-            raise ToolError(f"frontier item {k}: expected a string of 0/1 of length <= {n_units}, "
-                            f"got {str(p)[:40]!r}")
-        out.append(p)
-    return out
+    return check_prefixes(frontier, n_units)
+
 
 # ---- the driver: sequential or parallel, time limit, Ctrl-C -------------------------------------------
 
@@ -285,7 +279,6 @@ def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, 
     The emission order is lexicographic either way. trace(event), when given, gets every finished slice
     (prefix, seconds, frontier, n, packed, pid, host, start, dispatched, returned).
     """
-    from src.parallel import Session
 
     options = options or EngineOptions()
     t_end = None if time_limit is None else time.monotonic() + max(0.0, float(time_limit))

@@ -1,8 +1,8 @@
-"""Input domains: the box [lo,hi]^n0, or a local box [c-L, c+L] ∩ [lo,hi] around a sample.
+"""Input domains as the scripts name them: the box [lo,hi]^n0, or a local box [c-L, c+L] ∩ [lo,hi]
+around the point of a center file or an MNIST test image (`DomainSpec`, `box_for`, `domains_from_args`).
 
-Every output file of an analysis step carries the domain's name:
-`input_0_1` for [0,1]^n0, `input_<lo>_<hi>` (%g) for another box, and
-`center_<name>_width_<L>` for a local box (name = the center file's stem or `test<K>`).
+`Box` and the domain names every output file carries (`input_0_1`, `input_<lo>_<hi>`,
+`center_<name>_width_<L>`) live in src/core/box.py; the flags in src/cli/domain_args.py.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 
 from src.core.box import Box, check_box, parse_domain_name
 from src.core.errors import ToolError
+from src.io.mnist import load_mnist_arrays
 
 
 def read_center_file(path, n_inputs: int) -> np.ndarray:
@@ -38,12 +39,17 @@ def read_center_file(path, n_inputs: int) -> np.ndarray:
 
 def test_image(index: int, data_root="data") -> np.ndarray:
     """The index-th MNIST test image as float64 in [0,1]."""
-    from src.io.mnist import load_mnist_arrays
 
     x, _ = load_mnist_arrays("test", root=data_root)
     if not 0 <= index < len(x):
         raise ToolError(f"--center-test-index {index}: out of range, the MNIST test set has {len(x)} images (0..{len(x) - 1})")
     return x[index].astype(np.float64)
+
+
+def check_lo_hi(lo: float, hi: float) -> None:
+    """The --lo/--hi flags name a box: lo < hi."""
+    if not hi > lo:
+        raise ToolError(f"--lo/--hi: need lo < hi, got lo={lo:g}, hi={hi:g}")
 
 
 def parse_width(text) -> float:
@@ -116,6 +122,7 @@ def box_from_args(args, n_inputs: int, data_root="data") -> Box:
     if args.center is None and args.center_test_index is None:
         if args.width is not None:
             raise ToolError("--width needs --center or --center-test-index")
+        check_lo_hi(args.lo, args.hi)
         return Box.uniform(n_inputs, args.lo, args.hi)
     if args.width is None:
         raise ToolError("--center/--center-test-index needs --width L")
@@ -176,8 +183,7 @@ def domains_from_args(args, n_inputs: int, data_root=None) -> tuple[list[tuple],
     if args.width is None:
         raise ToolError("--center/--center-test-index needs --width L (or a list L1,L2,...)")
     widths = parse_widths(args.width)
-    if not args.hi > args.lo:
-        raise ToolError(f"--lo/--hi: need lo < hi, got lo={args.lo:g}, hi={args.hi:g}")
+    check_lo_hi(args.lo, args.hi)
     if args.center:
         centers = [(Path(args.center).stem, read_center_file(args.center, n_inputs))]
         is_range = False

@@ -1,7 +1,8 @@
-"""Shared plumbing: user-facing errors, atomic file writes, the CLI runner."""
+"""Atomic file writes (temp file + rename, stale temps of killed writers removed), strict JSON and UTF-8 readers, sha256."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -9,6 +10,8 @@ import re
 import secrets
 import socket
 from pathlib import Path
+
+import numpy as np
 
 from src.core.errors import ToolError
 
@@ -101,7 +104,6 @@ def atomic_open(path, mode: str = "w", **kwargs):
 
 def file_sha256(path) -> str:
     """The sha256 hex digest of a file's bytes (the `weights_sha256` of the records)."""
-    import hashlib
 
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -120,7 +122,6 @@ def atomic_write_json(path, obj) -> None:
 
 
 def _json_default(o):
-    import numpy as np
 
     if isinstance(o, np.integer):
         return int(o)

@@ -25,8 +25,9 @@ import numpy as np
 
 from src.core.errors import ToolError
 from src.io.files import atomic_open
+from src.io.torchvision_compat import import_torchvision
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_ROOT = REPO_ROOT / "data"
 
@@ -238,7 +239,6 @@ def ensure_mnist(root=None, quiet: bool = True) -> Path:
 
 
 def _torchvision():
-    from src.io.torchvision_compat import import_torchvision
 
     return import_torchvision()
 

@@ -1,9 +1,10 @@
-"""Readers of the JSON files that pass between steps, each checked against its schema.
+"""The JSON files that pass between steps: for each, a reader and a writer checked against one schema.
 
 config.json and metrics.json (training), regions_<domain>.json, frontier_<domain>.json,
 checkpoint_<domain>.json (region counting) and stable_units_<domain>.json. Each reader returns the
 parsed dict or raises one ToolError `FILE:LINE: key: what is wrong` (docs/formats.md holds the
-schemas). Fields that no step reads are not checked, so that files of earlier versions with extra
+schemas); each writer checks the record against the same schema before writing it atomically, so a
+step never writes a file its reader would refuse. Fields that no step reads are not checked, so that files of earlier versions with extra
 keys stay readable.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from pathlib import Path
 
 from src.core.errors import ToolError
-from src.io.files import line_of, read_json_text
+from src.io.files import atomic_write_json, line_of, read_json_text
 
 MAX_SIZE = 10 ** 7          # a layer wider than this is not a net this toolkit can handle
 
@@ -103,11 +104,8 @@ def width_list(v):
 # ---- training ---------------------------------------------------------------------------------
 
 
-def read_config(path) -> dict:
+def _check_config(c: _Checker, d: dict) -> None:
     """config.json of a training run."""
-    value, text = read_json_text(path)
-    c = _Checker(path, text)
-    d = c.obj(value)
     c.need(d, "run_id", nonneg_int)
     c.need(d, "arch", string)
     c.need(d, "hidden_sizes", width_list)
@@ -120,7 +118,6 @@ def read_config(path) -> dict:
         c.need(d, key, nonneg_int, optional=True)
     for key in ("lr", "momentum", "lr_gamma", "adv_eps", "adv_step_size"):
         c.need(d, key, nonneg_num, optional=True)
-    return d
 
 
 def _epoch_entry(v):
@@ -136,11 +133,8 @@ def _epoch_entry(v):
     return None
 
 
-def read_metrics(path) -> dict:
+def _check_metrics(c: _Checker, d: dict) -> None:
     """metrics.json of a training run (complete or not)."""
-    value, text = read_json_text(path)
-    c = _Checker(path, text)
-    d = c.obj(value)
     c.need(d, "complete", boolean)
     eps = c.need(d, "epochs", lambda v: None if isinstance(v, list) else "expected a list")
     for k, e in enumerate(eps):
@@ -154,7 +148,6 @@ def read_metrics(path) -> dict:
     c.need(d, "seconds", nonneg_num, optional=True)
     if d["complete"] and not eps:
         c.fail("epochs", "a complete run needs at least one epoch")
-    return d
 
 # ---- region counting ------------------------------------------------------------------------------
 
@@ -165,11 +158,8 @@ def _domain(v):
     return None
 
 
-def read_regions(path) -> dict:
+def _check_regions(c: _Checker, d: dict) -> None:
     """regions_<domain>.json, the summary of a count."""
-    value, text = read_json_text(path)
-    c = _Checker(path, text)
-    d = c.obj(value)
     sizes = c.need(d, "layer_sizes", layer_sizes)
     c.need(d, "domain", _domain)
     count = c.need(d, "count", nonneg_int)
@@ -180,7 +170,6 @@ def read_regions(path) -> dict:
     n_units = sum(sizes[1:-1])
     if n_units < 63 and count > 2 ** n_units:
         c.fail("count", f"{count} patterns, but {n_units} hidden units allow at most 2^{n_units}")
-    return d
 
 
 def frontier_items(v, n_units: int | None = None):
@@ -191,24 +180,17 @@ def frontier_items(v, n_units: int | None = None):
     return None
 
 
-def read_frontier(path) -> dict:
+def _check_frontier(c: _Checker, d: dict) -> None:
     """frontier_<domain>.json: the unexplored prefixes of an incomplete lp count."""
-    value, text = read_json_text(path)
-    c = _Checker(path, text)
-    d = c.obj(value)
     sizes = c.need(d, "layer_sizes", layer_sizes)
     c.need(d, "tol", nonneg_num)
     c.need(d, "backend", string, optional=True)
     c.need(d, "weights_sha256", sha256, optional=True)
     c.need(d, "frontier", lambda v: frontier_items(v, sum(sizes[1:-1])))
-    return d
 
 
-def read_checkpoint(path) -> dict:
+def _check_checkpoint(c: _Checker, d: dict) -> None:
     """checkpoint_<domain>.json: the last consistent state of a running count (docs/formats.md)."""
-    value, text = read_json_text(path)
-    c = _Checker(path, text)
-    d = c.obj(value)
     c.need(d, "format", lambda v: None if v == "region-count-checkpoint" else "expected 'region-count-checkpoint'")
     sizes = c.need(d, "layer_sizes", layer_sizes)
     c.need(d, "tol", nonneg_num)
@@ -218,7 +200,6 @@ def read_checkpoint(path) -> dict:
     c.need(d, "patterns", nonneg_int)
     c.need(d, "bytes", nonneg_int)
     c.need(d, "frontier", lambda v: frontier_items(v, sum(sizes[1:-1])), optional=True)
-    return d
 
 # ---- stable units -----------------------------------------------------------------------------
 
@@ -239,11 +220,8 @@ def _stable_layers(v):
     return None
 
 
-def read_stable_units(path) -> dict:
+def _check_stable_units(c: _Checker, d: dict) -> None:
     """stable_units_<domain>.json: the stable units of a net on a domain (src/stability/files.py)."""
-    value, text = read_json_text(path)
-    c = _Checker(path, text)
-    d = c.obj(value)
     c.need(d, "domain", _domain)
     c.need(d, "tol", nonneg_num)
     c.need(d, "exact", boolean)
@@ -251,4 +229,78 @@ def read_stable_units(path) -> dict:
     c.need(d, "tiers", lambda v: None if isinstance(v, list) and all(isinstance(t, dict) for t in v)
            else "expected a list of objects")
     c.need(d, "layers", _stable_layers)
+
+
+# ---- readers and writers, side by side ----------------------------------------------------------------
+def _read(path, check) -> dict:
+    value, text = read_json_text(path)
+    c = _Checker(path, text)
+    d = c.obj(value)
+    check(c, d)
     return d
+
+
+def _write(path, record: dict, check) -> None:
+    c = _Checker(path, "")           # a refused record is a bug of the writing step, named by its key
+    check(c, c.obj(record))
+    atomic_write_json(path, record)
+
+
+def read_config(path) -> dict:
+    """config.json of a training run."""
+    return _read(path, _check_config)
+
+
+def write_config(path, record: dict) -> None:
+    """Write config.json of a training run (checked, atomic)."""
+    _write(path, record, _check_config)
+
+
+def read_metrics(path) -> dict:
+    """metrics.json of a training run (complete or not)."""
+    return _read(path, _check_metrics)
+
+
+def write_metrics(path, record: dict) -> None:
+    """Write metrics.json of a training run (complete or not) (checked, atomic)."""
+    _write(path, record, _check_metrics)
+
+
+def read_regions(path) -> dict:
+    """regions_<domain>.json, the summary of a count."""
+    return _read(path, _check_regions)
+
+
+def write_regions(path, record: dict) -> None:
+    """Write regions_<domain>.json, the summary of a count (checked, atomic)."""
+    _write(path, record, _check_regions)
+
+
+def read_frontier(path) -> dict:
+    """frontier_<domain>.json: the unexplored prefixes of an incomplete lp count."""
+    return _read(path, _check_frontier)
+
+
+def write_frontier(path, record: dict) -> None:
+    """Write frontier_<domain>.json (checked, atomic)."""
+    _write(path, record, _check_frontier)
+
+
+def read_checkpoint(path) -> dict:
+    """checkpoint_<domain>.json: the last consistent state of a running count (docs/formats.md)."""
+    return _read(path, _check_checkpoint)
+
+
+def write_checkpoint(path, record: dict) -> None:
+    """Write checkpoint_<domain>.json (checked, atomic)."""
+    _write(path, record, _check_checkpoint)
+
+
+def read_stable_units(path) -> dict:
+    """stable_units_<domain>.json: the stable units of a net on a domain (src/stability/files.py)."""
+    return _read(path, _check_stable_units)
+
+
+def write_stable_units(path, record: dict) -> None:
+    """Write stable_units_<domain>.json (checked, atomic)."""
+    _write(path, record, _check_stable_units)

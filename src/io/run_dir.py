@@ -17,11 +17,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-DEFAULT_MODELS_DIR = Path("forward_pass/activation_pattern/models")
+from src.core.defaults import DEFAULT_DOMAIN
 
 RUN_PREFIX = "fcnn_run_"
 
-DEFAULT_DOMAIN = "input_0_1"
 
 CONFIG = "config.json"
 
@@ -44,7 +43,8 @@ _RUN_DIR = re.compile(r"^" + RUN_PREFIX + r"(\d+)$")
 # ---- runs ------------------------------------------------------------------------------------------
 
 
-def run_dir(models_dir, run_id: int) -> Path:
+def run_path(models_dir, run_id: int) -> Path:
+    """The run directory fcnn_run_<id>/ in models_dir."""
     return Path(models_dir) / f"{RUN_PREFIX}{run_id}"
 
 

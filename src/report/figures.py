@@ -11,6 +11,8 @@ Figures (file stems in the output directory):
   src/sections/plane.py) in its own colour or coloured by predicted class, with its boundaries.
 - `segment_regions_vs_l1`: linear regions crossed per unit of L2 length along segments between
   pairs of test images (segments.json, exact 1-D sections), against l1.
+- `local_regions_vs_l1`: exact region counts on local boxes around test images (the newest
+  regions_sweep_*.json), against l1.
 All run settings come from the files in docs/formats.md (src.report.table), never from run ids.
 """
 from __future__ import annotations
@@ -22,15 +24,18 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.collections import PolyCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from src.core.box import Box
+from src.core.defaults import DEFAULT_DOMAIN
 from src.core.errors import ToolError
 from src.core.network import ReluNet
 from src.io.files import atomic_open
+from src.io.mnist import load_mnist_arrays
 from src.io.readers import load_net
-from src.io.run_dir import DEFAULT_DOMAIN
 from src.report.table import RunRecord, load_runs, two_hidden_sizes
 from src.sections.plane import PlaneSection, class_pieces, default_view, orthonormal_plane, plane_section
 
@@ -139,7 +144,6 @@ def _domain_label(records) -> str:
 
 def _log_axis(axis):
     """Readable log-axis labels: 1-2-5 ticks as plain numbers (10^k beyond a million), no minor labels."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(
@@ -429,7 +433,6 @@ def _wash(rgb, inside) -> np.ndarray:
 def _render_section(ax, section: PlaneSection, net: ReluNet, marks, seed: int = 0, colour: str = "pattern"):
     """Draw the polygons of an exact plane section (PolyCollection): fill by region or by predicted class,
     region boundaries dark (grey outside the box), the box boundary dashed."""
-    from matplotlib.collections import PolyCollection
 
     inside = section.in_box
     if colour == "class":
@@ -478,7 +481,6 @@ def slice_plane(mode: str, n_inputs: int, images=(0, 1, 2), center_index: int = 
         if n_inputs != 784:
             raise ToolError(f"input slice --plane {mode}: needs a 784-input (MNIST) network, this one has "
                             f"{n_inputs} inputs; use --plane random")
-        from src.io.mnist import load_mnist_arrays
         X, y = load_mnist_arrays("test", root=data_root)
         idx = list(images) if mode == "images" else [center_index]
         for i in idx:
@@ -713,4 +715,3 @@ def draw_all(models_dir, runs, out_dir="plots/out", domain: str = DEFAULT_DOMAIN
 
 
 # ---- command lines (plots/*.py are thin wrappers around these) -----------------------
-DEFAULT_MODELS_DIR = "forward_pass/activation_pattern/models"

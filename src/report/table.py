@@ -16,15 +16,17 @@ import io
 import json
 import math
 import re
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from src.core.defaults import DEFAULT_DOMAIN
 from src.core.errors import ToolError
-from src.io import run_dir
 from src.io.files import atomic_write_text
-from src.io.run_dir import DEFAULT_DOMAIN, RUN_PREFIX
+from src.io.run_dir import (CONFIG, METRICS, RUN_PREFIX, SEGMENTS, compressed_file_names, regions_file_name, run_path,
+                            stable_units_file_name, two_hidden_file_names, two_hidden_tag)
 from src.report.trend import l1_trend
 
 
@@ -49,7 +51,6 @@ def parse_runs(text: str) -> list[int]:
     return sorted(ids)
 
 
-run_dir = run_dir.run_dir
 
 # ---- one run -------------------------------------------------------------------------
 
@@ -217,7 +218,6 @@ def _num(d, key):
 
 
 def _median(vals) -> float:
-    import statistics
 
     return float(statistics.median(vals))
 
@@ -253,22 +253,22 @@ def load_run(path, domain: str = DEFAULT_DOMAIN, run_id: int | None = None) -> R
     if not path.is_dir():
         rec.missing.append("<run directory>")
         return rec
-    rec.config = _read_optional(path / run_dir.CONFIG, rec)
-    rec.metrics = _read_optional(path / run_dir.METRICS, rec)
+    rec.config = _read_optional(path / CONFIG, rec)
+    rec.metrics = _read_optional(path / METRICS, rec)
     if rec.metrics is not None and not rec.metrics.get("complete"):
         rec.problems.append("metrics.json: training not complete")
-    rec.regions = _read_optional(path / run_dir.regions_file_name(domain), rec)
-    rec.stable = _read_optional(path / run_dir.stable_units_file_name(domain), rec)
-    rec.two_hidden_all = _read_optional(path / run_dir.two_hidden_file_names(run_dir.two_hidden_tag("all", domain))[1], rec)
+    rec.regions = _read_optional(path / regions_file_name(domain), rec)
+    rec.stable = _read_optional(path / stable_units_file_name(domain), rec)
+    rec.two_hidden_all = _read_optional(path / two_hidden_file_names(two_hidden_tag("all", domain))[1], rec)
     rec.two_hidden_feasible = _read_optional(
-        path / run_dir.two_hidden_file_names(run_dir.two_hidden_tag("feasible", domain))[1], rec)
-    rec.compressed = _read_optional(path / run_dir.compressed_file_names(domain)[1], rec)
+        path / two_hidden_file_names(two_hidden_tag("feasible", domain))[1], rec)
+    rec.compressed = _read_optional(path / compressed_file_names(domain)[1], rec)
     if rec.regions is not None and not rec.regions.get("complete"):
-        rec.problems.append(f"{run_dir.regions_file_name(domain)}: count incomplete (lower bound)")
+        rec.problems.append(f"{regions_file_name(domain)}: count incomplete (lower bound)")
     rec.slice_name = _slice_file_stem(path, domain)
     if rec.slice_name is not None:
         rec.slice = _read_optional(path / f"{rec.slice_name}.json", rec, required=False)
-    rec.segments = _read_optional(path / run_dir.SEGMENTS, rec, required=False)
+    rec.segments = _read_optional(path / SEGMENTS, rec, required=False)
     sweeps = sorted(path.glob("regions_sweep_*.json"))
     if sweeps:
         tables = [(t, p) for p in sweeps if (t := _read_optional(p, rec, required=False)) is not None]
@@ -295,7 +295,7 @@ def load_runs(models_dir, runs, domain: str = DEFAULT_DOMAIN) -> list[RunRecord]
     if not models_dir.is_dir():
         raise ToolError(f"--models-dir {models_dir}: not a directory")
     ids = parse_runs(runs) if isinstance(runs, str) else sorted(runs)
-    recs = [load_run(run_dir(models_dir, i), domain, i) for i in ids]
+    recs = [load_run(run_path(models_dir, i), domain, i) for i in ids]
     if all("<run directory>" in r.missing for r in recs):
         raise ToolError(f"--models-dir {models_dir}: none of the runs {_ids_text(ids)} exist "
                         f"(looked for {RUN_PREFIX}<id>/)")

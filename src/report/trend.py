@@ -1,6 +1,7 @@
 """The trend verdict: does the number of regions fall as l1 grows, measure by measure."""
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 
@@ -75,7 +76,6 @@ class SectionTrend:
 
 def section_trend(records, name: str, value, key, kind: str = "Exact sections") -> SectionTrend:
     """Pairs within (adv, dropout) groups and equal key (same plane / same segment pairs), l1_a < l1_b."""
-    import statistics
 
     rep = SectionTrend(name, kind=kind)
     groups: dict = {}
@@ -116,7 +116,6 @@ def _g(x) -> str:
 
 def l1_trend(records) -> TrendReport:
     """Judge 'fewer regions with stronger l1' from the counts, treating incomplete counts as lower bounds."""
-    import statistics
 
     rep = TrendReport()
     by_group: dict = {}

@@ -1,4 +1,4 @@
-"""The section files of a run: `slice_<i>_<j>_<k>_<domain>.json` and `segments.json` (records and their writer)."""
+"""The section files of a run: `slice_<i>_<j>_<k>[_<domain>].json` and `segments.json` (records and their writer)."""
 from __future__ import annotations
 
 import time
@@ -10,6 +10,10 @@ import numpy as np
 from src.core.box import Box
 from src.core.errors import ToolError
 from src.core.network import ReluNet
+from src.core.patterns import pattern_string
+from src.io.files import atomic_write_json, file_sha256
+from src.io.mnist import load_mnist_arrays
+from src.io.run_dir import SEGMENTS, slice_file_name
 from src.sections.plane import Plane, PlaneSection, default_view, plane_section, plane_through
 from src.sections.segments import SEGMENT_TOL, SegmentSection, segment_sections
 
@@ -26,10 +30,6 @@ def seeded_pairs(n_items: int, k: int, seed: int = 0) -> list[tuple[int, int]]:
     return out
 
 # ---- JSON records --------------------------------------------------------------------
-
-
-def pattern_string(bits) -> str:
-    return "".join("1" if b else "0" for b in np.asarray(bits).reshape(-1))
 
 
 def section_record(section: PlaneSection) -> dict:
@@ -126,9 +126,6 @@ def write_image_sections(weights, net: ReluNet, box: Box, out_dir, *, slice_imag
     them; segments: K, the 1-D sections of K seeded pairs (seed segments_seed). Every argument is
     checked before anything is written (ToolError naming the flag). Returns the files written, in order.
     """
-    from src.io.files import atomic_write_json, file_sha256
-    from src.io.mnist import load_mnist_arrays
-    from src.io.run_dir import SEGMENTS, slice_file_name
 
     idx = _flag_ints("--slice", slice_images, 3) if slice_images is not None else []
     n_pairs = _flag_ints("--segments", segments, 1)[0] if segments is not None else 0

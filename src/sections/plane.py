@@ -24,7 +24,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import linprog
 
+from src.core.affine import advance
 from src.core.box import Box
 from src.core.errors import ToolError
 from src.core.network import ReluNet
@@ -236,17 +238,17 @@ def _values(V, M) -> np.ndarray:
 
 def _layer_maps(first, weights, biases, bits, layer: int) -> np.ndarray:
     """(P, 3, n_layer): pre-activation maps of hidden layer `layer` on pieces with the given bits of the
-    earlier layers; first = (3, n1) map of the restricted first layer."""
+    earlier layers (rows: the s and t coefficients, then the constant); first = (3, n1) map of the
+    restricted first layer. Each layer is one affine step (src.core.affine.advance)."""
     P = len(bits)
-    M = np.broadcast_to(first, (P,) + first.shape)
+    A = np.broadcast_to(first[:2].T, (P,) + first[:2].T.shape)     # (P, n1, 2)
+    c = np.broadcast_to(first[2], (P, first.shape[1]))
     off = 0
     for k in range(layer):
-        nk = M.shape[2]
-        H = M * bits[:, None, off:off + nk]
+        nk = A.shape[1]
+        A, c = advance(A, c, weights[k + 1], biases[k + 1], bits[:, off:off + nk])
         off += nk
-        M = (H.reshape(P * 3, nk) @ weights[k + 1].T).reshape(P, 3, -1)
-        M[:, 2, :] += biases[k + 1]
-    return np.array(M)
+    return np.concatenate([np.swapaxes(A, 1, 2), c[:, None, :]], axis=1)
 
 
 def _split_layer(V, n, M, scale, rel_eps):
@@ -320,7 +322,6 @@ def _centroids(V) -> tuple[np.ndarray, np.ndarray]:
 
 def chebyshev_centre(vertices) -> np.ndarray | None:
     """The centre of the largest disc inside a convex polygon (one LP), or None if it has no interior."""
-    from scipy.optimize import linprog
 
     V = np.asarray(vertices, np.float64)
     inner = V.mean(axis=0)

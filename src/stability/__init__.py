@@ -13,7 +13,7 @@ Tiers, each tightening the previous one (`analyse_stability` runs them in order)
 Instability is certified by concrete points: g evaluated by a forward pass at sample points, LP
 optima, gradient local-search points and MILP incumbents ("witnesses"); a unit with a witness
 g > 0 cannot be inactive and one with a witness g <= tol cannot be active, and no solver is asked
-about it any more. See the README section "Bounds, stable units and the MILP" for the numerical-soundness rules.
+about it any more. The numerical-soundness rules: docs/milp.md ("Numerical soundness").
 
 Data first (`analyse_stability(data=...)`): one chunked forward pass over given points of the box
 (MNIST images inside it, seeded samples: `data_points_for_box`) records witnesses before any LP;
@@ -23,10 +23,11 @@ left when it passes keeps its sound, looser bounds, and the tier entry says "sto
 Every tier only tightens: its result is intersected with the bounds it started from.
 See docs/stability.md.
 
-Modules: `stability` (the Stability record, witnesses as facts), `interval`, `lp` (rigorous duals),
+Modules: `record` (the Stability record, witnesses as facts), `interval`, `lp` (rigorous duals),
 `exact` (the MILP tier and the per-unit reference), `witnesses` (data first, local search),
-`highs` (HiGHS model construction: `new_highs`, `highs_load`), `tiered` (`analyse_stability`),
-`files` (stable_units_<domain>.json, inactive_<domain>.dat). `from src.stability import X` works for all.
+`highs` (HiGHS model construction: `new_highs`, `highs_load`), `analyse` (`analyse_stability`),
+`files` (stable_units_<domain>.json, inactive_<domain>.dat). The package re-exports nothing: import
+each name from its module (`from src.stability.analyse import analyse_stability`).
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from src.core.box import Box
+from src.core.defaults import DEFAULT_TOL
 from src.core.network import ReluNet
 from src.stability.exact import milp_settle
 from src.stability.interval import interval_bounds
@@ -12,7 +13,7 @@ from src.stability.record import Stability, _deadline, _only_tighter, _record_wi
 from src.stability.witnesses import record_points, witness_points
 
 
-def analyse_stability(net: ReluNet, box: Box, tol: float = 1e-6, exact: bool = False, progress=None,
+def analyse_stability(net: ReluNet, box: Box, tol: float = DEFAULT_TOL, exact: bool = False, progress=None,
                       time_limit: float | None = None, unit_time_limit: float | None = None,
                       stability_only: bool = False, data=None, tight_bounds: bool | None = None,
                       deadline: float | None = None) -> Stability:

@@ -6,10 +6,13 @@ import time
 import numpy as np
 
 from src.core.box import Box
+from src.core.defaults import DEFAULT_TOL
 from src.core.network import ReluNet
+from src.core.progress import progress_bar
+from src.counting.milp import build_formulation
 from src.stability.highs import _LinearObjective, _x_from, highs_load, new_highs
 from src.stability.interval import _interval_layer, interval_bounds
-from src.stability.record import Stability, _deadline, _left, _only_tighter, _progress_bar, _record_witnesses
+from src.stability.record import Stability, _deadline, _left, _only_tighter, _record_witnesses
 from src.stability.witnesses import ascent_witnesses, witness_points
 
 # HiGHS's tolerances in the MILP tier and the margin a MILP bound needs to decide a unit
@@ -133,7 +136,7 @@ def _needs(st: Stability, l: int, i: int) -> str | None:
     return None
 
 
-def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, time_limit: float | None = None,
+def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = DEFAULT_TOL, time_limit: float | None = None,
                 progress=None, unit_time_limit: float | None = None, local_search: bool = True,
                 deadline: float | None = None) -> Stability:
     """Settle every unit still undecided by the exact MILP (HiGHS), stopping each solve early.
@@ -147,7 +150,6 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
     solve; units left open stay unstable (sound), `exact` is False and the tier entry gets
     "stopped": "time limit". The result is intersected with the input bounds.
     """
-    from src.counting.milp import build_formulation
 
     t0 = time.perf_counter()
     deadline = _deadline(t0, time_limit, deadline)
@@ -167,7 +169,7 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
     n_layers = net.n_hidden_layers
     ambiguous = solves = searched = 0
     timed_out = False
-    bar = _progress_bar(progress, sum(int(u.sum()) for u in st.unstable[1:]), "MILP settle")
+    bar = progress_bar(sum(int(u.sum()) for u in st.unstable[1:]), progress, "MILP settle")
     for l in range(1, n_layers):
         lo_i, up_i = _interval_layer(net, l, st.lower[l - 1], st.upper[l - 1])
         st.lower[l] = np.maximum(st.lower[l], lo_i)
@@ -221,10 +223,8 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
                     timed_out |= arg is None
             if _needs(st, l, i) is not None:
                 ambiguous += 1
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.update(1)
+    bar.close()
     _only_tighter(st, stability)
     st.exact = ambiguous == 0
     entry = {"tier": "milp", "settled": st.n_stable() - before, "seconds": round(time.perf_counter() - t0, 6),
@@ -235,7 +235,7 @@ def milp_settle(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6,
     return st
 
 
-def exact_stability_per_unit(net: ReluNet, box: Box, tol: float = 1e-6, progress=None,
+def exact_stability_per_unit(net: ReluNet, box: Box, tol: float = DEFAULT_TOL, progress=None,
                              time_limit: float | None = None, early_stop: bool = True,
                              unit_time_limit: float | None = None) -> Stability:
     """Reference method: one exact MILP for the max and one for the min of every unit, no tiers.
@@ -247,7 +247,6 @@ def exact_stability_per_unit(net: ReluNet, box: Box, tol: float = 1e-6, progress
     g > 0 or a bound <= 0; min: an incumbent with g <= tol or a bound > tol); without it, solves run
     to optimality and the bounds are the exact ranges (up to MIP_MARGIN).
     """
-    from src.counting.milp import build_formulation
 
     t0 = time.perf_counter()
     st = interval_bounds(net, box)
@@ -256,7 +255,7 @@ def exact_stability_per_unit(net: ReluNet, box: Box, tol: float = 1e-6, progress
     before = st.n_stable()
     solves = 0
     all_finished = True
-    bar = _progress_bar(progress, sum(int(u.sum()) for u in st.unstable[1:]), "per-unit MILP")
+    bar = progress_bar(sum(int(u.sum()) for u in st.unstable[1:]), progress, "per-unit MILP")
     for l in range(1, net.n_hidden_layers):
         lo_i, up_i = _interval_layer(net, l, st.lower[l - 1], st.upper[l - 1])
         st.lower[l] = np.maximum(st.lower[l], lo_i)
@@ -281,10 +280,8 @@ def exact_stability_per_unit(net: ReluNet, box: Box, tol: float = 1e-6, progress
                     st.upper[l][i] = max(min(st.upper[l][i], bound), seen.max(initial=-np.inf))
                 else:
                     st.lower[l][i] = min(max(st.lower[l][i], bound), seen.min(initial=np.inf))
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.update(1)
+    bar.close()
     st.exact = all_finished
     st.tiers.append({"tier": "milp_per_unit", "settled": st.n_stable() - before,
                      "seconds": round(time.perf_counter() - t0, 6), "solves": solves})

@@ -11,6 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from src.core.box import Box
+from src.core.errors import ToolError
+from src.io.current import record_is_current
+from src.io.files import atomic_write_text, file_sha256
+from src.io.records import read_stable_units, write_stable_units
 from src.io.run_dir import inactive_file_name, stable_units_file_name
 from src.stability.record import Stability
 
@@ -38,7 +42,6 @@ def inactive_lines(stability: Stability) -> str:
 
 
 def _weights_sha(weights_path, sha: str | None) -> str | None:
-    from src.io.files import file_sha256
 
     return sha if sha is not None else (file_sha256(weights_path) if Path(weights_path).is_file() else None)
 
@@ -50,12 +53,11 @@ def write_stability_files(out_dir, stability: Stability, box: Box, weights_path,
     The JSON records the sha256 of the weights file (sha, else hashed here when weights_path is a
     file), so that a later step can tell whether the stable units are those of its net.
     """
-    from src.io.files import atomic_write_json, atomic_write_text
 
     out_dir = Path(out_dir)
     js = out_dir / stable_units_file_name(box.name)
     dat = out_dir / inactive_file_name(box.name)
-    atomic_write_json(js, stability_to_json(stability, box, weights_path, _weights_sha(weights_path, sha)))
+    write_stable_units(js, stability_to_json(stability, box, weights_path, _weights_sha(weights_path, sha)))
     atomic_write_text(dat, inactive_lines(stability))
     return js, dat
 
@@ -63,7 +65,6 @@ def write_stability_files(out_dir, stability: Stability, box: Box, weights_path,
 def read_stability_file(path) -> tuple[Stability, dict]:
     """(Stability, the JSON object) of a `stable_units_<domain>.json` (src.io.records.read_stable_units checks
     it); the Stability has the bounds, tol, exact and tiers of the file, no witnesses."""
-    from src.io.records import read_stable_units
 
     d = read_stable_units(path)
     st = Stability([np.asarray(lay["lower"], np.float64) for lay in d["layers"]],
@@ -82,7 +83,6 @@ def reusable_stability(out_dir, box: Box, weights_path, hidden_sizes, tol: float
     tier (`exact`: true); without, exact or no tier cut short by a time limit. Else None (also for a
     missing or unreadable file).
     """
-    from src.core.errors import ToolError
 
     path = Path(out_dir) / stable_units_file_name(box.name)
     if not path.is_file():
@@ -91,8 +91,7 @@ def reusable_stability(out_dir, box: Box, weights_path, hidden_sizes, tol: float
         st, d = read_stability_file(path)
     except ToolError:
         return None
-    sha = _weights_sha(weights_path, sha)
-    if sha is None or d.get("weights_sha256") != sha or float(d["tol"]) != float(tol) or d["domain"] != box.to_json():
+    if not record_is_current(d, _weights_sha(weights_path, sha), tol=tol, domain=box):
         return None
     if [len(lo) for lo in st.lower] != [int(n) for n in hidden_sizes]:
         return None

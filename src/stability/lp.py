@@ -7,10 +7,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from src.core.box import Box
+from src.core.defaults import DEFAULT_TOL
 from src.core.network import ReluNet
+from src.core.progress import progress_bar
+from src.counting.milp import build_formulation
 from src.stability.highs import _LinearObjective, _x_from, highs_load, new_highs
 from src.stability.interval import _interval_layer
-from src.stability.record import Stability, _left, _only_tighter, _progress_bar, _record_witnesses
+from src.stability.record import Stability, _left, _only_tighter, _record_witnesses
 from src.stability.witnesses import _search_witnesses, witness_points
 
 SEARCH_RATIO = 8           # lp_tighten searches witnesses for <= 1 open unit per SEARCH_RATIO skipped ones
@@ -84,7 +87,7 @@ class _LayerLP:
         return bound, x
 
 
-def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, progress=None,
+def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = DEFAULT_TOL, progress=None,
                stability_only: bool = False, deadline: float | None = None) -> Stability:
     """Tighten every undecided unit of layers 2.. by max / min of g over the LP relaxation.
 
@@ -105,7 +108,6 @@ def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, 
     the time left; when it passes, the units not yet done keep their (sound) interval bounds, and
     the tier entry gets "stopped": "time limit". The result is intersected with the input bounds.
     """
-    from src.counting.milp import build_formulation
 
     t0 = time.perf_counter()
     st = stability.copy()
@@ -116,7 +118,7 @@ def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, 
     base = st.copy()                      # input bounds (and witnesses): the start of a redo
     n_layers = net.n_hidden_layers
     todo_total = sum(int(u.sum()) for u in st.unstable[1:])
-    bar = _progress_bar(progress, todo_total, "LP bounds")
+    bar = progress_bar(todo_total, progress, "LP bounds")
     lps = redone = searched = 0
     rng = np.random.default_rng(0)
     skipped: set[tuple[int, int]] = set()
@@ -166,8 +168,7 @@ def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, 
                 st.lower[l][i] = max(st.lower[l][i], lo + const)
                 st.upper[l][i] = min(st.upper[l][i], -neg + const)
                 pts += [p for p in (x1, x2) if p is not None]
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             if pts:
                 _record_witnesses(st, net, box, np.array(pts))
         if stopped:
@@ -176,8 +177,7 @@ def lp_tighten(net: ReluNet, box: Box, stability: Stability, tol: float = 1e-6, 
         if clean == l and not skip.any():
             clean = l + 1
         l += 1
-    if bar is not None:
-        bar.close()
+    bar.close()
     _only_tighter(st, stability)
     entry = {"tier": "lp", "settled": st.n_stable() - before, "seconds": round(time.perf_counter() - t0, 6),
              "lps": lps, "skipped_certified": len(skipped), "layers_redone": redone, "local_searches": searched}

@@ -1,13 +1,13 @@
 """The record every tier passes on (`Stability`), witnesses as facts, and the helpers the tiers share."""
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from src.core.box import Box
+from src.core.defaults import DEFAULT_TOL
 from src.core.network import ReluNet
 
 
@@ -17,7 +17,7 @@ class Stability:
 
     lower: list[np.ndarray]
     upper: list[np.ndarray]
-    tol: float = 1e-6
+    tol: float = DEFAULT_TOL
     exact: bool = False          # True when every undecided unit was settled by an exact MILP
     tiers: list[dict] = field(default_factory=list)  # [{"tier", "settled", "seconds"}, ...]
     # g at concrete points of the domain (per layer, per unit): the true range contains
@@ -108,11 +108,3 @@ def _deadline(t0: float, time_limit: float | None, deadline: float | None) -> fl
 
 def _left(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - time.perf_counter()
-
-
-def _progress_bar(progress, total: int, desc: str):
-    if not progress or total == 0:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)

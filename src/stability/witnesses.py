@@ -12,6 +12,7 @@ import numpy as np
 
 from src.core.box import Box
 from src.core.network import ReluNet
+from src.io.mnist import load_mnist_arrays
 from src.stability.record import Stability, _record_witnesses
 
 N_WITNESS_SAMPLES = 2048
@@ -68,7 +69,6 @@ def mnist_points_in_box(box: Box, data_root=None) -> dict[str, np.ndarray]:
     it (the center image of `Box.around(test_image(k), ...)` always is). Loaded with
     src.io.mnist.load_mnist_arrays (offline; raises ToolError without MNIST). Needs a 784-input box.
     """
-    from src.io.mnist import load_mnist_arrays
 
     if box.n != 784:
         raise ValueError(f"MNIST images have 784 pixels, the box has {box.n} inputs")

@@ -25,13 +25,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from src.core.defaults import DEFAULT_MODELS_DIR
 from src.core.errors import ToolError
-from src.io import run_dir
-from src.io.files import atomic_open, atomic_write_json, atomic_write_text
+from src.core.fault_hooks import pause_point
+from src.io.files import atomic_open, atomic_write_text
+from src.io.mnist import ensure_mnist, load_mnist_tensors
 from src.io.readers.torch_state import from_state_dict
-from src.io.records import read_config, read_metrics
-from src.io.run_dir import DEFAULT_MODELS_DIR
+from src.io.records import read_config, read_metrics, write_config, write_metrics
+from src.io.run_dir import CONFIG, METRICS, MODEL, TRAIN_CHECKPOINT, TRAIN_LOG, WEIGHTS, run_path
+from src.parallel import Session, check_address, resolve_address
 from src.training.models import build_model, linear_weights, parse_arch
 
 ADV_METHODS = ("pgd", "fgsm")
@@ -118,7 +122,7 @@ def resolve_device(device: str) -> str:
 
 def is_complete(run_dir) -> bool:
     """True when run_dir/metrics.json exists and says complete: true."""
-    p = Path(run_dir) / run_dir.METRICS
+    p = Path(run_dir) / METRICS
     if not p.is_file():
         return False
     try:
@@ -127,7 +131,7 @@ def is_complete(run_dir) -> bool:
         return False
 
 
-CHECKPOINT = run_dir.TRAIN_CHECKPOINT
+CHECKPOINT = TRAIN_CHECKPOINT
 
 
 def _identity(cfg: TrainConfig) -> dict:
@@ -168,7 +172,7 @@ def load_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict | None:
 
 
 def _config_mismatch(run_dir: Path, cfg: TrainConfig) -> list[str]:
-    p = run_dir / run_dir.CONFIG
+    p = run_dir / CONFIG
     old = read_config(p) if p.is_file() else {}
     new = asdict(cfg)
     return [f"{k}: {old.get(k)!r} there, {new[k]!r} requested" for k in _IDENTITY_KEYS if old.get(k) != new[k]]
@@ -272,7 +276,6 @@ class _Log:
         self.lines.append(line)
         atomic_write_text(self.path, "\n".join(self.lines) + "\n")
         if self.echo:
-            from tqdm import tqdm
 
             tqdm.write(msg, file=sys.stderr)
 
@@ -287,16 +290,14 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     uninterrupted run (same seed, CPU).
     """
     import torch
-    from tqdm import tqdm
 
-    from src.io.mnist import load_mnist_tensors
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    metrics_path = run_dir / run_dir.METRICS
+    metrics_path = run_dir / METRICS
     ckpt = load_checkpoint(run_dir, cfg)
     if ckpt is None:
         metrics = {"epochs": [], "test_accuracy": None, "train_accuracy": None, "seconds": 0.0, "complete": False}
@@ -304,11 +305,11 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
             (run_dir / CHECKPOINT).unlink()
     else:
         metrics = dict(ckpt["metrics"], complete=False)
-    atomic_write_json(metrics_path, metrics)  # first: a stale complete:true must never survive a re-run
-    atomic_write_json(run_dir / run_dir.CONFIG, cfg.to_json())
-    log = _Log(run_dir / run_dir.TRAIN_LOG, echo=not quiet and not bars)
-    if ckpt is not None and (run_dir / run_dir.TRAIN_LOG).is_file():
-        log.lines = (run_dir / run_dir.TRAIN_LOG).read_text(errors="replace").splitlines()
+    write_metrics(metrics_path, metrics)  # first: a stale complete:true must never survive a re-run
+    write_config(run_dir / CONFIG, cfg.to_json())
+    log = _Log(run_dir / TRAIN_LOG, echo=not quiet and not bars)
+    if ckpt is not None and (run_dir / TRAIN_LOG).is_file():
+        log.lines = (run_dir / TRAIN_LOG).read_text(errors="replace").splitlines()
     log(f"run {cfg.run_id}: arch {cfg.arch} {cfg.hidden_sizes}, l1 {cfg.l1:g}, adv {cfg.adv}, dropout {cfg.dropout:g}, "
         f"{cfg.epochs} epochs, seed {cfg.seed}, device {device}, threads {cfg.threads}, "
         f"pid {os.getpid()} on {socket.gethostname()}")
@@ -351,7 +352,8 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
                                       "seconds": secs})
             metrics["seconds"] = time.perf_counter() - t0
             save_checkpoint(run_dir, cfg, epoch, model, opt, sched, gen, metrics)
-            atomic_write_json(metrics_path, metrics)
+            write_metrics(metrics_path, metrics)
+            pause_point("epochs", epoch)         # kill tests only: $RELU_TOOLKIT_PAUSE_AFTER
             log(f"epoch {epoch}/{cfg.epochs}: loss {loss:.4f} train_acc {train_acc:.4f} test_acc {test_acc:.4f} "
                 f"({secs:.1f}s)")
             ebar.set_postfix(loss=f"{loss:.3f}", test=f"{test_acc:.3f}")
@@ -363,17 +365,17 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
         ebar.close()
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_open(run_dir / run_dir.MODEL, "wb") as fh:
+    with atomic_open(run_dir / MODEL, "wb") as fh:
         torch.save(state, fh)
     net = from_state_dict(state)
     test_acc = metrics["epochs"][-1]["test_acc"]
-    net.save(run_dir / run_dir.WEIGHTS, model_path=str(run_dir / run_dir.MODEL), accuracy=test_acc)
+    net.save(run_dir / WEIGHTS, model_path=str(run_dir / MODEL), accuracy=test_acc)
     metrics.update(test_accuracy=test_acc, train_accuracy=metrics["epochs"][-1]["train_acc"],
                    seconds=time.perf_counter() - t0)
     log(f"done: test accuracy {test_acc:.4f}, train accuracy {metrics['train_accuracy']:.4f}, "
         f"{metrics['seconds']:.1f}s")
     metrics["complete"] = True
-    atomic_write_json(metrics_path, metrics)  # last
+    write_metrics(metrics_path, metrics)  # last
     with contextlib.suppress(FileNotFoundError):
         (run_dir / CHECKPOINT).unlink()
     return metrics
@@ -389,7 +391,7 @@ def sweep_configs(start: int, arch: str, l1s, advs, dropouts, **common) -> list[
 
 
 def _status(cfg: TrainConfig, models_dir, force: bool) -> str:
-    d = run_dir.run_dir(models_dir, cfg.run_id)
+    d = run_path(models_dir, cfg.run_id)
     if not d.exists():
         return "new"
     if is_complete(d):
@@ -425,7 +427,6 @@ def train_task(cfg_dict: dict, run_dir: str, data_root) -> dict:
 def _train_on_ray(session, todo, models_dir: Path, data_root, quiet: bool, out) -> dict:
     """Every config of todo as one Ray task (threads CPUs, one GPU with --device cuda), at most
     session.slots at once; returns {run_id: metrics}. Ctrl-C or an error cancels what still runs."""
-    from tqdm import tqdm
 
     results = {}
     waiting = list(todo)
@@ -436,7 +437,7 @@ def _train_on_ray(session, todo, models_dir: Path, data_root, quiet: bool, out) 
                 while waiting and len(running) < session.slots:
                     c = waiting.pop(0)
                     gpus = 1 if str(c.device).startswith("cuda") else 0
-                    h = session.submit(train_task, asdict(c), str(run_dir.run_dir(models_dir, c.run_id)), data_root,
+                    h = session.submit(train_task, asdict(c), str(run_path(models_dir, c.run_id)), data_root,
                                        num_cpus=c.threads, num_gpus=gpus)
                     running[h] = c
                 for h in session.wait(list(running), timeout=1.0):
@@ -459,7 +460,6 @@ def run_sweep(configs, models_dir=DEFAULT_MODELS_DIR, workers: int = 1, force: b
     on that cluster (src/parallel.py); workers 1 trains them one after the other in this process.
     `jobs` is the deprecated name of workers.
     """
-    from src.parallel import Session, check_address, resolve_address
 
     out = sys.stdout if out is None else out
     if jobs is not None:
@@ -475,7 +475,6 @@ def run_sweep(configs, models_dir=DEFAULT_MODELS_DIR, workers: int = 1, force: b
     if skipped:
         print(f"skipping {skipped} complete run(s) (use --force to retrain)", file=out, flush=True)
     if todo:
-        from src.io.mnist import ensure_mnist
 
         ensure_mnist(data_root, quiet=quiet)  # build once, before any worker starts
     results = {}
@@ -484,13 +483,13 @@ def run_sweep(configs, models_dir=DEFAULT_MODELS_DIR, workers: int = 1, force: b
             results = _train_on_ray(session, todo, models_dir.resolve(), data_root, quiet, out)
     else:
         for c in todo:
-            m = train_run(c, run_dir.run_dir(models_dir, c.run_id), quiet=quiet, bars=True, data_root=data_root)
+            m = train_run(c, run_path(models_dir, c.run_id), quiet=quiet, bars=True, data_root=data_root)
             results[c.run_id] = m
             print(f"run {c.run_id}: test accuracy {m['test_accuracy']:.4f} ({m['seconds']:.1f}s)", file=out, flush=True)
     summary = []
     for c in configs:
-        d = run_dir.run_dir(models_dir, c.run_id)
-        m = results.get(c.run_id) or read_metrics(d / run_dir.METRICS)
+        d = run_path(models_dir, c.run_id)
+        m = results.get(c.run_id) or read_metrics(d / METRICS)
         summary.append({"run_id": c.run_id, "dir": str(d), "trained": c.run_id in results,
                          "test_accuracy": m.get("test_accuracy")})
     return summary
@@ -545,7 +544,6 @@ def train_sweep(start: int = 100, arch: str = "fcnn4b", l1="0,2e-4,1e-3", adv=No
     if jobs is not None:
         workers = jobs
         print("notice: --jobs is deprecated, use --workers", file=sys.stderr)
-    from src.parallel import check_address
 
     check_address(ray_address)
     configs = sweep_configs(

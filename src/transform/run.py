@@ -10,18 +10,27 @@ from pathlib import Path
 import numpy as np
 
 from src.core.box import Box
+from src.core.compare import RULE
+from src.core.defaults import DEFAULT_TOL, DEFAULT_TRANSFORM_RTOL
 from src.core.errors import ToolError
-from src.io import run_dir
+from src.core.patterns import pattern_keys
+from src.io.current import record_is_current
 from src.io.domains import DomainSpec, box_for, box_from_domain_name
-from src.io.files import atomic_write_json
+from src.io.files import atomic_write_json, file_sha256
+from src.io.pattern_file import read_patterns
+from src.io.readers import load_net
+from src.io.records import read_regions
+from src.io.run_dir import domain_of_pattern_file, regions_file_name, two_hidden_file_names, two_hidden_tag
 from src.transform.sizes import fmt_int, formula_sizes, memory_params, size_entry
 from src.transform.two_hidden import (DEFAULT_BIG_M, DEFAULT_MAX_UNITS, SHARE_MODES, TwoHiddenNet, all_patterns,
                                       build_two_hidden, check_big_m, nonempty_patterns)
-from src.transform.verify import _mnist_check, _pattern_keys, compare_on_points, verify_interior
+from src.transform.verify import _mnist_check, compare_on_points, verify_interior
 
 DEFAULT_MAX_PARAMS = 100_000_000
 
 DEFAULT_MAX_FILE_PARAMS = 50_000_000
+
+VERIFIED_SETS = ("interior", "uniform", "mnist_test")   # the point sets of the verification, each with its "ok"
 
 
 @dataclass
@@ -29,7 +38,7 @@ class TransformReport:
     """What `transform_run` did: the exit code of the script, the sizes, the .json record it wrote
     (None with size_only), the files, the built net, and the warning/error line for stderr."""
 
-    exit_code: int                     # 0, or 1: the interior-point check failed / incomplete list not written
+    exit_code: int                     # 0, or 1: the verification failed / incomplete list not written
     sizes: dict
     record: dict | None = None
     json_path: Path | None = None
@@ -39,7 +48,7 @@ class TransformReport:
 
 
 def output_paths(weights, tag: str, out=None) -> tuple[Path, Path]:
-    dat = Path(out) if out else Path(weights).parent / run_dir.two_hidden_file_names(tag)[0]
+    dat = Path(out) if out else Path(weights).parent / two_hidden_file_names(tag)[0]
     return dat, dat.with_suffix(".json")
 
 
@@ -64,9 +73,6 @@ def check_pattern_sidecar(pattern_path, weights_path, domain_name, n_patterns: i
     describe this file; returns why the list is incomplete (the count stopped early), else None.
     Without a summary (files of the authors' own tools) a one-line notice says it was not checked.
     """
-    from src.io.files import file_sha256
-    from src.io.records import read_regions
-    from src.io.run_dir import regions_file_name
 
     pattern_path = Path(pattern_path)
     side = pattern_path.parent / regions_file_name(domain_name) if domain_name else None
@@ -76,7 +82,7 @@ def check_pattern_sidecar(pattern_path, weights_path, domain_name, n_patterns: i
         return None
     summary = read_regions(side)
     sha = file_sha256(weights_path)
-    if summary.get("weights_sha256") and summary["weights_sha256"] != sha:
+    if summary.get("weights_sha256") and not record_is_current(summary, sha):
         raise ToolError(f"-i {pattern_path}: made for other weights than -w {weights_path} "
                         f"({side.name} records sha256 {summary['weights_sha256'][:12]}…, the weights have "
                         f"{sha[:12]}…)")
@@ -92,7 +98,7 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
                   big_m: float = DEFAULT_BIG_M, share: str = "full", allow_incomplete: bool = False,
                   size_only: bool = False, max_units: int = DEFAULT_MAX_UNITS, max_params: int = DEFAULT_MAX_PARAMS,
                   max_file_params: int = DEFAULT_MAX_FILE_PARAMS, verify: bool = True, verify_points: int = 10000,
-                  verify_patterns: int = 0, rtol: float = 1e-6, tol: float = 1e-6, seed: int = 0,
+                  verify_patterns: int = 0, rtol: float = DEFAULT_TRANSFORM_RTOL, tol: float = DEFAULT_TOL, seed: int = 0,
                   mnist: bool = True, data_root=None, progress: bool = True, say=None) -> TransformReport:
     """The transformation step (transform_networks_using_all_nodes.py): read the net in `weights`, build
     the two-hidden-layer net from all 2^N patterns (patterns=None) or from the pattern file `patterns`,
@@ -104,7 +110,6 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
     say(line) receives the report lines (the script prints them); notes and warnings go to stderr.
     Returns a TransformReport; bad input raises ToolError before anything is written.
     """
-    from src.io.pattern_file import read_patterns
 
     say = say or (lambda line: None)
     if share not in SHARE_MODES:
@@ -121,7 +126,6 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
         raise ToolError("--rtol must be > 0 and --tol >= 0")
     if output and Path(output).suffix == ".json":
         raise ToolError(f"-o {output}: give the path of the weights file (.dat); the .json goes beside it")
-    from src.io.readers import load_net  # weights.dat, .pt/.pth state_dict or .onnx
     net = load_net(weights)
     if net.n_hidden_layers < 1:
         raise ToolError(f"{weights}: the network has no hidden layer; there is nothing to transform")
@@ -135,7 +139,7 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         mode = "feasible"
-        file_domain = run_dir.domain_of_pattern_file(patterns)
+        file_domain = domain_of_pattern_file(patterns)
         if file_domain and file_domain != box.name and isinstance(spec, DomainSpec) and spec.is_default:
             named = box_from_domain_name(file_domain, net.n_inputs, data_root)
             if named is not None:
@@ -146,14 +150,14 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
             print(f"warning: {patterns} is named for domain '{file_domain}' but the flags give "
                   f"'{box.name}'; K, the box bounds and the verification use the flags' box",
                   file=sys.stderr)
-        tag = run_dir.two_hidden_tag("feasible", domain_name)
+        tag = two_hidden_tag("feasible", domain_name)
         formulas = formula_sizes(net.layer_sizes, P)
         list_problem = check_pattern_sidecar(patterns, weights, file_domain, len(P))
     else:
         P = None
         list_problem = None
         mode = "all"
-        tag = run_dir.two_hidden_tag("all", box.name)
+        tag = two_hidden_tag("all", box.name)
         formulas = formula_sizes(net.layer_sizes, None)
     dat_path, json_path = output_paths(weights, tag, output)
     sizes = {"original": size_entry(net.layer_sizes), "naive": formulas["naive"], "shared": formulas["shared"]}
@@ -196,8 +200,9 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
     elif mem > max_params:
         reason = (f"building it would hold {fmt_int(mem)} numbers (dense layer 1 + sparse layers 2, 3), "
                   f"more than --max-params {max_params}")
-    record = {"weights": str(weights), "mode": mode,
+    record = {"weights": str(weights), "weights_sha256": file_sha256(weights), "mode": mode,
               "pattern_file": str(patterns) if patterns else None,
+              "patterns_sha256": file_sha256(patterns) if patterns else None,
               "domain": box.to_json(), "patterns": n_pat, "big_m": M, "band_width": None,
               "built": False, "shared": share != "none", "share": share, "sizes": sizes,
               "build_seconds": None, "verification": None}
@@ -238,10 +243,10 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
     accuracy = None
     if verify:
         t0 = time.perf_counter()
-        ver = {"rtol": rtol, "band_width": res.band_width}
+        ver = {"rtol": rtol, "band_width": res.band_width, "criterion": RULE}
         ver["interior"] = verify_interior(net, two, box, P, res.band_width, tol=tol, rtol=rtol,
                                           limit=verify_patterns, seed=seed, progress=progress)
-        keys = _pattern_keys(P) if mode == "feasible" else None
+        keys = pattern_keys(P) if mode == "feasible" else None
         if verify_points:
             X = box.sample(verify_points, np.random.default_rng(seed))
             ver["uniform"] = compare_on_points(net, two, X, res.band_width, keys, rtol)
@@ -250,7 +255,10 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
             ver["mnist_test"] = _mnist_check(net, two, box, res.band_width, keys, rtol, data_root)
             accuracy = ver["mnist_test"].get("accuracy_transformed")
         ver["seconds"] = round(time.perf_counter() - t0, 3)
-        ok = ver["interior"]["ok"]
+        # one rule for every check: a mismatch outside the band anywhere fails the run (the points of a pattern
+        # missing from an incomplete list are not held to it: they make the list incomplete, below)
+        failed = [k for k in VERIFIED_SETS if (ver.get(k) or {}).get("ok") is False]
+        ok = not failed
         ver["ok"] = ok
         record["verification"] = ver
         for line in _verification_lines(ver):
@@ -268,7 +276,8 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
         record["incomplete_list"] = list_problem
     record["weights_file"] = None
     if not ok:
-        record["weights_file_note"] = "not written: the interior-point check failed"
+        record["weights_file_note"] = ("not written: the interior-point check failed" if "interior" in failed else
+                                       "not written: the verification failed (outputs differ outside the band)")
     elif list_problem is not None and not allow_incomplete:
         record["weights_file_note"] = "not written: the pattern list is incomplete (--allow-incomplete writes it)"
     elif two.n_params > max_file_params:
@@ -291,11 +300,20 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
                           f"is NOT equivalent to {weights} (\"equivalent\": false): {list_problem}; {what}")
         report.exit_code = 0 if allow_incomplete else 1
     elif not ok:
-        it = record["verification"]["interior"]
-        report.message = (f"error: interior-point check failed for {it['failures']} patterns (outputs differ by more "
-                          f"than rtol {rtol:g} at points outside the band); first: {it['failed_patterns'][:5]}")
+        report.message = "error: " + "; ".join(_failure_text(record["verification"], k, rtol) for k in failed)
         report.exit_code = 1
     return report
+
+
+def _failure_text(ver: dict, name: str, rtol: float) -> str:
+    r = ver[name]
+    if name == "interior":
+        return (f"interior-point check failed for {r['failures']} patterns (outputs differ by more than rtol "
+                f"{rtol:g} at points outside the band); first: {r['failed_patterns'][:5]}")
+    k = r.get("known") or r
+    what = "uniform points" if name == "uniform" else "MNIST test images"
+    return (f"{k['mismatch_outside_band']} of the {r['points']} {what} outside the band have outputs that differ "
+            f"by more than rtol {rtol:g} (max abs error there {k['max_abs_error_outside_band']:.3g})")
 
 
 def _verification_lines(ver: dict) -> list[str]:

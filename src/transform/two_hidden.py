@@ -2,7 +2,7 @@
 
 Original net: x in D = [lo,hi]^n0, hidden layers l = 1..L (W_l, b_l), linear output (W_{L+1}, b_{L+1}).
 For a pattern S = (s_1..s_L) the pre-activation of layer l is g_l = A_l^S x + c_l^S, which depends
-only on s_1..s_{l-1}; the output is F^S x + e^S. The new net (issue 5):
+only on s_1..s_{l-1}; the output is F^S x + e^S. The new net (docs/transform.md, "The construction"):
 
   hidden layer 1: violation units  v_{S,l,i} = ReLU(-sigma (A_l^S x + c_l^S)_i), sigma = +1 for bit 1, -1 for bit 0
                   value units      u_{S,k}   = ReLU(F_k^S x + e_k^S + K_{S,k}),  K = max(0, -min_D(F_k^S x + e_k^S))
@@ -21,7 +21,8 @@ Sharing (`share`):
           on D by the same bound), and merge units with bit-identical weights and bias (e.g. value units
           of patterns that differ only in units with zero outgoing weights, or dead prefixes).
           For all 2^N patterns, `nonempty_patterns` grows only the non-provably-empty ones.
-Everything here is pure numpy/scipy; `transform_run` is the step transform_networks_using_all_nodes.py runs.
+Everything here is pure numpy/scipy; the step transform_networks_using_all_nodes.py runs is
+src.transform.run.transform_run.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from src.core.affine import advance, box_bounds
 from src.core.box import Box
 from src.core.errors import ToolError
 from src.core.network import ReluNet
-from src.core.progress import _bar, _iter
+from src.core.progress import progress_bar, progress_iter
 from src.io.weights_file import write_weights
 from src.transform.sizes import dense_params, size_entry
 
@@ -98,7 +99,7 @@ class TwoHiddenNet:
             csc = self.W2.tocsc()
             blocks = [(a, min(a + rc, h1_n), csc[:, a:a + rc].tocsr()) for a in range(0, h1_n, rc)]
         out = np.empty((x.shape[0], self.W3.shape[0]))
-        for s in _iter(range(0, x.shape[0], bs), progress, "evaluate new net"):
+        for s in progress_iter(range(0, x.shape[0], bs), progress, "evaluate new net"):
             xb = x[s:s + bs]
             acc = np.zeros((h2_n, len(xb)))
             for a, b, W2b in blocks:
@@ -114,7 +115,7 @@ class TwoHiddenNet:
 
     def save(self, path, model_path: str = "", accuracy: float | None = None) -> None:
         """Write weights.dat (levels = 3, n = [n0, H1, H2, m]) with src.io.weights_file.write_weights, which
-        streams the sparse W2/W3 (zeros as `0`), so ReluNet.load gives back exactly these numbers."""
+        streams the sparse W2/W3 (zeros as `0`), so src.io.readers.load_net gives back exactly these numbers."""
         write_weights(path, [self.W1, self.W2, self.W3], [self.b1, self.b2, self.b3], model_path=model_path,
                       accuracy=accuracy)
 
@@ -293,7 +294,7 @@ class _RowPool:
 
 
 def _advance(A, c, parent, bits, W, b, chunk_numbers: int = 4_000_000):
-    """Children's affine maps (geometry.advance of each child's parent map and layer bits), in chunks."""
+    """Children's affine maps (src.core.affine.advance of each child's parent map and layer bits), in chunks."""
     q, n0 = len(parent), A.shape[2]
     out_A = np.empty((q, W.shape[0], n0))
     out_c = np.empty((q, W.shape[0]))
@@ -363,7 +364,7 @@ def check_patterns(net: ReluNet, patterns) -> np.ndarray:
 
 def build_two_hidden(net: ReluNet, box: Box, patterns, big_m: float = DEFAULT_BIG_M, share: str = "full",
                      progress: bool = False) -> TransformResult:
-    """Build the two-hidden-layer net of issue 5 for the given distinct 0/1 patterns (P, N).
+    """Build the two-hidden-layer net of the module docstring for the given distinct 0/1 patterns (P, N).
 
     The affine maps (A_l, c_l) are computed once per node of the prefix trie in every mode; `share`
     decides which units are shared (see the module docstring).
@@ -386,7 +387,7 @@ def build_two_hidden(net: ReluNet, box: Box, patterns, big_m: float = DEFAULT_BI
     A, c = net.weights[0][None], net.biases[0][None]
     dropped = 0
     viol_counts = []
-    bar = _bar(len(hs) + 2, progress, "build")
+    bar = progress_bar(len(hs) + 2, progress, "build")
     for l, n_l in enumerate(hs):
         S = P[:, offs[l]:offs[l + 1]]
         if full:

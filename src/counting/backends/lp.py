@@ -17,10 +17,11 @@ import numpy as np
 from src.core.errors import ToolError
 from src.counting.problem import (Backend, BackendUnavailable, EnumerationProblem, EnumerationResult, Option,
                                   PatternSink, packages_line, positive_int)
+from src.counting.tree_walk import EngineOptions
+from src.counting.walk_driver import run_search
 
 
 def _engine_options(v):
-    from src.counting.tree_walk import EngineOptions
 
     return None if v is None or isinstance(v, EngineOptions) else f"must be an EngineOptions, got {type(v).__name__}"
 
@@ -51,7 +52,6 @@ class LpBackend(Backend):
     def enumerate(self, problem: EnumerationProblem, sink: PatternSink, *, time_limit: float | None = None,
                   threads: int = 1, resume_state: dict | None = None, workers: int | None = None,
                   checkpoint=None) -> EnumerationResult:
-        from src.counting.walk_driver import run_search
 
         workers = self.workers if workers is None else int(workers)
         if workers < 1:

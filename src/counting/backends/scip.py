@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from src.core.patterns import pattern_key, pattern_keys
 from src.counting.backends import all_stable_result
 from src.counting.problem import (Backend, BackendUnavailable, EnumerationProblem, EnumerationResult, PatternSink,
                                   packages_line)
@@ -81,7 +82,7 @@ def _make_handler_class():
                 self.stats[f"recorded_in_{where}"] += 1
             else:
                 self.stats["duplicates"] += 1
-            if pattern.tobytes() not in self.cut_keys:
+            if pattern_key(pattern) not in self.cut_keys:
                 self.pending.append(pattern)
 
         def _flush(self) -> int:
@@ -92,7 +93,7 @@ def _make_handler_class():
                 self.tvars = [self.model.getTransformedVar(v) for v in self.allvars]
             added = 0
             for p in self.pending:
-                key = p.tobytes()
+                key = pattern_key(p)
                 if key in self.cut_keys:
                     continue
                 self.cut_keys.add(key)
@@ -223,7 +224,7 @@ class ScipBackend(Backend):
         zvars = [vs[i] for i in form.z_index[form.z_index >= 0].tolist()]
         fvar = vs[form.f_index] if form.f_index >= 0 else None
         handler = _make_handler_class()(form, sink, tol, zvars, fvar, vs)
-        handler.cut_keys.update(p.tobytes() for p in sink.known)
+        handler.cut_keys.update(pattern_keys(sink.known))
         m.includeConshdlr(handler, "nogood", "records activation patterns and cuts them off",
                           sepapriority=0, enfopriority=_PRIORITY, chckpriority=_PRIORITY,
                           sepafreq=-1, propfreq=-1, eagerfreq=-1, maxprerounds=0,

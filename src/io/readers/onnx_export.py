@@ -1,6 +1,6 @@
 """The ONNX writer: a ReluNet as a chain of Gemm and Relu nodes, readable by onnxruntime and Netron.
 
-    python -m src.io.readers.onnx_export -w compressed_input_0_1.dat -o compressed.onnx [--float32]
+    python -m src.cli.onnx_export -w compressed_input_0_1.dat -o compressed.onnx [--float32]   (the command line)
 
 The default element type is DOUBLE: the file holds the float64 weights bit for bit, and
 onnxruntime's CPU kernels for Gemm and Relu accept double, so the exported net computes what

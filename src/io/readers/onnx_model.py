@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from src.core.errors import ToolError
+from src.core.network import ReluNet
 
 SUPPORTED = "Gemm, MatMul+Add, Relu, Flatten, Reshape, Identity"
 
@@ -104,7 +105,6 @@ def from_onnx_model(model, source: str = "model"):
     """ReluNet from an onnx.ModelProto; `source` names the file in error messages."""
     from onnx import helper
 
-    from src.core.network import ReluNet
 
     g = model.graph
 

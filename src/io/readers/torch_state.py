@@ -14,12 +14,14 @@ State-dict rules (the keys of model.state_dict() of an MLP, in their order):
 """
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from src.core.errors import ToolError
+from src.core.network import ReluNet
 
 SUPPORTED_MODULES = "Linear, ReLU, Flatten, Dropout, Identity (nested Sequential)"
 
@@ -59,7 +61,6 @@ def from_state_dict(state_dict, source: str = "state_dict"):
 
     `source` names the file (or object) in error messages: `SOURCE: 'KEY' ...`.
     """
-    from src.core.network import ReluNet
 
     if not isinstance(state_dict, Mapping):
         raise ToolError(f"{source}: a {type(state_dict).__name__}, not a state_dict; "
@@ -110,7 +111,6 @@ def from_state_dict(state_dict, source: str = "state_dict"):
 
 def load(path):
     """ReluNet from a .pt/.pth file holding a state_dict of Linear layers (weights_only=True)."""
-    import pickle
 
     import torch
 
@@ -157,7 +157,6 @@ def from_torch_module(module):
     """
     from torch import nn
 
-    from src.core.network import ReluNet
 
     if not isinstance(module, nn.Module):
         raise ToolError(f"a {type(module).__name__}, not an nn.Module")

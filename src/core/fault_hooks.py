@@ -1,0 +1,72 @@
+"""A deterministic pause point for kill tests (standard library only; does nothing unless asked).
+
+The kill tests kill a real count or training process with a real signal and check that it resumes.
+Instead of sizing the work so that a timed kill lands mid-run, they ask the process to stop at a
+known point through two environment variables:
+
+  RELU_TOOLKIT_PAUSE_AFTER=patterns:K   pause at the first pattern checkpoint holding >= K patterns
+  RELU_TOOLKIT_PAUSE_AFTER=epochs:K     pause after the checkpoint of epoch K (or later) of a training
+  RELU_TOOLKIT_PAUSE_MARKER=PATH        the marker file written when the process pauses
+
+`pause_point(kind, done)` is called where progress has just been made durable (the count driver's
+checkpoint, a training epoch's checkpoint). When RELU_TOOLKIT_PAUSE_AFTER names `kind` and `done`
+>= K, it writes PATH (JSON: pid, kind, done, after) and blocks until a signal arrives: SIGKILL or
+SIGTERM end the process there; a signal whose handler returns (Ctrl-C while the region walk holds
+SIGINT, say) ends the pause and the process carries on and sees it; a handler that raises
+(KeyboardInterrupt) raises from here. The pause happens at most once per marker file: when PATH
+already exists (another process, or an earlier run that was killed, paused there) it does nothing,
+so a resumed or retried run is not stopped again. Without both variables it does nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+PAUSE_AFTER = "RELU_TOOLKIT_PAUSE_AFTER"
+PAUSE_MARKER = "RELU_TOOLKIT_PAUSE_MARKER"
+KINDS = ("patterns", "epochs")
+
+
+def _threshold(kind: str) -> int | None:
+    """K when $RELU_TOOLKIT_PAUSE_AFTER is `kind:K`, else None (a malformed value is an error)."""
+    spec = os.environ.get(PAUSE_AFTER, "").strip()
+    if not spec:
+        return None
+    name, sep, k = spec.partition(":")
+    if not sep or name not in KINDS or not k.strip().isdigit():
+        raise ValueError(f"${PAUSE_AFTER}={spec!r}: expected patterns:K or epochs:K (K >= 0)")
+    return int(k) if name == kind else None
+
+
+def _claim(marker: str, record: dict) -> bool:
+    """Write the marker atomically, only if it does not exist yet; True when this process wrote it."""
+    tmp = f"{marker}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(record, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, marker)                 # fails if the marker exists: one pause per marker file
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
+def pause_point(kind: str, done: int) -> None:
+    """Pause here when $RELU_TOOLKIT_PAUSE_AFTER is `kind:K` with done >= K (see the module docstring)."""
+    k = _threshold(kind)
+    marker = os.environ.get(PAUSE_MARKER, "").strip()
+    if k is None or not marker or int(done) < k or os.path.exists(marker):
+        return
+    if not _claim(marker, {"pid": os.getpid(), "kind": kind, "done": int(done), "after": k}):
+        return
+    if hasattr(signal, "pause") and threading.current_thread() is threading.main_thread():
+        signal.pause()                       # returns once a handler has run (and raises what it raises)
+        return
+    while True:                              # another thread cannot receive signals: wait to be killed
+        time.sleep(3600)
