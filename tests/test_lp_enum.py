@@ -12,9 +12,10 @@ from conftest import TOL, brute_force_patterns, net_of, nets, random_net, refere
 
 from src.core.box import Box
 from src.core.errors import ToolError
+from src.core.patterns import check_prefixes
 from src.counting.problem import BACKENDS, EnumerationProblem, PatternSink, backend_class, get_backend
 from src.counting.tree_walk import CompiledSearch, EngineOptions
-from src.counting.walk_driver import check_frontier, run_search
+from src.counting.walk_driver import run_search
 from src.stability.interval import interval_bounds
 
 
@@ -112,7 +113,7 @@ def test_stop_after_k_patterns_then_resume(k):
 
     out = run_search(net, box, fixed, TOL, emit, stop_flag=lambda: len(found) >= k)
     assert not out.complete and not out.interrupted and len(found) == k
-    check_frontier(out.frontier, net.n_hidden_units)
+    check_prefixes(out.frontier, net.n_hidden_units)
     # the frontier's subtrees are disjoint from what was found: resuming repeats nothing and loses nothing
     everything = _resume_until_done(net, box, fixed, found, out.frontier, stop_flag=None)
     assert len(everything) == len(set(everything))
@@ -203,11 +204,11 @@ def test_resume_from_mid_layer_prefixes():
 
 def test_bad_frontier_is_refused():
     with pytest.raises(ToolError, match="frontier item 1"):
-        check_frontier(["01", "0x1"], 4)
+        check_prefixes(["01", "0x1"], 4)
     with pytest.raises(ToolError, match="length <= 4"):
-        check_frontier(["01010"], 4)
+        check_prefixes(["01010"], 4)
     with pytest.raises(ToolError):
-        check_frontier("0101", 4)
+        check_prefixes("0101", 4)
 
 
 # ---- workers -------------------------------------------------------------------------------------------

@@ -32,15 +32,6 @@ def merge_stats(total: dict, part: dict) -> dict:
     return total
 
 
-def check_frontier(frontier, n_units: int) -> list[str]:
-    """Validate a frontier (src.core.patterns.check_prefixes).
-
-    A prefix that contradicts a stable unit is kept: its subtree is simply empty (stable units can
-    differ between runs when the bounds were cut short by a time limit).
-    """
-    return check_prefixes(frontier, n_units)
-
-
 # ---- the driver: sequential or parallel, time limit, Ctrl-C -------------------------------------------
 
 
@@ -285,7 +276,7 @@ def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, 
     fixed = np.asarray(fixed_bits, np.int8)
     eng = make_engine(net, box, fixed, tol, options)
     if roots is not None:
-        roots = check_frontier(roots, eng.N)
+        roots = check_prefixes(roots, eng.N)  # a prefix contradicting a stable unit has an empty subtree
     with Session(max(1, int(workers)), ray_address) as session:
         if session.parallel:
             return _run_parallel(session, eng, (net, box, fixed, tol, options), emit, roots, t_end, stop_flag,

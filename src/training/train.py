@@ -131,7 +131,6 @@ def is_complete(run_dir) -> bool:
         return False
 
 
-CHECKPOINT = TRAIN_CHECKPOINT
 
 
 def _identity(cfg: TrainConfig) -> dict:
@@ -149,7 +148,7 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, epoch: int, model, opt, sch
              "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}
     if torch.cuda.is_available() and str(cfg.device).startswith("cuda"):
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    with atomic_open(run_dir / CHECKPOINT, "wb") as fh:
+    with atomic_open(run_dir / TRAIN_CHECKPOINT, "wb") as fh:
         torch.save(state, fh)
 
 
@@ -157,7 +156,7 @@ def load_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict | None:
     """The epoch checkpoint of an interrupted run of this very configuration, or None."""
     import torch
 
-    p = run_dir / CHECKPOINT
+    p = run_dir / TRAIN_CHECKPOINT
     if not p.is_file():
         return None
     try:
@@ -302,7 +301,7 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     if ckpt is None:
         metrics = {"epochs": [], "test_accuracy": None, "train_accuracy": None, "seconds": 0.0, "complete": False}
         with contextlib.suppress(FileNotFoundError):
-            (run_dir / CHECKPOINT).unlink()
+            (run_dir / TRAIN_CHECKPOINT).unlink()
     else:
         metrics = dict(ckpt["metrics"], complete=False)
     write_metrics(metrics_path, metrics)  # first: a stale complete:true must never survive a re-run
@@ -314,7 +313,7 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
         f"{cfg.epochs} epochs, seed {cfg.seed}, device {device}, threads {cfg.threads}, "
         f"pid {os.getpid()} on {socket.gethostname()}")
     if ckpt is not None:
-        log(f"resuming after epoch {ckpt['epoch']} from {CHECKPOINT}")
+        log(f"resuming after epoch {ckpt['epoch']} from {TRAIN_CHECKPOINT}")
 
     Xtr, ytr = load_mnist_tensors("train", data_root, device, limit=cfg.train_subset)
     Xte, yte = load_mnist_tensors("test", data_root, device)
@@ -377,7 +376,7 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     metrics["complete"] = True
     write_metrics(metrics_path, metrics)  # last
     with contextlib.suppress(FileNotFoundError):
-        (run_dir / CHECKPOINT).unlink()
+        (run_dir / TRAIN_CHECKPOINT).unlink()
     return metrics
 
 # ---- the sweep --------------------------------------------------------------------------

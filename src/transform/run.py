@@ -112,20 +112,9 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
     """
 
     say = say or (lambda line: None)
-    if share not in SHARE_MODES:
-        raise ToolError(f"share must be one of {', '.join(SHARE_MODES)}, got {share!r}")
+    M = _check_settings(share, big_m, max_units, max_params, max_file_params, verify_points, verify_patterns,
+                        rtol, tol, output)
     spec = domain if domain is not None else DomainSpec()
-    M = check_big_m(big_m)
-    for flag, v in (("--max-units", max_units), ("--max-params", max_params),
-                    ("--max-file-params", max_file_params)):
-        if v < 0:
-            raise ToolError(f"{flag} must be >= 0, got {v}")
-    if verify_points < 0 or verify_patterns < 0:
-        raise ToolError("--verify-points and --verify-patterns must be >= 0")
-    if not (rtol > 0 and tol >= 0):
-        raise ToolError("--rtol must be > 0 and --tol >= 0")
-    if output and Path(output).suffix == ".json":
-        raise ToolError(f"-o {output}: give the path of the weights file (.dat); the .json goes beside it")
     net = load_net(weights)
     if net.n_hidden_layers < 1:
         raise ToolError(f"{weights}: the network has no hidden layer; there is nothing to transform")
@@ -239,27 +228,13 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
     if "nonempty_formula" in sizes:
         say(f"  {'built':8s} n = [{', '.join(map(str, built['layer_sizes']))}]  params = {built['params']}  [built]")
 
-    ok = True
-    accuracy = None
+    ok, failed, accuracy = True, [], None
     if verify:
-        t0 = time.perf_counter()
-        ver = {"rtol": rtol, "band_width": res.band_width, "criterion": RULE}
-        ver["interior"] = verify_interior(net, two, box, P, res.band_width, tol=tol, rtol=rtol,
-                                          limit=verify_patterns, seed=seed, progress=progress)
-        keys = pattern_keys(P) if mode == "feasible" else None
-        if verify_points:
-            X = box.sample(verify_points, np.random.default_rng(seed))
-            ver["uniform"] = compare_on_points(net, two, X, res.band_width, keys, rtol)
-            ver["uniform"]["seed"] = seed
-        if net.n_inputs == 784 and mnist:
-            ver["mnist_test"] = _mnist_check(net, two, box, res.band_width, keys, rtol, data_root)
-            accuracy = ver["mnist_test"].get("accuracy_transformed")
-        ver["seconds"] = round(time.perf_counter() - t0, 3)
-        # one rule for every check: a mismatch outside the band anywhere fails the run (the points of a pattern
-        # missing from an incomplete list are not held to it: they make the list incomplete, below)
-        failed = [k for k in VERIFIED_SETS if (ver.get(k) or {}).get("ok") is False]
-        ok = not failed
-        ver["ok"] = ok
+        ver = _verification(net, two, box, P, res.band_width, keys=pattern_keys(P) if mode == "feasible" else None,
+                            rtol=rtol, tol=tol, verify_points=verify_points, verify_patterns=verify_patterns,
+                            seed=seed, mnist=mnist, data_root=data_root, progress=progress)
+        ok, failed = ver["ok"], [k for k in VERIFIED_SETS if (ver.get(k) or {}).get("ok") is False]
+        accuracy = (ver.get("mnist_test") or {}).get("accuracy_transformed")
         record["verification"] = ver
         for line in _verification_lines(ver):
             say(line)
@@ -303,6 +278,48 @@ def transform_run(weights, patterns=None, *, output=None, domain: DomainSpec | B
         report.message = "error: " + "; ".join(_failure_text(record["verification"], k, rtol) for k in failed)
         report.exit_code = 1
     return report
+
+
+def _check_settings(share, big_m, max_units, max_params, max_file_params, verify_points, verify_patterns,
+                    rtol, tol, output) -> float:
+    """The step's settings, checked before anything is read or written; returns big-M."""
+    if share not in SHARE_MODES:
+        raise ToolError(f"share must be one of {', '.join(SHARE_MODES)}, got {share!r}")
+    M = check_big_m(big_m)
+    for flag, v in (("--max-units", max_units), ("--max-params", max_params),
+                    ("--max-file-params", max_file_params)):
+        if v < 0:
+            raise ToolError(f"{flag} must be >= 0, got {v}")
+    if verify_points < 0 or verify_patterns < 0:
+        raise ToolError("--verify-points and --verify-patterns must be >= 0")
+    if not (rtol > 0 and tol >= 0):
+        raise ToolError("--rtol must be > 0 and --tol >= 0")
+    if output and Path(output).suffix == ".json":
+        raise ToolError(f"-o {output}: give the path of the weights file (.dat); the .json goes beside it")
+    return M
+
+
+def _verification(net, two, box, P, band_width, *, keys, rtol, tol, verify_points, verify_patterns, seed, mnist,
+                  data_root, progress) -> dict:
+    """The verification record of a built net: interior points of its patterns, seeded points of the box and
+    (for a 784-input net) the MNIST test images inside it, each under the one rule (src/core/compare.py).
+
+    A mismatch outside the band anywhere fails it (`ok` false); the points of a pattern missing from an
+    incomplete list (keys) are not held to the rule: they make the list incomplete (reported by the caller).
+    """
+    t0 = time.perf_counter()
+    ver = {"rtol": rtol, "band_width": band_width, "criterion": RULE}
+    ver["interior"] = verify_interior(net, two, box, P, band_width, tol=tol, rtol=rtol,
+                                      limit=verify_patterns, seed=seed, progress=progress)
+    if verify_points:
+        X = box.sample(verify_points, np.random.default_rng(seed))
+        ver["uniform"] = compare_on_points(net, two, X, band_width, keys, rtol)
+        ver["uniform"]["seed"] = seed
+    if net.n_inputs == 784 and mnist:
+        ver["mnist_test"] = _mnist_check(net, two, box, band_width, keys, rtol, data_root)
+    ver["seconds"] = round(time.perf_counter() - t0, 3)
+    ver["ok"] = not any((ver.get(k) or {}).get("ok") is False for k in VERIFIED_SETS)
+    return ver
 
 
 def _failure_text(ver: dict, name: str, rtol: float) -> str:

@@ -2,9 +2,9 @@
 
     load_net(path)            weights.dat (.dat), a PyTorch state_dict (.pt/.pth) or ONNX (.onnx),
                               picked by the file's suffix
-    from_torch_module(module) an nn.Sequential of Linear / ReLU / Flatten / Dropout / Identity
-    from_state_dict(sd)       an in-memory state_dict of Linear layers
-    save_onnx(net, path)      the writer: a ReluNet as ONNX (Gemm + Relu, float64 by default)
+    torch_state.from_torch_module(module)   an nn.Sequential of Linear / ReLU / Flatten / Dropout / Identity
+    torch_state.from_state_dict(sd)         an in-memory state_dict of Linear layers
+    onnx_export.save_onnx(net, path)        the writer: a ReluNet as ONNX (Gemm + Relu, float64 by default)
 
 Anything a reader cannot represent exactly is refused with a ToolError of one line naming the file
 and the layer or node (and its type). docs/readers.md describes the rules and how to add a reader.
@@ -15,8 +15,6 @@ from pathlib import Path
 
 from src.core.errors import ToolError
 from src.io.readers import onnx_model, torch_state, weights_dat
-from src.io.readers.onnx_export import save_onnx
-from src.io.readers.torch_state import from_state_dict, from_torch_module
 
 # suffix (lower case) -> reader; one entry per format, see docs/readers.md "Adding a reader"
 READERS = {
@@ -39,5 +37,3 @@ def load_net(path):
                         ".dat (weights.dat), .pt/.pth (PyTorch state_dict), .onnx (ONNX)")
     return reader(path)
 
-
-__all__ = ["load_net", "from_torch_module", "from_state_dict", "save_onnx", "READERS", "FORMATS_HELP"]
