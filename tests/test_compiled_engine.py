@@ -1,6 +1,8 @@
 """The compiled engine (src/counting/tree_walk.py) beyond the brute-force suite of tests/test_lp_enum.py: its margin LP
 against scipy's HiGHS on random LPs, the exact fallback, and identical pattern sets with the MILP backends on
 MNIST nets trained here (784 inputs: the feature-space path)."""
+import time
+
 import numpy as np
 import pytest
 from conftest import brute_force_patterns, random_net
@@ -8,7 +10,9 @@ from scipy.optimize import linprog
 
 from src.core.box import Box
 from src.counting.problem import BACKENDS, EnumerationProblem, PatternSink, backend_class, get_backend
-from src.counting.tree_walk import STAT_NAMES, _margin_lp, _refutes
+from src.core.network import ReluNet
+from src.counting import tree_walk
+from src.counting.tree_walk import STAT_NAMES, _margin_lp, _refutes, make_engine
 from src.counting.walk_driver import run_search
 from src.io.readers import load_net
 from src.stability.analyse import analyse_stability
@@ -196,3 +200,34 @@ def test_compiled_layer_maps_equal_src_geometry(shape):
             lo, hi = box_bounds(A, c, box.lo, box.hi)
             np.testing.assert_allclose(LOB, lo, rtol=1e-12, atol=1e-12)
             np.testing.assert_allclose(HIB, hi, rtol=1e-12, atol=1e-12)
+
+
+def test_call_budgets_follow_the_time_a_call_takes():
+    """A call into the compiled walk lasts about CALL_SECONDS: budgets halve after a slow call, grow after fast ones,
+    and the LP-iteration budget follows the measured rate."""
+    net = random_net([3, 4, 3, 1], seed=1)
+    eng = make_engine(net, Box.uniform(3), np.full(net.n_hidden_units, -1, np.int8), 1e-6)
+    T = tree_walk.CALL_SECONDS
+    assert eng._next_budgets(64, 10_000, 10 * T, 5_000_000) == (32, 5_000_000 // 10)
+    assert eng._next_budgets(1, 10_000, 10 * T, 0) == (1, 10_000)                       # never below one node
+    assert eng._next_budgets(64, 10_000, T / 10, 1000)[0] == 128
+    assert eng._next_budgets(eng.budget, 10_000, T / 10, 0)[0] == eng.budget           # capped
+    assert eng._next_budgets(64, 10_000, T, 10)[1] == 1000                             # at least 1000 iterations
+
+
+@pytest.mark.slow
+def test_a_deadline_holds_on_wide_layers():
+    """On a 784-input net with wide layers (thousands of LP iterations per node) the walk stops within a second of
+    its deadline with a resumable frontier (it used to run a 2000-node call to its end first)."""
+    rng = np.random.default_rng(0)
+    w = 200                                   # a 784-200-200-10 net: the old walk overran a 2 s deadline by 6 s
+    net = ReluNet([rng.normal(size=(w, 784)) / 28, rng.normal(size=(w, w)) / np.sqrt(w), rng.normal(size=(10, w))],
+                  [rng.normal(size=w) * 0.3, rng.normal(size=w) * 0.3, np.zeros(10)])
+    box = Box.uniform(784)
+    eng = make_engine(net, box, np.full(net.n_hidden_units, -1, np.int8), 1e-6)
+    found = []
+    t0 = time.monotonic()
+    complete, frontier = eng.run(lambda b: found.append(b.copy()), deadline=t0 + 2.0)
+    took = time.monotonic() - t0
+    assert not complete and frontier and took < 2.0 + 1.5, took
+    assert all(set(p) <= {"0", "1"} for p in frontier)

@@ -58,6 +58,7 @@ except ImportError:          # pragma: no cover - numba is pinned in requirement
         raise ToolError("the compiled engine needs the pip package 'numba' (pinned in requirements.txt)")
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
+CALL_SECONDS = 0.05      # a call into the compiled walk lasts about this long (node and LP-iteration budgets)
 
 # status codes of _walk
 DONE, PAUSED, NEED_DECISION = 0, 1, 2
@@ -732,10 +733,11 @@ def _unsettle(path, u, end):
 
 
 @njit(**_JIT)
-def _walk(net, lay, rows, ist, path, pts, out, st, fixed, unstable, tol, cap, use_z, keep, eager, budget):
-    """Walk from the current node for at most `budget` node entries. Returns DONE (the subtree of the root
-    is finished), PAUSED (budget used or output full; the current node is not entered yet) or NEED_DECISION
-    (child (ist[I_REQU], ist[I_REQB]) of the current node needs the caller's exact LP)."""
+def _walk(net, lay, rows, ist, path, pts, out, st, fixed, unstable, tol, cap, use_z, keep, eager, budget, lp_budget):
+    """Walk from the current node for at most `budget` node entries and about `lp_budget` LP iterations (a
+    node is not entered once either is used up). Returns DONE (the subtree of the root is finished), PAUSED
+    (budget used or output full; the current node is not entered yet) or NEED_DECISION (child (ist[I_REQU],
+    ist[I_REQB]) of the current node needs the caller's exact LP)."""
     off, layer_of, sizes = net[4], net[5], net[3]
     bits, pushed, pend, dec, entered, settled = path[0], path[1], path[2], path[3], path[4], path[5]
     PX, PG, NP, QX, QG, NQ = pts[0], pts[1], pts[2], pts[3], pts[4], pts[5]
@@ -745,6 +747,7 @@ def _walk(net, lay, rows, ist, path, pts, out, st, fixed, unstable, tol, cap, us
     xn = np.empty(n0)
     gn = np.empty(N)
     steps = 0
+    lp_end = st[ST_LP_ITERATIONS] + lp_budget
     while True:
         u = ist[I_DEPTH]
         if u == N:                                       # a leaf: all units decided
@@ -765,7 +768,7 @@ def _walk(net, lay, rows, ist, path, pts, out, st, fixed, unstable, tol, cap, us
         l = layer_of[u]
         i = u - off[l]
         if not entered[u]:
-            if steps >= budget:
+            if steps >= budget or st[ST_LP_ITERATIONS] >= lp_end:
                 return PAUSED
             steps += 1
             st[ST_NODES] += 1
@@ -987,6 +990,18 @@ class CompiledSearch:
         V = self.lo + span * (r.random((m - m // 2, self.n0)) < p)
         return np.ascontiguousarray(np.vstack([center, U, V]))
 
+    def _next_budgets(self, budget: int, lp_budget: int, seconds: float, lp_iterations: int) -> tuple[int, int]:
+        """The node and LP-iteration budgets of the next call into the compiled walk, so that a call lasts about
+        CALL_SECONDS: the deadline, Ctrl-C and checkpoints are looked at between calls, on wide layers too
+        (where one node can cost thousands of LP iterations)."""
+        if seconds > CALL_SECONDS:
+            budget = max(1, budget // 2)
+        elif seconds < CALL_SECONDS / 4:
+            budget = min(2 * budget, self.budget)
+        if lp_iterations > 0 and seconds > 0:
+            lp_budget = int(min(max(lp_iterations / seconds * CALL_SECONDS, 1000), 1 << 24))
+        return budget, lp_budget
+
     def _decide_exact(self, prefix_bits, u, b):
         """The brute force's LP on the decided unstable units plus (u, b): ('point', x, g), 'feasible' or
         'refuted'."""
@@ -1081,6 +1096,7 @@ class CompiledSearch:
         """
         roots = [""] if roots is None else list(roots)
         X0 = self._root_points()
+        budget, lp_budget = 16, 1 << 16       # per call into the compiled walk, adapted to CALL_SECONDS
         net, lay, rows, ist, path, pts, out, st = (self._net, self._lay, self._rows, self._ist, self._path,
                                                    self._pts, self._out, self._st)
         self._st[:] = 0
@@ -1107,11 +1123,12 @@ class CompiledSearch:
                         pts[0][len(p), 0] = x
                         pts[1][len(p), 0] = g
                         pts[2][len(p)] = 1
-                budget = 16              # nodes per call: doubles up to self.budget (short slices stop early)
                 while True:
+                    t_call, it0 = time.monotonic(), st[ST_LP_ITERATIONS]
                     status = _walk(net, lay, rows, ist, path, pts, out, st, self.fixed, self.unstable, self.tol,
-                                   self.cap, self.use_z, self.keep, bool(self.opt.eager), budget)
-                    budget = min(2 * budget, self.budget)
+                                   self.cap, self.use_z, self.keep, bool(self.opt.eager), budget, lp_budget)
+                    budget, lp_budget = self._next_budgets(budget, lp_budget, time.monotonic() - t_call,
+                                                           int(st[ST_LP_ITERATIONS] - it0))
                     if status == NEED_DECISION:
                         u, b = int(ist[I_REQU]), int(ist[I_REQB])
                         self._answer(*self._decide_exact(path[0], u, b))
