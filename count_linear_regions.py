@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-samples", type=int, default=100_000, metavar="N",
                    help="seeded uniform samples of the box whose patterns certify unstable units and give the "
                         "lower bound (besides the MNIST images in the box, for 784-input nets)")
+    p.add_argument("--estimate", type=int, default=None, metavar="N",
+                   help="instead of counting: estimate the number of regions with N Knuth probes of the lp "
+                        "region tree and a 95%% interval (docs/counting.md, Estimates); writes the \"estimate\" "
+                        "record into regions_<domain>.json and no pattern file")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the --estimate probes")
     add_domain_arguments(p, sweep=True)
     g = p.add_argument_group("exact sections, instead of the count (docs/sections.md)")
     g.add_argument("--slice", metavar="I,J,K",
@@ -92,6 +97,20 @@ def main(argv=None) -> int:
     if sweep and (args.slice is not None or args.segments is not None or args.resume):
         raise ToolError("a sweep of local boxes (a width list or --center-test-index A:B) counts from scratch; "
                         "it does not take --slice, --segments or --resume")
+    if args.estimate is not None:
+        if args.estimate < 1:
+            raise ToolError(f"--estimate must be a number of probes >= 1, got {args.estimate}")
+        if sweep or args.slice is not None or args.segments is not None or args.resume or args.status:
+            raise ToolError("--estimate estimates one box from scratch; it does not take a sweep, --slice, "
+                            "--segments, --resume or --status")
+        from src.counting.estimate import estimate_line, estimate_run
+
+        summary, path = estimate_run(args.weights, box, probes=args.estimate, tol=args.tol, seed=args.seed,
+                                     time_limit=args.time_limit, out_dir=out_dir, net=net,
+                                     exact_stability=args.exact_stability, progress=not args.quiet,
+                                     data_samples=args.data_samples)
+        print(estimate_line(summary["estimate"], path))
+        return 0
     if args.slice is not None or args.segments is not None:
         from src.sections.files import write_image_sections
 

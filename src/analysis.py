@@ -24,6 +24,7 @@ from src.core.defaults import DEFAULT_POINTS, DEFAULT_RTOL, DEFAULT_TOL, DEFAULT
 from src.core.errors import ToolError
 from src.core.network import ReluNet
 from src.counting.count import RegionCount, count_domain, enumerate_regions
+from src.counting.estimate import RegionEstimate, estimate_regions
 from src.io.readers import load_net
 from src.sections.plane import Plane, PlaneSection, default_view, plane_section, plane_through
 from src.sections.segments import SegmentSection, segment_sections
@@ -86,6 +87,16 @@ class Analysis:
         st = self.stability(exact=exact_stability, time_limit=time_limit)
         return enumerate_regions(self.net, self.box, st, backend=backend, tol=self.tol, time_limit=time_limit,
                                  threads=threads, **options)
+
+    def estimate_regions(self, probes: int = 200, time_limit: float | None = None, seed: int = 0) -> RegionEstimate:
+        """An estimate of the number of regions with a 95 % interval, without enumerating (stratified Knuth
+        probes of the lp region tree; docs/counting.md, "Estimates"). A time limit (stable units included)
+        runs fewer probes and says so (`stopped = "time limit"`)."""
+        t0 = time.perf_counter()
+        count_domain(self.net, self.box)
+        st = self.stability(time_limit=time_limit)
+        return estimate_regions(self.net, self.box, st, probes=probes, tol=self.tol, seed=seed,
+                                deadline=None if time_limit is None else t0 + time_limit)
 
     def local_counts(self, centers, widths, backend: str = "auto", time_limit: float | None = None,
                      **options) -> list[RegionCount]:

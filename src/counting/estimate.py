@@ -1,0 +1,346 @@
+"""A global estimate of the number of linear regions with a 95 % interval: Knuth's estimator of the number
+of leaves of the region tree the lp walk explores (docs/counting.md, "Estimates").
+
+The tree: depth-first over the units not proven stable (`Stability.fixed_bits() == -1`), in layer order; a
+node is a prefix (bits of the decided unstable units), a child (unit u set to b) exists iff the prefix plus
+that bit is feasible by the definition (some x in the box with g > tol on the decided 1-units and g <= 0 on
+the decided 0-units; the stable units take their fixed bits); the leaves at full depth are the regions.
+
+A child is decided by the project's own certified tests: the point carried by the node (verified by the
+exact forward pass `ReluNet.preactivations`) decides the child on its side of unit u for free; the other
+child is decided by the definition's LP (`src.counting.feasibility_lp.prefix_margin_point`, feasible iff
+t > tol), whose point is checked by the forward pass before it is carried further.
+
+The estimator (stratified Knuth): the first levels of the tree are expanded exactly, breadth first, while
+the level holds at most `probes // 4` nodes (the strata; a tree that is a path, or small enough, is counted
+exactly); the probes are dealt round-robin over a seeded permutation of the strata; each probe walks from
+its stratum to a leaf choosing uniformly among the feasible children, and its value is the product of the
+branching counts (0 at a dead end). The estimate is the sum over strata of the mean of their probes; the
+95 % interval is the normal one with the stratified variance (sum of s_v^2 / n_v, each s_v^2 at least the
+pooled relative variance of the strata times the stratum's mean^2), taken on the log scale (delta method) and clipped to the certified bounds: the distinct regions the probes reached (each
+certified feasible) and 2^(unstable units). Seeded and deterministic (the time limit only changes how many
+probes run).
+
+`estimate_run` is the file step of `count_linear_regions.py --estimate N`: it writes the `"estimate"` record
+into regions_<domain>.json and no pattern file.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from src.core.box import Box
+from src.core.defaults import DEFAULT_TOL
+from src.core.errors import ToolError
+from src.core.network import ReluNet
+from src.counting.feasibility_lp import prefix_margin_point
+from src.stability.record import Stability
+
+Z95 = 1.959963984540054          # the 97.5 % quantile of the standard normal
+MEMO_LIMIT = 100_000             # decided nodes kept (with their points) for later probes
+
+
+@dataclass
+class RegionEstimate:
+    """An estimate of the number of linear regions: value, its 95 % interval (hi None: unknown), the probes
+    done, the seconds; `patterns`: the distinct full patterns the probes certified (a lower bound)."""
+    method: str
+    value: float | None
+    ci95: tuple
+    probes: int
+    seconds: float
+    requested: int = 0
+    strata: int = 1
+    strata_depth: int = 0
+    unstable_units: int = 0
+    seed: int = 0
+    stopped: str | None = None
+    exact: bool = False
+    patterns: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.uint8))
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def lower_bound(self) -> int:
+        return int(len(self.patterns))
+
+    def to_json(self) -> dict:
+        lo, hi = self.ci95
+        out = {"method": self.method, "value": None if self.value is None else float(self.value),
+               "ci95": [float(lo), None if hi is None else float(hi)], "probes": int(self.probes),
+               "seconds": round(float(self.seconds), 4), "requested": int(self.requested), "seed": int(self.seed),
+               "strata": int(self.strata), "strata_depth": int(self.strata_depth),
+               "unstable_units": int(self.unstable_units), "certified_patterns": self.lower_bound,
+               "exact": bool(self.exact), "stats": dict(self.stats)}
+        if self.stopped:
+            out["stopped"] = self.stopped
+        return out
+
+    def summary(self) -> str:
+        lo, hi = self.ci95
+        v = "?" if self.value is None else f"{self.value:.4g}"
+        h = "?" if hi is None else f"{hi:.4g}"
+        stop = f", stopped: {self.stopped}" if self.stopped else ""
+        return (f"~{v} linear regions (95% CI [{lo:.4g}, {h}], {self.method}, {self.probes} probes, "
+                f"{self.seconds:.2f} s{stop}; {self.lower_bound} certified)")
+
+
+class _Tree:
+    """The region tree of the lp walk, its nodes decided once (memoised) by points and the definition's LP."""
+
+    def __init__(self, net: ReluNet, box: Box, stability: Stability, tol: float):
+        self.net, self.box, self.tol = net, box, float(tol)
+        self.fixed = stability.fixed_bits().astype(np.int8)
+        self.order = np.flatnonzero(self.fixed < 0)
+        self.depth = int(len(self.order))
+        self.memo: dict = {}
+        self.stats = {"nodes": 0, "lps": 0, "lp_feasible": 0, "point_certified": 0, "unverified_points": 0}
+
+    def certify(self, x, bits, rows):
+        """All pre-activations at x (clipped to the box) when x realises `bits` on the `rows` and on the stable
+        units by the exact forward pass, else None."""
+        g = np.concatenate([a[0] for a in self.net.preactivations(x[None, :])])
+        need = rows | (self.fixed >= 0)
+        ok = np.where(bits[need] == 1, g[need] > self.tol, g[need] <= 0)
+        return g if bool(np.all(ok)) else None
+
+    def root(self):
+        x = 0.5 * (self.box.lo + self.box.hi)
+        return (b"", x, self.certify(x, self.fixed, np.zeros(len(self.fixed), bool)))
+
+    def children(self, node):
+        """[(child node), ...] of the feasible children of `node` = (prefix bytes, point, g or None)."""
+        key, x, g = node
+        hit = self.memo.get(key)
+        if hit is not None:
+            return hit
+        d = len(key)
+        u = int(self.order[d])
+        bits = self.fixed.copy()
+        bits[self.order[:d]] = np.frombuffer(key, np.uint8)
+        rows = np.zeros(len(bits), bool)
+        rows[self.order[:d + 1]] = True
+        out = []
+        for b in (0, 1):
+            ck = key + bytes([b])
+            if g is not None and ((g[u] > self.tol) if b else (g[u] <= 0)):
+                self.stats["point_certified"] += 1
+                out.append((ck, x, g))
+                continue
+            bits[u] = b
+            self.stats["lps"] += 1
+            xb, t = prefix_margin_point(self.net, self.box, bits, rows)
+            if xb is None or not t > self.tol:
+                continue
+            self.stats["lp_feasible"] += 1
+            xb = np.clip(np.asarray(xb, np.float64), self.box.lo, self.box.hi)
+            gb = self.certify(xb, bits, rows)
+            if gb is None:
+                self.stats["unverified_points"] += 1     # feasible by the definition; the point is not carried
+            out.append((ck, xb, gb))
+        self.stats["nodes"] += 1
+        if len(self.memo) < MEMO_LIMIT:
+            self.memo[key] = out
+        return out
+
+    def probe(self, node, rng):
+        """(product of the branching counts from `node` to a leaf, the leaf's prefix or None at a dead end)."""
+        w = 1
+        while len(node[0]) < self.depth:
+            kids = self.children(node)
+            if not kids:
+                return 0, None
+            w *= len(kids)
+            node = kids[int(rng.integers(len(kids)))] if len(kids) > 1 else kids[0]
+        return w, node[0]
+
+    def pattern(self, key: bytes) -> np.ndarray:
+        bits = self.fixed.copy()
+        bits[self.order] = np.frombuffer(key, np.uint8)
+        return bits.astype(np.uint8)
+
+
+def _interval(mean: float, var: float, lower: int, upper: float) -> tuple:
+    """The 95 % interval of a positive estimate with variance `var`: normal on the log scale (delta method,
+    lognormal: mean * exp(+-1.96 sqrt(log(1 + var/mean^2)))), clipped to [lower, upper]."""
+    if mean <= 0:
+        return (float(lower), float(max(lower, 0)) if var == 0 else None)
+    s = math.sqrt(math.log1p(var / mean ** 2))
+    lo, hi = mean * math.exp(-Z95 * s), mean * math.exp(Z95 * s)
+    return (float(max(lo, lower)), float(min(max(hi, lower), upper)))
+
+
+def estimate_regions(net: ReluNet, box: Box, stability: Stability, *, probes: int, tol: float = DEFAULT_TOL,
+                     seed: int = 0, deadline: float | None = None, strata: int | None = None) -> RegionEstimate:
+    """Knuth's estimate (stratified) of the number of feasible activation patterns of `net` on `box`, with a
+    95 % interval (the module's docstring). probes >= 1 walks from a stratum to a leaf; deadline (a
+    time.perf_counter() value) stops early: fewer probes, `stopped = "time limit"`. strata: the most nodes of
+    the exactly expanded levels (default probes // 4)."""
+    if not (isinstance(probes, (int, np.integer)) and not isinstance(probes, bool) and probes >= 1):
+        raise ToolError(f"the number of probes must be an integer >= 1, got {probes!r}")
+    t0 = time.perf_counter()
+    tree = _Tree(net, box, stability, tol)
+    D = tree.depth
+    upper = float(2.0 ** D)
+    cap = max(1, int(probes) // 4) if strata is None else max(1, int(strata))
+    rng = np.random.default_rng(seed)
+    late = (lambda: False) if deadline is None else (lambda: time.perf_counter() >= deadline)
+
+    def result(method, value, ci, done, leaves, stopped=None, exact=False, n_strata=1, depth=0):
+        keys = sorted(set(leaves))
+        pats = np.array([tree.pattern(k) for k in keys], np.uint8).reshape(len(keys), net.n_hidden_units)
+        return RegionEstimate(method, value, ci, done, time.perf_counter() - t0, int(probes), n_strata, depth, D,
+                              int(seed), stopped, exact, pats, dict(tree.stats, memo=len(tree.memo)))
+
+    # ---- the first levels, exactly ----------------------------------------------------------------
+    level, depth, stopped = [tree.root()], 0, None
+    while depth < D and level:
+        if late():
+            stopped = "time limit"
+            break
+        nxt = []
+        for node in level:
+            if late():
+                stopped = "time limit"
+                break
+            nxt += tree.children(node)
+        if stopped or len(nxt) > cap:
+            break
+        level, depth = nxt, depth + 1
+    if depth == D and stopped is None:
+        n = len(level)
+        return result("exact (tree enumerated)", float(n), (float(n), float(n)), 0, [k for k, _, _ in level],
+                      exact=True, n_strata=n, depth=D)
+    if not level:
+        return result("exact (tree enumerated)", 0.0, (0.0, 0.0), 0, [], exact=True, n_strata=0, depth=depth)
+
+    # ---- probes, round-robin over a seeded permutation of the strata ---------------------------------
+    S = len(level)
+    perm = rng.permutation(S)
+    values: list[list[int]] = [[] for _ in range(S)]
+    leaves = []
+    done = 0
+    while done < probes:
+        if late():
+            stopped = "time limit"
+            break
+        v = int(perm[done % S])
+        w, leaf = tree.probe(level[v], rng)
+        values[v].append(w)
+        if leaf is not None:
+            leaves.append(leaf)
+        done += 1
+    lower = len(set(leaves))
+    method = f"stratified Knuth ({S} strata at depth {depth} of {D}), log-normal 95% interval"
+    if done == 0:
+        return result(method, None, (float(lower), upper), 0, leaves, stopped, n_strata=S, depth=depth)
+    n = np.array([len(x) for x in values])
+    if np.all(n >= 2):
+        means = np.array([np.mean(x) for x in values], float)
+        s2 = np.array([np.var(x, ddof=1) for x in values], float)
+        # a stratum whose few probes happen to agree has s^2 = 0 though its subtree is not a path: each
+        # stratum's variance is at least the pooled relative variance of all strata times its mean^2
+        pos = means > 0
+        cv2 = float(np.sum(((n - 1) * s2)[pos] / means[pos] ** 2) / max(1, np.sum((n - 1)[pos])))
+        var = float(np.sum(np.maximum(s2, cv2 * means ** 2) / n))
+        mean = float(means.sum())
+    else:
+        # fewer than two probes in some stratum (a time limit, or few probes): the strata probed are a
+        # uniform random subset (the permutation), so S * (their mean) is unbiased; its variance between strata
+        covered = [np.mean(x) for x in values if x]
+        Y = S * np.array(covered, float)
+        mean = float(Y.mean())
+        if len(Y) < 2:
+            return result(method, mean, (float(lower), upper), done, leaves, stopped, n_strata=S, depth=depth)
+        var = float(np.var(Y, ddof=1) / len(Y))
+        method += ", between-strata variance"
+    return result(method, mean, _interval(mean, var, lower, upper), done, leaves, stopped, n_strata=S, depth=depth)
+
+
+def estimate_line(record: dict, path=None) -> str:
+    """The last line `count_linear_regions.py --estimate N` prints."""
+    lo, hi = record["ci95"]
+    v = "?" if record["value"] is None else f"{record['value']:.6g}"
+    h = "?" if hi is None else f"{hi:.6g}"
+    stop = f", stopped: {record['stopped']} after {record['probes']} of {record['requested']} probes" \
+        if record.get("stopped") else ""
+    where = "" if path is None else f": {path}"
+    return (f"ESTIMATE ~{v} linear regions (95% CI [{lo:.6g}, {h}], {record['probes']} probes, "
+            f"{record['seconds']:.2f}s{stop}; {record['certified_patterns']} certified){where}")
+
+
+def estimate_run(weights, box: Box | None = None, *, probes: int, tol: float = DEFAULT_TOL, seed: int = 0,
+                 time_limit: float | None = None, out_dir=None, net: ReluNet | None = None,
+                 exact_stability: bool = False, progress: bool = True, data_root=None,
+                 data_samples: int | None = None, mnist: bool | None = None) -> tuple[dict, Path]:
+    """`count_linear_regions.py --estimate N`: the stable units as a count computes them (written like a
+    count's), the estimate, and its `"estimate"` record in regions_<domain>.json: merged into the summary of
+    the same weights, tol and domain when there is one, else a new summary whose `count` is the number of
+    distinct patterns the probes certified (`complete: false`). Writes no pattern file. Returns (the
+    summary written, its path)."""
+    from src.counting.count import count_domain, count_stability
+    from src.counting.count_bounds import upper_bounds
+    from src.counting.driver import count_data
+    from src.core.patterns import pattern_keys
+    from src.io.current import record_is_current
+    from src.io.files import file_sha256
+    from src.io.readers import load_net
+    from src.io.records import read_regions, write_regions
+    from src.io.run_dir import regions_file_name
+    from src.stability.files import write_stability_files
+    from src.stability.witnesses import N_DATA_SAMPLES
+
+    t_start = time.perf_counter()
+    if isinstance(probes, bool) or not isinstance(probes, (int, np.integer)) or probes < 1:
+        raise ToolError(f"--estimate must be a number of probes >= 1, got {probes}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+        raise ToolError(f"--tol must be a finite number >= 0, got {tol}")
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise ToolError(f"--time-limit must be > 0 seconds, got {time_limit}")
+    weights = Path(weights)
+    if net is None:
+        net = load_net(weights)
+    box = count_domain(net, box, source=weights)
+    out_dir = Path(out_dir) if out_dir is not None else weights.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / regions_file_name(box.name)
+    sha = file_sha256(weights) if weights.is_file() else None
+    deadline = None if time_limit is None else t_start + time_limit
+
+    data, notes = count_data(net, box, tol, data_root, N_DATA_SAMPLES if data_samples is None else data_samples,
+                             mnist=mnist)
+    stability = count_stability(net, box, tol=tol, exact=exact_stability, progress=progress, data=data,
+                                deadline=deadline)
+    write_stability_files(out_dir, stability, box, weights, sha=sha)
+    t_bounds = time.perf_counter() - t_start
+    est = estimate_regions(net, box, stability, probes=int(probes), tol=tol, seed=seed, deadline=deadline)
+    record = est.to_json()
+    prev = None
+    if json_path.exists():
+        try:
+            prev = read_regions(json_path)
+        except ToolError:
+            prev = None
+    if prev is not None and record_is_current(prev, sha, tol=tol, domain=box.name):
+        summary = dict(prev, estimate=record)
+    else:
+        found = pattern_keys(est.patterns)
+        extra = len(data.keys - found)
+        counts = stability.counts()
+        notes.append(f"no enumeration (--estimate {probes}): count = the {len(found)} distinct patterns the probes "
+                     f"certified, a lower bound")
+        summary = {
+            "weights": str(weights), "weights_sha256": sha, "layer_sizes": net.layer_sizes, "domain": box.to_json(),
+            "count": int(len(found)), "complete": False, "backend": "estimate",
+            "tol": float(tol), "lower_bound": int(len(found) + extra), "upper_bound": upper_bounds(net, stability),
+            "data_patterns": data.to_json(),
+            "times": {"bounds": round(t_bounds, 4), "enumeration": 0.0,
+                      "total": round(time.perf_counter() - t_start, 4)},
+            "stable_units": [{"layer": l + 1, **c} for l, c in enumerate(counts)],
+            "exact_stability": bool(stability.exact), "stats": {}, "note": "; ".join(notes), "estimate": record,
+        }
+    write_regions(json_path, summary)
+    return summary, json_path
