@@ -162,3 +162,17 @@ def test_cli_refuses_bad_values(tmp_path):
         assert r.returncode == 2 and lines[-1].startswith("error:"), (args, r.stderr)
         assert ("--estimate" in lines[-1]) or ("--time-limit" in lines[-1])
     assert not (tmp_path / "regions_input_0_1.json").exists()
+
+
+def test_the_regions_reader_checks_the_estimate_record(tmp_path):
+    from src.core.errors import ToolError
+    from src.io.records import write_regions
+
+    rec = {"layer_sizes": [2, 3, 1], "domain": {"name": "input_0_1"}, "count": 3, "complete": False, "tol": 1e-6,
+           "estimate": {"method": "knuth-stratified", "value": 5.0, "ci95": [3.0, 8.0], "probes": 20}}
+    write_regions(tmp_path / "r.json", rec)
+    assert read_regions(tmp_path / "r.json")["estimate"]["ci95"] == [3.0, 8.0]
+    for bad in ({"ci95": [8.0, 3.0]}, {"probes": -1}, {"value": -2.0}, {"method": 7}):
+        with pytest.raises(ToolError, match="estimate"):
+            write_regions(tmp_path / "bad.json", {**rec, "estimate": {**rec["estimate"], **bad}})
+    assert not (tmp_path / "bad.json").exists()

@@ -167,9 +167,23 @@ def _check_regions(c: _Checker, d: dict) -> None:
     c.need(d, "tol", nonneg_num)
     c.need(d, "weights_sha256", sha256, optional=True)
     c.need(d, "pattern_file", string, optional=True)
+    c.need(d, "estimate", _estimate, optional=True)
     n_units = sum(sizes[1:-1])
     if n_units < 63 and count > 2 ** n_units:
         c.fail("count", f"{count} patterns, but {n_units} hidden units allow at most 2^{n_units}")
+
+
+def _estimate(v):
+    """The "estimate" record of `--estimate N` (src/counting/estimate.py)."""
+    if not isinstance(v, dict) or string(v.get("method")) or nonneg_int(v.get("probes")):
+        return "expected an object with 'method' and 'probes'"
+    if v.get("value") is not None and nonneg_num(v["value"]):
+        return f"value: {nonneg_num(v['value'])}"
+    ci = v.get("ci95")
+    if not (isinstance(ci, list) and len(ci) == 2 and _is_num(ci[0]) and (ci[1] is None or _is_num(ci[1]))
+            and (ci[1] is None or ci[0] <= ci[1])):
+        return f"ci95 must be [lo, hi] with lo <= hi (hi may be null), got {ci!r:.60}"
+    return None
 
 
 def frontier_items(v, n_units: int | None = None):
