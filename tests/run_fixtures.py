@@ -6,6 +6,7 @@ import numpy as np
 
 from src.core.network import ReluNet
 from src.io.readers import load_net
+from src.io.weights_file import save_net
 
 DOMAIN = {"name": "input_0_1", "n": 784, "lo": 0.0, "hi": 1.0}
 
@@ -94,7 +95,7 @@ def write_run(models_dir, run_id, l1, adv, dropout, *, hidden=(8, 8), seed=0, co
         ws = [rng.normal(size=(o, i)) * np.sqrt(2.0 / i) * (1 - min(0.9, 300 * l1))
               for i, o in zip(sizes[:-1], sizes[1:])]
         bs = [0.1 * rng.normal(size=o) for o in sizes[1:]]
-        ReluNet(ws, bs).save(d / "weights.dat")
+        save_net(ReluNet(ws, bs), d / "weights.dat")
     return d
 
 

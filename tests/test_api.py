@@ -10,6 +10,7 @@ import src
 from src import Analysis, Box, ReluNet, ToolError, load_net
 from src.counting.driver import count_run
 from src.stability.analyse import analyse_stability
+from src.io.weights_file import save_net
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_count_regions_in_memory_equals_brute_force_and_the_file_driver(net, tmp
     assert res.complete and res.backend == "lp"
     assert {tuple(int(v) for v in p) for p in res.patterns} == brute_force_patterns(net, box)
     assert res.bounds["lower"]["value"] == res.bounds["upper"]["value"] == str(res.count)
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     summary = count_run(tmp_path / "weights.dat", box, backend="lp", progress=False)
     assert summary["count"] == res.count
     milp = a.count_regions(backend="milp")
@@ -61,7 +62,7 @@ def test_stability_is_computed_once_and_shared(net, monkeypatch):
 
 
 def test_load_net_and_stability(net, tmp_path):
-    net.save(tmp_path / "w.dat")
+    save_net(net, tmp_path / "w.dat")
     back = load_net(tmp_path / "w.dat")
     assert all(np.array_equal(a, b) for a, b in zip(back.weights, net.weights))
     st = analyse_stability(back, Box.uniform(3))

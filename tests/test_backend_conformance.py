@@ -9,8 +9,7 @@ all-stable net with its single pattern, and accept exactly the options it declar
 """
 import numpy as np
 import pytest
-from conftest import (TOL, as_set, brute_force_patterns, catalogue_net, nets, random_net, reference,
-                      sampled_reference)
+from conftest import TOL, as_set, brute_force_patterns, catalogue_net, nets, random_net, reference, sampled_reference
 
 from src.analysis import Analysis
 from src.core.box import Box
@@ -20,6 +19,7 @@ from src.counting.driver import count_run
 from src.counting.problem import (BACKENDS, BackendUnavailable, EnumerationProblem, PatternSink, backend_class,
                                   get_backend)
 from src.io.pattern_file import read_patterns
+from src.io.weights_file import save_net
 from src.stability.analyse import analyse_stability
 from src.stability.interval import interval_bounds
 
@@ -42,7 +42,7 @@ def patterns_of(name, net, box, stability=None, **kw):
 
 def count_file(tmp_path, net, box, backend):
     """The file driver: the patterns of the pattern file count_run writes, and its summary."""
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     summary = count_run(tmp_path / "weights.dat", box, backend=backend, progress=False)
     pats = read_patterns(tmp_path / summary["pattern_file"], net.layer_sizes, allow_empty=True)
     got = as_set(pats)
@@ -111,7 +111,7 @@ def test_declared_options_only(backend):
 
 
 def test_only_milp_backends_build_the_milp(backend, monkeypatch):
-    import src.counting.milp as milp
+    import src.stability.milp as milp
 
     calls = []
     real = milp.build_formulation

@@ -142,8 +142,8 @@ def test_stability_only_gives_the_same_stable_sets(net_spec):
 @pytest.mark.parametrize("net_spec", NETS[::2], ids=str)
 def test_every_milp_solve_returns_a_valid_bound(net_spec, early_stop):
     """Stopped early (witness, cutoff or bound) or not, a solve's bound never cuts the exact range."""
-    from src.counting.milp import build_formulation
     from src.stability.exact import _LayerMILP
+    from src.stability.milp import build_formulation
 
     net, box, (elo, ehi) = case(net_spec)
     st = interval_bounds(net, box)

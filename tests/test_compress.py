@@ -20,6 +20,7 @@ from src.io.domains import parse_index_spec, parse_widths
 from src.io.readers import load_net
 from src.stability.exact import exact_stability_per_unit
 from src.stability.record import Stability
+from src.io.weights_file import save_net
 
 TOL = 1e-6
 
@@ -332,7 +333,7 @@ def tiny_weights(tmp_path):
     net = random_net([3, 6, 5, 2], seed=11, bias_scale=1.0)
     p = tmp_path / "run" / "weights.dat"
     p.parent.mkdir()
-    net.save(p)
+    save_net(net, p)
     return p
 
 
@@ -440,7 +441,7 @@ def test_cli_mnist_sweep_and_test_set_verification(tmp_path):
     net = random_net([784, 6, 4, 10], seed=5, bias_scale=0.5)
     net = ReluNet([w * 0.05 if l == 0 else w for l, w in enumerate(net.weights)], net.biases)
     w = tmp_path / "weights.dat"
-    net.save(w)
+    save_net(net, w)
     r = cli("-w", w, "--center-test-index", "0:2", "--width", "0.01,0.1", "-q", "--verify-points", 300)
     assert r.returncode == 0, r.stderr
     stem = "compress_sweep_test0_to_test1_width_0.01_0.1"

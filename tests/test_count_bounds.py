@@ -9,12 +9,13 @@ from conftest import brute_force_patterns, nets, random_net, reference, run_cli
 
 from src.core.box import Box
 from src.counting.driver import count_run
+from src.io.weights_file import save_net
 
 
 @pytest.mark.parametrize("net_spec", nets("count_bounds"), ids=str)
 def test_data_le_lower_le_count_le_upper(tmp_path, net_spec):
     net = net_spec.net()
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     s = count_run(tmp_path / "weights.dat", backend="lp", progress=False, data_samples=20000)
     ref = len(reference(net_spec))
     up = s["upper_bound"]
@@ -28,7 +29,7 @@ def test_data_le_lower_le_count_le_upper(tmp_path, net_spec):
 
 def test_an_incomplete_count_reports_bounds(tmp_path):
     net = random_net([5, 12, 12, 1], 3)
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     s = count_run(tmp_path / "weights.dat", backend="lp", progress=False, time_limit=0.3, checkpoint_every=0)
     assert not s["complete"]
     assert s["count"] <= s["lower_bound"] <= int(s["upper_bound"]["upper_bound"]["value"])
@@ -41,7 +42,7 @@ def test_time_limit_bounds_the_whole_command_on_a_784_100x4_net(tmp_path):
     net = random_net([784, 100, 100, 100, 100, 10], 0, bias_scale=0.1)
     for w in net.weights:
         w *= 0.05
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     t0 = time.monotonic()
     r = run_cli("count_linear_regions.py", "-w", tmp_path / "weights.dat", "-q", "--time-limit", "5", timeout=120)
     wall = time.monotonic() - t0
@@ -59,7 +60,7 @@ def test_local_sweep_equals_brute_force_on_tiny_nets(tmp_path):
     from src.counting.local_sweep import count_sweep
 
     net = random_net([2, 5, 5, 1], 5, bias_scale=0.8)
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     rng = np.random.default_rng(0)
     centers = [("c%d" % k, rng.random(2)) for k in range(3)]
     domains = [(name, w, Box.around(c, w, name)) for name, c in centers for w in (0.05, 0.2)]
@@ -76,7 +77,7 @@ def test_local_sweep_equals_brute_force_on_tiny_nets(tmp_path):
 @pytest.mark.slow
 def test_cli_local_sweep_around_test_images(tmp_path):
     net = random_net([784, 8, 8, 10], 1, bias_scale=0.3)
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     r = run_cli("count_linear_regions.py", "-w", tmp_path / "weights.dat", "-q", "--center-test-index", "0:3",
                 "--width", "0.005,0.02", "--save-each", "--data-samples", "2000", timeout=300)
     assert r.returncode == 0, r.stderr
@@ -105,7 +106,7 @@ def test_results_table_figure_and_verdict_use_bounds_and_local_counts(tmp_path):
         write_run(models, rid, l1, "none", 0.0, hidden=(5, 5), files=("config", "metrics"), n0=2)
         d = models / f"fcnn_run_{rid}"
         net = random_net([2, 5, 5, 1], k, bias_scale=0.8)
-        net.save(d / "weights.dat")
+        save_net(net, d / "weights.dat")
         count_run(d / "weights.dat", backend="lp", progress=False, time_limit=0.01 if k == 0 else None,
                       data_samples=500)
         centers = [("c%d" % j, np.random.default_rng(j).random(2)) for j in range(4)]

@@ -13,6 +13,7 @@ from src.counting.estimate import estimate_regions
 from src.io.records import read_regions
 from src.stability.analyse import analyse_stability
 from src.stability.record import Stability
+from src.io.weights_file import save_net
 
 TOL = 1e-6
 # catalogue nets whose region tree is not enumerated by the strata at 20 probes (7-9 unstable units)
@@ -125,7 +126,7 @@ def test_bad_probes():
 
 def _weights(tmp_path, name="3-5-4-1_seed9_bias0.4"):
     path = tmp_path / "weights.dat"
-    catalogue_net(name).net().save(path)
+    save_net(catalogue_net(name).net(), path)
     return path
 
 

@@ -17,6 +17,7 @@ from src.core.errors import ToolError
 from src.counting.driver import count_run
 from src.counting.problem import BACKENDS, get_backend
 from src.io.pattern_file import read_patterns
+from src.io.weights_file import save_net
 
 CLI = "count_linear_regions.py"
 NET = ([3, 8, 8, 1], 0)                 # 159 regions: small, the pause point decides where the kill lands
@@ -36,7 +37,7 @@ def _available(name):
 def _reference(tmp_path, sizes, seed):
     d = tmp_path / "reference"
     d.mkdir()
-    random_net(sizes, seed).save(d / "weights.dat")
+    save_net(random_net(sizes, seed), d / "weights.dat")
     s = count_run(d / "weights.dat", backend="lp", progress=False, checkpoint_every=0)
     assert s["complete"]
     return {p.tobytes() for p in read_patterns(d / f"activation_pattern_abhinav_{DOMAIN}.dat")}
@@ -67,7 +68,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_set(tmp_path, backend):
     ref = _reference(tmp_path, sizes, seed)
     run = tmp_path / "run"
     run.mkdir()
-    random_net(sizes, seed).save(run / "weights.dat")
+    save_net(random_net(sizes, seed), run / "weights.dat")
     kills = 2 if backend == "lp" else 1               # lp: killed again while resuming
     saved = 0
     for k in range(kills):
@@ -97,7 +98,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_set(tmp_path, backend):
 
 def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
     """A temp file whose writer (this host, a dead pid) was killed is removed by the next run."""
-    random_net([3, 4, 4, 1], 0).save(tmp_path / "weights.dat")
+    save_net(random_net([3, 4, 4, 1], 0), tmp_path / "weights.dat")
     dead = subprocess.Popen([PY, "-c", "pass"])
     dead.wait()
     from src.io.files import _HOST
@@ -113,7 +114,7 @@ def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
 
 
 def test_fresh_count_discards_an_old_checkpoint(tmp_path):
-    random_net([3, 4, 4, 1], 0).save(tmp_path / "weights.dat")
+    save_net(random_net([3, 4, 4, 1], 0), tmp_path / "weights.dat")
     ck = tmp_path / f"checkpoint_{DOMAIN}.json"
     ck.write_text("{}")
     (tmp_path / f".activation_pattern_abhinav_{DOMAIN}.dat.partial").write_text("n = [3, 4, 4, 1]\n")
@@ -124,9 +125,9 @@ def test_fresh_count_discards_an_old_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_other_weights(tmp_path):
     sizes = NET[0]
-    random_net(sizes, 0).save(tmp_path / "weights.dat")
+    save_net(random_net(sizes, 0), tmp_path / "weights.dat")
     _kill_at_pause(_start(tmp_path, "lp", tmp_path / "pause.json", FIRST), tmp_path / "pause.json")
-    random_net(sizes, 1).save(tmp_path / "weights.dat")                      # retrained in between
+    save_net(random_net(sizes, 1), tmp_path / "weights.dat")                      # retrained in between
     r = run_cli(CLI, "-w", tmp_path / "weights.dat", "-q", "--resume", timeout=60)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
@@ -135,7 +136,7 @@ def test_resume_refuses_a_checkpoint_of_other_weights(tmp_path):
 
 
 def test_checkpoint_every_is_validated(tmp_path):
-    random_net([3, 4, 4, 1], 0).save(tmp_path / "weights.dat")
+    save_net(random_net([3, 4, 4, 1], 0), tmp_path / "weights.dat")
     r = run_cli(CLI, "-w", tmp_path / "weights.dat", "-q", "--checkpoint-every", "-1", timeout=60)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "error: --checkpoint-every must be >= 0 seconds (0 = off), got -1.0"]
@@ -153,7 +154,7 @@ def _with_umask(mask, *args):
 @pytest.mark.slow
 def test_output_files_get_the_umask_permissions(tmp_path):
     """Every output is 0666 & ~umask (here 0o022 -> 0o644), as a plain open() would create it."""
-    random_net([3, 4, 4, 1], 0).save(tmp_path / "weights.dat")
+    save_net(random_net([3, 4, 4, 1], 0), tmp_path / "weights.dat")
     r = _with_umask(0o022, "-w", tmp_path / "weights.dat", "-q", "-o", tmp_path / "out" / "sub")
     assert r.returncode == 0, r.stderr
     files = list((tmp_path / "out" / "sub").iterdir())

@@ -1,4 +1,4 @@
-"""The lean MILP (src/counting/milp.py) against brute force on tiny nets, solved with scipy's HiGHS MILP."""
+"""The lean MILP (src/stability/milp.py) against brute force on tiny nets, solved with scipy's HiGHS MILP."""
 import itertools
 
 import numpy as np
@@ -8,9 +8,9 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from src.core.box import Box
 from src.core.network import ReluNet
-from src.counting.milp import build_formulation, expected_size
 from src.stability.analyse import analyse_stability
 from src.stability.interval import interval_bounds
+from src.stability.milp import build_formulation, expected_size
 
 TOL = 1e-6
 NETS = nets("milp")                      # the catalogue's (tests/conftest.py): hidden biases shifted by 0, +-1.5

@@ -7,6 +7,7 @@ from src.core.errors import ToolError
 from src.io.readers import load_net
 from src.io.readers.torch_state import from_state_dict, from_torch_module
 from src.training.models import ARCHS, build_model, linear_weights, parse_arch
+from src.io.weights_file import save_net
 
 # The zoo as the issue lists it, typed independently of src/training/models.py.
 EXPECTED = {
@@ -89,7 +90,7 @@ def test_relunet_forward_equals_torch(arch, dropout, tmp_path):
     assert np.abs(out - ref64).max() < 1e-6
     assert np.abs(out - ref32).max() < 1e-4
     # and through weights.dat
-    net.save(tmp_path / "w.dat")
+    save_net(net, tmp_path / "w.dat")
     back = load_net(tmp_path / "w.dat")
     for a, b in zip(back.weights + back.biases, net.weights + net.biases):
         assert np.array_equal(a, b)                 # the file round trip is bit-exact

@@ -5,6 +5,7 @@ from conftest import random_net
 from src.core.network import ReluNet
 from src.io.readers import load_net
 from src.io.weights_file import WeightsFormatError, read_weights
+from src.io.weights_file import save_net
 
 
 def test_roundtrip_bit_exact(tmp_path):
@@ -13,7 +14,7 @@ def test_roundtrip_bit_exact(tmp_path):
     net.weights[0][0, 1] = 1e-300
     net.biases[1][0] = 1.0 / 3.0
     p = tmp_path / "weights.dat"
-    net.save(p, model_path="m.pt", accuracy=0.975)
+    save_net(net, p, model_path="m.pt", accuracy=0.975)
     back = load_net(p)
     assert back.layer_sizes == net.layer_sizes
     for a, b in zip(net.weights + net.biases, back.weights + back.biases):

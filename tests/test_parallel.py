@@ -21,6 +21,7 @@ from src.core.box import Box
 from src.counting.driver import count_run
 from src.counting.walk_driver import OrderedWork, run_search
 from src.stability.interval import interval_bounds
+from src.io.weights_file import save_net
 
 TOL = 1e-6
 KILL_NET = ([6, 24, 16, 1], 3)          # about 44,000 regions, ~5 s of lp work on one core
@@ -116,7 +117,7 @@ def test_unreachable_address_one_line_exit_2_nothing_written(tmp_path):
     port = _free_port()
     w = tmp_path / "net"
     w.mkdir()
-    random_net([2, 3, 1], seed=0).save(w / "weights.dat")
+    save_net(random_net([2, 3, 1], seed=0), w / "weights.dat")
     before = sorted(p.name for p in w.iterdir())
     out = tmp_path / "out"
     r = run_cli("count_linear_regions.py", "-w", w / "weights.dat", "-q", "--workers", "2", "--ray-address",
@@ -140,7 +141,7 @@ def test_two_workers_write_the_same_files(tmp_path, ray_session):
     for workers in (1, 2):
         d = tmp_path / f"w{workers}"
         d.mkdir()
-        random_net([3, 8, 6, 1], seed=5, bias_scale=0.4).save(d / "weights.dat")
+        save_net(random_net([3, 8, 6, 1], seed=5, bias_scale=0.4), d / "weights.dat")
         s = count_run(d / "weights.dat", backend="lp", workers=workers, progress=False, checkpoint_every=0)
         assert s["complete"] and s["count"] > 50
         files[workers] = (d / "activation_pattern_abhinav_input_0_1.dat").read_bytes()
@@ -213,7 +214,7 @@ def test_the_cli_joins_a_running_cluster_by_its_address(tmp_path, ray_session):
     for extra in ([], ["--ray-address", addr]):
         d = tmp_path / ("joined" if extra else "alone")
         d.mkdir()
-        net.save(d / "weights.dat")
+        save_net(net, d / "weights.dat")
         r = run_cli("count_linear_regions.py", "-w", d / "weights.dat", "-q", "--checkpoint-every", "0", *extra,
                     timeout=300)
         assert r.returncode == 0, r.stderr

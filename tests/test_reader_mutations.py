@@ -21,6 +21,7 @@ from src.counting.problem import PatternSink
 from src.io.pattern_file import PatternWriter, read_patterns, write_patterns
 from src.io.records import read_checkpoint, read_config, read_frontier, read_metrics, read_regions
 from src.io.weights_file import read_weights, write_weights
+from src.io.weights_file import save_net
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -196,7 +197,7 @@ def json_files(tmp_path_factory):
                "test_accuracy": 0.5, "train_accuracy": 0.625, "seconds": 0.2, "complete": True}
     (d / "metrics.json").write_text(json.dumps(metrics, indent=2))
     out["metrics"] = ((d / "metrics.json").read_bytes(), read_metrics)
-    random_net([3, 4, 3, 1], 0).save(d / "weights.dat")
+    save_net(random_net([3, 4, 3, 1], 0), d / "weights.dat")
     count_run(d / "weights.dat", backend="lp", progress=False)
     out["regions"] = ((d / "regions_input_0_1.json").read_bytes(), read_regions)
     summary = json.loads((d / "regions_input_0_1.json").read_text())

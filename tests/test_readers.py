@@ -22,6 +22,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
+from src.io.weights_file import save_net
 
 SUPPORTED = "supported: Gemm, MatMul+Add, Relu, Flatten, Reshape, Identity"
 SIZES = [3, 5, 4, 2]
@@ -53,7 +54,7 @@ def save_all(net: ReluNet, d):
     paths = {"dat": d / "dat" / "weights.dat", "pt": d / "pt" / "model.pt", "onnx": d / "onnx" / "net.onnx"}
     for p in paths.values():
         p.parent.mkdir()
-    net.save(paths["dat"])
+    save_net(net, paths["dat"])
     torch.save(sequential_of(net).state_dict(), paths["pt"])
     save_onnx(net, paths["onnx"])
     return paths
@@ -215,7 +216,7 @@ def test_export_cli(tmp_path):
     from src.cli import onnx_export
 
     net = random_net(SIZES, seed=8)
-    net.save(tmp_path / "w.dat")
+    save_net(net, tmp_path / "w.dat")
     assert onnx_export.main(["-w", str(tmp_path / "w.dat"), "-o", str(tmp_path / "w.onnx")]) == 0
     assert same_bits(net, load_net(tmp_path / "w.onnx"))
     r = run_cli(onnx_export.main, "-w", tmp_path / "w.dat", "-o", tmp_path / "w.txt")

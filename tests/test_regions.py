@@ -24,6 +24,7 @@ from src.counting.problem import AUTO_ORDER
 from src.counting.problem import BACKENDS as REGISTERED
 from src.counting.problem import PatternSink, backend_class, get_backend
 from src.io.pattern_file import read_patterns, write_patterns
+from src.io.weights_file import save_net
 
 BACKENDS = [n for n in REGISTERED if backend_class(n).uses_milp]     # the MILP backends (lp: test_lp_enum)
 CLI = "count_linear_regions.py"
@@ -42,7 +43,7 @@ def bf(name):
 def run_count(tmp_path, net, backend, **kw):
     w = tmp_path / "weights.dat"
     if not w.exists():
-        net.save(w)
+        save_net(net, w)
     summary = count_run(w, backend=backend, progress=False, **kw)
     pats = read_patterns(tmp_path / summary["pattern_file"], net.layer_sizes, allow_empty=True)
     return summary, pats
@@ -90,7 +91,7 @@ def test_other_box_and_local_box(tmp_path):
     net = make_net("2-3-3-1_seed1")
     for box in (Box.uniform(2, -1.0, 2.0), Box.around([0.4, 0.6], 0.2, "c")):
         (tmp_path / box.name).mkdir()
-        net.save(tmp_path / box.name / "weights.dat")
+        save_net(net, tmp_path / box.name / "weights.dat")
         s = count_run(tmp_path / box.name / "weights.dat", box, backend="scip", progress=False)
         assert (tmp_path / box.name / f"activation_pattern_abhinav_{box.name}.dat").exists()
         pats = read_patterns(tmp_path / box.name / s["pattern_file"], net.layer_sizes)
@@ -104,7 +105,7 @@ def test_resume_from_partial_file(tmp_path, backend):
     key = "3-4-3-2-1_seed2"
     net = make_net(key)
     ref = sorted(bf(key))
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     part = np.array(ref[::3], np.uint8)
     write_patterns(tmp_path / "activation_pattern_abhinav_input_0_1.dat", net.layer_sizes, part)
     summary, pats = run_count(tmp_path, net, backend, resume=True)
@@ -132,7 +133,7 @@ def test_time_limit_partial_then_resume(tmp_path, backend):
 
 def test_resume_refuses_other_net(tmp_path):
     net = make_net("2-3-3-1_seed0")
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     write_patterns(tmp_path / "activation_pattern_abhinav_input_0_1.dat", [2, 4, 1], [[1, 0, 1, 0]])
     with pytest.raises(ToolError, match=r"n = \[2, 4, 1\].*n = \[2, 3, 3, 1\]"):
         count_run(tmp_path / "weights.dat", backend="scip", resume=True, progress=False)
@@ -214,7 +215,7 @@ def one_error_line(r):
 
 def test_cli_counts_and_writes(tmp_path):
     net = make_net("2-3-3-1_seed1")
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     r = cli("-w", tmp_path / "weights.dat", "-q", "--backend", "scip", "-o", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
@@ -231,7 +232,7 @@ def test_cli_error_paths(tmp_path):
     line = one_error_line(cli("-w", tmp_path / "bad.dat"))
     assert "bad.dat" in line
     net = make_net("2-3-3-1_seed0")
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     line = one_error_line(cli("-w", tmp_path / "weights.dat", "--backend", "cplex"))
     assert all(s in line for s in ("cplex", "gurobipy", "pyscipopt", "numba"))
     write_patterns(tmp_path / "activation_pattern_abhinav_input_0_1.dat", [2, 5, 1], [[1, 0, 1, 0, 1]])
@@ -250,7 +251,7 @@ def test_cli_ctrl_c_writes_partial_output(tmp_path):
     at its checkpoint of 5 patterns (src/core/fault_hooks.py), so the signal lands mid-search."""
     net_spec = catalogue_net("3-5-4-1_seed9_bias0.4")
     net = net_spec.net()
-    net.save(tmp_path / "weights.dat")
+    save_net(net, tmp_path / "weights.dat")
     proc = run_cli(CLI, "-w", tmp_path / "weights.dat", "-q", "--backend", "scip", "--checkpoint-every", "1e-9",
                    env=pause_env(tmp_path / "paused.json", "patterns:5"), background=True)
     paused = wait_for_pause(proc, tmp_path / "paused.json")
@@ -274,7 +275,7 @@ def test_bulk_script(tmp_path):
     models = tmp_path / "models"
     for i, key in ((3, "2-3-3-1_seed0"), (4, "2-3-3-1_seed2")):
         (models / f"fcnn_run_{i}").mkdir(parents=True)
-        make_net(key).save(models / f"fcnn_run_{i}" / "weights.dat")
+        save_net(make_net(key), models / f"fcnn_run_{i}" / "weights.dat")
     script = "count_linear_regions_script.sh"
     r = run_cli(script, "-s", "3", "-e", "5", "-m", models, "--", "-q", "--backend", "scip", timeout=120)
     assert r.returncode == 1, r.stderr                           # fcnn_run_5 is missing
@@ -285,7 +286,7 @@ def test_bulk_script(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln.startswith("fcnn_run_")}
     assert rows["fcnn_run_3"][-1] == "skipped" and rows["fcnn_run_4"][-1] == "skipped"
-    make_net("2-3-3-1_seed1").save(models / "fcnn_run_3" / "weights.dat")      # retrained: outputs are stale
+    save_net(make_net("2-3-3-1_seed1"), models / "fcnn_run_3" / "weights.dat")      # retrained: outputs are stale
     r = run_cli(script, "-s", "3", "-e", "4", "-m", models, "--", "-q", timeout=120)
     assert r.returncode == 0, r.stderr
     rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln.startswith("fcnn_run_")}

@@ -18,6 +18,7 @@ from src.core.network import ReluNet
 from src.sections.plane import Plane, plane_section
 from src.sections.segments import segment_section, segment_sections
 from src.io.readers import load_net
+from src.io.weights_file import save_net
 
 
 def write_section_files(run_dir, n_points: int = 40, n_pairs: int = 12, seed: int = 0) -> None:
@@ -255,7 +256,7 @@ def test_records_follow_the_schema(tmp_path):
     d = tmp_path / "run"
     d.mkdir()
     base = random_net([784, 12, 10, 10], seed=5)
-    ReluNet([w * 0.05 for w in base.weights], base.biases).save(d / "weights.dat")
+    save_net(ReluNet([w * 0.05 for w in base.weights], base.biases), d / "weights.dat")
     write_section_files(d)
     sl = json.loads((d / "slice_0_1_2.json").read_text())
     _check_slice_schema(sl, 22)
@@ -295,7 +296,7 @@ def _cli(args, cwd=ROOT):
 def mnist_net_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("net")
     base = random_net([784, 12, 10, 10], seed=9)
-    ReluNet([w * 0.05 for w in base.weights], base.biases).save(d / "weights.dat")
+    save_net(ReluNet([w * 0.05 for w in base.weights], base.biases), d / "weights.dat")
     return d
 
 
@@ -347,7 +348,7 @@ def test_cli_bad_section_flags(mnist_net_dir, args, match):
 def test_cli_needs_a_784_input_net(tmp_path):
     sys.path.insert(0, str(ROOT))
     import count_linear_regions as clr
-    random_net([3, 4, 2]).save(tmp_path / "weights.dat")
+    save_net(random_net([3, 4, 2]), tmp_path / "weights.dat")
     with pytest.raises(ToolError, match="784-input"):
         clr.main(["-w", str(tmp_path / "weights.dat"), "--segments", "3"])
     assert [p.name for p in tmp_path.iterdir()] == ["weights.dat"]

@@ -20,6 +20,7 @@ from src.io.readers import load_net
 from src.transform.sizes import all_nodes_violation_counts, dense_params, formula_sizes, trie_violation_counts
 from src.transform.two_hidden import all_patterns, build_two_hidden, check_big_m
 from src.transform.verify import verify_interior
+from src.io.weights_file import save_net
 
 SCRIPT = ROOT / "transform_networks_using_all_nodes.py"
 NETS = {"h33": ([2, 3, 3, 2], 0), "h432": ([3, 4, 3, 2, 2], 1)}
@@ -197,7 +198,7 @@ def _run(*args):
 def run_dir(tmp_path_factory, cases):
     d = tmp_path_factory.mktemp("run")
     net, box, feasible = cases["h33"]
-    net.save(d / "weights.dat")
+    save_net(net, d / "weights.dat")
     write_patterns(d / "activation_pattern_abhinav_input_0_1.dat", net.layer_sizes, feasible)
     return d
 
@@ -360,7 +361,7 @@ def test_compare_nets_one_rule():
 def test_cli_big_net_reports_sizes_without_building(tmp_path):
     net = random_net([784, 100, 100, 100, 100, 10], seed=0)
     w = tmp_path / "weights.dat"
-    net.save(w)
+    save_net(net, w)
     r = _run("-w", w, "-q")
     assert r.returncode == 0, r.stderr
     assert "not built" in r.stdout and "--max-units" in r.stdout
@@ -431,7 +432,7 @@ def test_cli_domain_name_from_the_pattern_file(run_dir, cases, tmp_path, capsys)
     pf = tmp_path / "activation_pattern_abhinav_center_foo_width_0.1.dat"
     write_patterns(pf, net.layer_sizes, feasible)
     w = tmp_path / "weights.dat"
-    net.save(w)
+    save_net(net, w)
     assert _load_script().main(["-w", str(w), "-i", str(pf), "-q", "--no-verify"]) == 0
     assert "is named for domain 'center_foo_width_0.1'" in capsys.readouterr().err
     rec = json.loads((tmp_path / "two_hidden_feasible_center_foo_width_0.1.json").read_text())
@@ -450,7 +451,7 @@ def test_cli_box_from_the_pattern_file_name(cases, tmp_path, capsys):
     pf = tmp_path / "activation_pattern_abhinav_input_0_0.5.dat"
     write_patterns(pf, net.layer_sizes, feasible)
     w = tmp_path / "weights.dat"
-    net.save(w)
+    save_net(net, w)
     assert _load_script().main(["-w", str(w), "-i", str(pf), "-q", "--verify-points", "1000"]) == 0
     err = capsys.readouterr().err
     assert "taken from the name" in err and "warning" not in err
@@ -480,7 +481,7 @@ def test_nonempty_patterns_grown_through_the_trie(cases, name):
 def test_cli_all_nodes_on_a_local_box(cases, tmp_path):
     net, _, _ = cases["h432"]
     w = tmp_path / "weights.dat"
-    net.save(w)
+    save_net(net, w)
     c = tmp_path / "c.txt"
     c.write_text("0.4, 0.5, 0.6\n")
     assert _load_script().main(["-w", str(w), "--center", str(c), "--width", "0.05", "-q",
@@ -505,7 +506,7 @@ def two_counted_nets(tmp_path_factory):
     root = tmp_path_factory.mktemp("two")
     for name, seed in (("a", 0), ("b", 1)):
         (root / name).mkdir()
-        random_net([3, 4, 4, 1], seed).save(root / name / "weights.dat")
+        save_net(random_net([3, 4, 4, 1], seed), root / name / "weights.dat")
         assert count_run(root / name / "weights.dat", backend="lp", progress=False)["complete"]
     return root
 

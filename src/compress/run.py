@@ -27,6 +27,7 @@ from src.io.mnist import load_mnist_arrays
 from src.io.readers import load_net
 from src.io.run_dir import compressed_file_names
 from src.io.sweep_table import rows_csv, sweep_stem, write_sweep_table
+from src.io.weights_file import save_net
 from src.stability.analyse import analyse_stability
 from src.stability.files import reusable_stability, write_stability_files
 
@@ -270,7 +271,7 @@ def compress_run(weights, *, domain: DomainSpec | Box | None = None, output=None
     def save(box, st, comp, times, ver, output=None):
         dat = Path(output) if output else out_dir / compressed_file_names(box.name)[0]
         acc = None if ver is None else ver.get("test_accuracy_compressed")
-        comp.net.save(dat, model_path=str(weights_path), accuracy=acc)
+        save_net(comp.net, dat, model_path=str(weights_path), accuracy=acc)
         record = compression_json(comp, st, box, weights_path, times, ver)
         if box.name in reused:
             record["stability_file"] = str(reused[box.name])

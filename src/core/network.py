@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from src.io.weights_file import write_weights
-
 
 class ReluNet:
     """Weights W_l (out x in) and biases b_l, float64; the last layer is the linear output."""
@@ -103,11 +101,6 @@ class ReluNet:
         pattern = np.asarray(pattern)
         cuts = np.cumsum(self.hidden_sizes)[:-1]
         return np.split(pattern, cuts)
-
-    # ---- I/O (readers of every format: src.io.readers.load_net) ---------------------------
-    def save(self, path, model_path: str = "", accuracy: float | None = None) -> None:
-        """Write weights.dat atomically (bit-exact round trip)."""
-        write_weights(path, self.weights, self.biases, model_path=model_path, accuracy=accuracy)
 
     def copy(self) -> "ReluNet":
         return ReluNet([w.copy() for w in self.weights], [b.copy() for b in self.biases], self.meta)

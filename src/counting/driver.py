@@ -27,7 +27,6 @@ from src.core.fault_hooks import pause_point
 from src.core.network import ReluNet
 from src.counting.count import count_domain, count_stability
 from src.counting.count_bounds import data_patterns, upper_bounds
-from src.counting.milp import formulation_size
 from src.counting.problem import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink,
                                   backend_candidates, get_backend, run_backends)
 from src.io.current import record_is_current
@@ -39,6 +38,7 @@ from src.io.run_dir import (checkpoint_file_name, frontier_file_name, partial_pa
                             regions_file_name)
 from src.parallel import check_address
 from src.stability.files import write_stability_files
+from src.stability.milp import formulation_size
 from src.stability.witnesses import N_DATA_SAMPLES, data_points_for_box
 
 

@@ -281,10 +281,10 @@ def estimate_run(weights, box: Box | None = None, *, probes: int, tol: float = D
     the same weights, tol and domain when there is one, else a new summary whose `count` is the number of
     distinct patterns the probes certified (`complete: false`). Writes no pattern file. Returns (the
     summary written, its path)."""
+    from src.core.patterns import pattern_keys
     from src.counting.count import count_domain, count_stability
     from src.counting.count_bounds import upper_bounds
     from src.counting.driver import count_data
-    from src.core.patterns import pattern_keys
     from src.io.current import record_is_current
     from src.io.files import file_sha256
     from src.io.readers import load_net

@@ -37,7 +37,7 @@ from src.core.defaults import DEFAULT_TOL
 from src.core.errors import ToolError
 from src.core.network import ReluNet
 from src.core.patterns import pattern_key, pattern_keys, patterns_of_keys
-from src.counting import milp
+from src.stability import milp
 from src.stability.record import Stability
 
 
@@ -50,7 +50,7 @@ class EnumerationProblem:
     _formulation: object = field(default=None, repr=False, compare=False)
 
     def formulation(self):
-        """The lean MILP of src/counting/milp.py for this problem, built once and cached."""
+        """The lean MILP of src/stability/milp.py for this problem, built once and cached."""
         if self._formulation is None:
             self._formulation = milp.build_formulation(self.net, self.box, self.stability, self.tol)
         return self._formulation
@@ -176,7 +176,7 @@ class Backend:
 
     A backend declares its options in `options` (name -> Option); `get_backend(name, **options)`
     passes them to the constructor, which checks them and sets them as attributes.
-    `uses_milp`: the backend solves the MILP of src/counting/milp.py (only those build it).
+    `uses_milp`: the backend solves the MILP of src/stability/milp.py (only those build it).
     `ordered_output`: its patterns arrive in lexicographic order (the file driver then keeps none in memory).
     """
 

@@ -189,3 +189,8 @@ def write_weights(path, weights, biases, model_path: str = "", accuracy: float |
         for i, b in enumerate(biases):
             fh.write(("" if i == 0 else ",") + ",".join(map(repr, np.asarray(b, np.float64).tolist())) + "\n")
         fh.write("];\n")
+
+
+def save_net(net, path, model_path: str = "", accuracy: float | None = None) -> None:
+    """Write a ReluNet as weights.dat, atomically (a bit-exact round trip through src.io.readers.load_net)."""
+    write_weights(path, net.weights, net.biases, model_path=model_path, accuracy=accuracy)

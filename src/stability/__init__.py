@@ -5,7 +5,7 @@ Tiers, each tightening the previous one (`analyse_stability` runs them in order)
 
   interval      interval arithmetic (pure numpy; exact for the first hidden layer)
   lp            per undecided unit, max / min of g over the LP relaxation (z in [0,1]) of the
-                MILP of the earlier layers (src/counting/milp.py), solved with HiGHS; the reported bound is
+                MILP of the earlier layers (src/stability/milp.py), solved with HiGHS; the reported bound is
                 made rigorous from the LP's dual values (see `safe_lower_bound`)
   milp          per still undecided unit, the exact MILP with HiGHS's branch and cut, stopped as
                 soon as the sign question is answered

@@ -9,9 +9,9 @@ from src.core.box import Box
 from src.core.defaults import DEFAULT_TOL
 from src.core.network import ReluNet
 from src.core.progress import progress_bar
-from src.counting.milp import build_formulation
 from src.stability.highs import _LinearObjective, _x_from, highs_load, new_highs
 from src.stability.interval import _interval_layer, interval_bounds
+from src.stability.milp import build_formulation
 from src.stability.record import Stability, _deadline, _left, _only_tighter, _record_witnesses
 from src.stability.witnesses import ascent_witnesses, witness_points
 

@@ -35,6 +35,7 @@ from src.io.mnist import ensure_mnist, load_mnist_tensors
 from src.io.readers.torch_state import from_state_dict
 from src.io.records import read_config, read_metrics, write_config, write_metrics
 from src.io.run_dir import CONFIG, METRICS, MODEL, TRAIN_CHECKPOINT, TRAIN_LOG, WEIGHTS, run_path
+from src.io.weights_file import save_net
 from src.parallel import Session, check_address, resolve_address
 from src.training.models import build_model, linear_weights, parse_arch
 
@@ -368,7 +369,7 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
         torch.save(state, fh)
     net = from_state_dict(state)
     test_acc = metrics["epochs"][-1]["test_acc"]
-    net.save(run_dir / WEIGHTS, model_path=str(run_dir / MODEL), accuracy=test_acc)
+    save_net(net, run_dir / WEIGHTS, model_path=str(run_dir / MODEL), accuracy=test_acc)
     metrics.update(test_accuracy=test_acc, train_accuracy=metrics["epochs"][-1]["train_acc"],
                    seconds=time.perf_counter() - t0)
     log(f"done: test accuracy {test_acc:.4f}, train accuracy {metrics['train_accuracy']:.4f}, "

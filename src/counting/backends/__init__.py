@@ -1,6 +1,6 @@
 """Exact enumeration backends (see src/counting/problem.py for the contract).
 
-gurobi.py and scip.py solve the lean MILP of src/counting/milp.py in one search tree, cutting off
+gurobi.py and scip.py solve the lean MILP of src/stability/milp.py in one search tree, cutting off
 every new pattern with a lazy no-good cut; each imports its solver package lazily.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Gurobi backend: one branch-and-bound tree, a lazy no-good cut at every new incumbent.
 
-The MILP (src/counting/milp.py) maximises f; a solution with f > tol is a feasible pattern. At each
+The MILP (src/stability/milp.py) maximises f; a solution with f > tol is a feasible pattern. At each
 MIPSOL callback the pattern is read from z, recorded (the sink de-duplicates: MIPSOL can
 report a solution twice) and cut off with cbLazy. Cutoff = BestBdStop = tol make the search
 end as soon as no f > tol is left, so the final model is infeasible (status INFEASIBLE/CUTOFF)
