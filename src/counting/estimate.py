@@ -37,8 +37,19 @@ from src.core.box import Box
 from src.core.defaults import DEFAULT_TOL
 from src.core.errors import ToolError
 from src.core.network import ReluNet
+from src.core.patterns import pattern_keys
+from src.counting.count import count_domain, count_stability
+from src.counting.count_bounds import upper_bounds
+from src.counting.driver import count_data
 from src.counting.feasibility_lp import prefix_margin_point
+from src.io.current import record_is_current
+from src.io.files import file_sha256
+from src.io.readers import load_net
+from src.io.records import read_regions, write_regions
+from src.io.run_dir import regions_file_name
+from src.stability.files import write_stability_files
 from src.stability.record import Stability
+from src.stability.witnesses import N_DATA_SAMPLES
 
 Z95 = 1.959963984540054          # the 97.5 % quantile of the standard normal
 MEMO_LIMIT = 100_000             # decided nodes kept (with their points) for later probes
@@ -281,17 +292,6 @@ def estimate_run(weights, box: Box | None = None, *, probes: int, tol: float = D
     the same weights, tol and domain when there is one, else a new summary whose `count` is the number of
     distinct patterns the probes certified (`complete: false`). Writes no pattern file. Returns (the
     summary written, its path)."""
-    from src.core.patterns import pattern_keys
-    from src.counting.count import count_domain, count_stability
-    from src.counting.count_bounds import upper_bounds
-    from src.counting.driver import count_data
-    from src.io.current import record_is_current
-    from src.io.files import file_sha256
-    from src.io.readers import load_net
-    from src.io.records import read_regions, write_regions
-    from src.io.run_dir import regions_file_name
-    from src.stability.files import write_stability_files
-    from src.stability.witnesses import N_DATA_SAMPLES
 
     t_start = time.perf_counter()
     if isinstance(probes, bool) or not isinstance(probes, (int, np.integer)) or probes < 1:
