@@ -33,7 +33,7 @@ from src.core.defaults import DEFAULT_MODELS_DIR, DEFAULT_TOL
 from src.core.errors import ToolError
 from src.counting.driver import count_run, final_line
 from src.io.current import output_is_current
-from src.io.files import atomic_write_json
+from src.io.files import atomic_write_json, file_sha256
 from src.io.records import read_regions
 from src.io.run_dir import (WEIGHTS, compressed_file_names, pattern_file_name, regions_file_name, run_path,
                             two_hidden_file_names, two_hidden_tag)
@@ -189,7 +189,8 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
     patfile = d / pattern_file_name(DOMAIN)
     # 1. stable units and regions
     reg = _read(regions)
-    counted = output_is_current(regions, w, tol=DEFAULT_TOL, domain=DOMAIN, read=read_regions)
+    sha = file_sha256(w)                 # the steps below leave the weights as they are
+    counted = output_is_current(regions, w, tol=DEFAULT_TOL, domain=DOMAIN, read=read_regions, weights_sha=sha)
     if not opts.force and counted and reg and reg.get("complete"):
         state.add(StepResult("count", run_id, "skipped", message=f"up to date: {reg.get('count')} regions"), echo)
     else:
@@ -201,7 +202,7 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
     # 2. compression (exact stability: the count's non-exact stable_units_<domain>.json is computed again and
     #    rewritten with the exact tiers; an exact one would be reused)
     comp = d / compressed_file_names(DOMAIN)[1]
-    if not opts.force and output_is_current(comp, w, tol=DEFAULT_TOL, domain=DOMAIN):
+    if not opts.force and output_is_current(comp, w, tol=DEFAULT_TOL, domain=DOMAIN, weights_sha=sha):
         state.add(StepResult("compress", run_id, "skipped", message="up to date"), echo)
     else:
         _run_step("compress", run_id, ["-w", w, "--time-limit", opts.time_limit, "-q"], logs, state, echo,
@@ -211,7 +212,8 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
     if reg is None or not reg.get("complete"):
         why = "no region count" if reg is None else f"count incomplete ({reg.get('count')} patterns so far)"
         state.add(StepResult("transform:feasible", run_id, "not-run", message=why), echo)
-    elif not opts.force and output_is_current(tf, w, domain=DOMAIN, inputs={"patterns_sha256": patfile}):
+    elif not opts.force and output_is_current(tf, w, domain=DOMAIN, inputs={"patterns_sha256": patfile},
+                                                 weights_sha=sha):
         state.add(StepResult("transform:feasible", run_id, "skipped", message="up to date"), echo)
     else:
         _run_step("transform:feasible", run_id,
@@ -223,7 +225,7 @@ def analyse_run(run_id: int, opts, state: DemoState, echo) -> None:
                   lambda t: _transform_summary(tf))
     # 3b. the all-2^N net: sizes only (it is never small enough to be worth building here)
     ta = d / two_hidden_file_names(two_hidden_tag("all", DOMAIN))[1]
-    if not opts.force and output_is_current(ta, w, domain=DOMAIN):
+    if not opts.force and output_is_current(ta, w, domain=DOMAIN, weights_sha=sha):
         state.add(StepResult("transform:all", run_id, "skipped", message="up to date"), echo)
     else:
         _run_step("transform:all", run_id, ["-w", w, "--max-units", 1, "-q"], logs, state, echo,

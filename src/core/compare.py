@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from src.core.patterns import row_keys
+
 RULE = ("max_j |b_j(x) - a_j(x)| <= rtol * max(1, max_j |a_j(x)|) at every point x outside the band "
         "(some hidden unit of a with |g(x)| <= band_width)")
 
@@ -125,8 +127,7 @@ def compare_nets(a, b, X, *, rtol: float, band_width: float = 0.0, labels=None, 
     held = rec
     if pattern_keys is not None:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-        packed = np.packbits(np.asarray(a.patterns(X), np.uint8), axis=1) if n else np.zeros((0, 0), np.uint8)
-        known = np.array([r.tobytes() in pattern_keys for r in packed], dtype=bool)   # as pattern_keys packs
+        known = np.array([k in pattern_keys for k in row_keys(a.patterns(X))] if n else [], dtype=bool)
         held = _stats(pc, known)
         rec.update(missing_pattern=int((~known).sum()), known=held,
                    missing=_stats(pc, ~known) if (~known).any() else None)

@@ -18,12 +18,17 @@ def pattern_key(pattern) -> bytes:
     return np.packbits(np.asarray(pattern, np.uint8).reshape(-1)).tobytes()
 
 
-def pattern_keys(patterns) -> set[bytes]:
-    """The keys of 0/1 patterns (rows)."""
+def row_keys(patterns) -> list[bytes]:
+    """The key of each 0/1 pattern (row), in order."""
     p = np.asarray(patterns, np.uint8)
     if p.size == 0:
-        return set()
-    return {r.tobytes() for r in np.packbits(np.atleast_2d(p), axis=1)}
+        return []
+    return [r.tobytes() for r in np.packbits(np.atleast_2d(p), axis=1)]
+
+
+def pattern_keys(patterns) -> set[bytes]:
+    """The keys of 0/1 patterns (rows)."""
+    return set(row_keys(patterns))
 
 
 def patterns_of_keys(keys, n_units: int) -> np.ndarray:

@@ -157,7 +157,7 @@ def count_status(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None) -> t
     return "incomplete", json_path
 
 
-def _validate_settings(tol, time_limit, threads, workers=1, checkpoint_every=None) -> None:
+def check_count_settings(tol, time_limit, threads, workers=1, checkpoint_every=None) -> None:
     if checkpoint_every is not None and not (math.isfinite(checkpoint_every) and checkpoint_every >= 0):
         raise ToolError(f"--checkpoint-every must be >= 0 seconds (0 = off), got {checkpoint_every}")
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
@@ -208,7 +208,7 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     (src/counting/count_bounds.py). The time limit bounds every phase.
     """
     t_start = time.perf_counter()
-    _validate_settings(tol, time_limit, threads, workers, checkpoint_every)
+    check_count_settings(tol, time_limit, threads, workers, checkpoint_every)
     check_address(ray_address)
     weights = Path(weights)
     if net is None:

@@ -39,8 +39,8 @@ from src.core.errors import ToolError
 from src.core.network import ReluNet
 from src.core.patterns import pattern_keys
 from src.counting.count import count_domain, count_stability
-from src.counting.count_bounds import upper_bounds
-from src.counting.driver import count_data
+from src.counting.count_bounds import lower_bound, upper_bounds
+from src.counting.driver import check_count_settings, count_data
 from src.counting.feasibility_lp import prefix_margin_point
 from src.io.current import record_is_current
 from src.io.files import file_sha256
@@ -296,10 +296,7 @@ def estimate_run(weights, box: Box | None = None, *, probes: int, tol: float = D
     t_start = time.perf_counter()
     if isinstance(probes, bool) or not isinstance(probes, (int, np.integer)) or probes < 1:
         raise ToolError(f"--estimate must be a number of probes >= 1, got {probes}")
-    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
-        raise ToolError(f"--tol must be a finite number >= 0, got {tol}")
-    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
-        raise ToolError(f"--time-limit must be > 0 seconds, got {time_limit}")
+    check_count_settings(tol, time_limit, threads=1)
     weights = Path(weights)
     if net is None:
         net = load_net(weights)
@@ -328,14 +325,13 @@ def estimate_run(weights, box: Box | None = None, *, probes: int, tol: float = D
         summary = dict(prev, estimate=record)
     else:
         found = pattern_keys(est.patterns)
-        extra = len(data.keys - found)
         counts = stability.counts()
         notes.append(f"no enumeration (--estimate {probes}): count = the {len(found)} distinct patterns the probes "
                      f"certified, a lower bound")
         summary = {
             "weights": str(weights), "weights_sha256": sha, "layer_sizes": net.layer_sizes, "domain": box.to_json(),
             "count": int(len(found)), "complete": False, "backend": "estimate",
-            "tol": float(tol), "lower_bound": int(len(found) + extra), "upper_bound": upper_bounds(net, stability),
+            "tol": float(tol), "lower_bound": lower_bound(data, found), "upper_bound": upper_bounds(net, stability),
             "data_patterns": data.to_json(),
             "times": {"bounds": round(t_bounds, 4), "enumeration": 0.0,
                       "total": round(time.perf_counter() - t_start, 4)},
