@@ -296,8 +296,25 @@ def test_engine_options_do_not_change_the_result():
     fixed = interval_bounds(net, box).fixed_bits()
     ref = lp_patterns(net, box, fixed=fixed)[0]
     for opt in (EngineOptions(eager=False), EngineOptions(max_points=2, root_points=2),
-                EngineOptions(max_points=1, root_samples=0), EngineOptions(cap=1.0), EngineOptions(seed=5)):
+                EngineOptions(max_points=1, root_samples=0), EngineOptions(cap=1.0), EngineOptions(seed=5),
+                EngineOptions(pool=1), EngineOptions(pool=300)):
         assert lp_patterns(net, box, fixed=fixed, options=opt)[0] == ref
+
+
+def test_eager_lps_stop_in_a_layer_where_they_do_not_refute():
+    """The gate of the eager LPs (tree_walk._eager_lp_pays): always during a layer's first EAGER_TRIAL LPs,
+    then while at least 1 in EAGER_RATE refutes, else one in EAGER_PROBE; counters per layer."""
+    from src.counting.tree_walk import EAGER_PROBE, EAGER_RATE, EAGER_TRIAL, I_SIZE, _eager_lp_pays
+
+    ist = np.zeros(I_SIZE + 6, np.int64)
+    ist[I_SIZE + 3:I_SIZE + 5] = EAGER_TRIAL - 1, 0            # layer 1: still in its trial
+    assert _eager_lp_pays(ist, 1)
+    ist[I_SIZE:I_SIZE + 2] = 10 * EAGER_RATE, 10                # layer 0: refutes 1 in EAGER_RATE: keeps going
+    assert all(_eager_lp_pays(ist, 0) for _ in range(50)) and ist[I_SIZE + 2] == 0
+    ist[I_SIZE + 1] = 9                                          # below the rate: one in EAGER_PROBE
+    said = [_eager_lp_pays(ist, 0) for _ in range(4 * EAGER_PROBE)]
+    assert sum(said) == 4 and said[EAGER_PROBE - 1] and not any(said[:EAGER_PROBE - 1])
+    assert ist[I_SIZE + 2] == 4 * EAGER_PROBE and _eager_lp_pays(ist, 1)
 
 
 def test_engine_rejects_wrong_fixed_bits():

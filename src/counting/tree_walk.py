@@ -65,6 +65,10 @@ DONE, PAUSED, NEED_DECISION = 0, 1, 2
 
 # slots of the int state vector
 I_DEPTH, I_ROOT, I_NROWS, I_NOUT, I_REQU, I_REQB, I_SIZE = range(7)
+# after them, per layer l, the eager LPs of the layer: ist[I_SIZE + 3 l + (0 done, 1 refuting, 2 skipped)]
+EAGER_TRIAL = 32         # eager LPs a layer always gets
+EAGER_RATE = 8           # then only while at least 1 in EAGER_RATE of them refutes a side ...
+EAGER_PROBE = 16         # ... or, when they do not, one in EAGER_PROBE (the rate can recover)
 
 # stats counters (int64)
 STAT_NAMES = ("nodes", "lps", "lp_feasible", "lp_refuted", "lp_iterations", "lp_inconclusive",
@@ -243,8 +247,7 @@ def _margin_lp(R, RB, m, W1, use_z, lo, hi, cap, s_goal, maxit, x_out, y_out, st
         XC[K, :] = XP[p]
         K += 1
     Rm = R[:m]
-    for v in range(K):
-        RZ[v, :] = Rm @ ZC[v]
+    RZ[:K] = ZC[:K] @ Rm.T
     # variables: columns 0..KC-1, s = KC, slack r = KC + 1 + r; rows 0..m-1 and the convexity row m
     sv = KC
     nv = KC + 1 + m
@@ -709,18 +712,34 @@ def _eager(net, lay, rows, ist, path, pts, unstable, u, l, tol, cap, use_z, xn, 
         if _segment(net, lay, bits, unstable, PX[u], PG[u], n, l, i, k, b, tol, xn, gn):
             found = True
             st[ST_SEGMENT_CERTIFIED] += 1
-        else:
+        elif _eager_lp_pays(ist, l):
             r = _lp_side(net, lay, rows, ist, bits, unstable, k, l, i, b, not (r0 if b == 0 else r1), tol, cap,
                          use_z, xn, gn, st)
+            ist[I_SIZE + 3 * l] += 1
             if r == 1:
                 found = True
             elif r == 0:
+                ist[I_SIZE + 3 * l + 1] += 1
                 settled[k] = 1 - b
                 sby[k] = u
         if found and n < PX.shape[1]:
             PX[u, n, :] = xn
             PG[u, n, :] = gn
             NP[u] = n + 1
+
+
+@njit(**_JIT)
+def _eager_lp_pays(ist, l):
+    """Is an eager LP in layer l worth its cost? Only its refutations pay (they hold in the whole subtree);
+    on wide layers nearly every one finds the other side feasible (784-200-200-10: 9,961 of 9,961), so
+    after EAGER_TRIAL LPs a layer keeps them while at least 1 in EAGER_RATE refutes, and otherwise tries one
+    in EAGER_PROBE. Tuning only: no result depends on it."""
+    j = I_SIZE + 3 * l
+    done, refuting = ist[j], ist[j + 1]
+    if done < EAGER_TRIAL or refuting * EAGER_RATE >= done:
+        return True
+    ist[j + 2] += 1
+    return ist[j + 2] % EAGER_PROBE == 0
 
 
 @njit(**_JIT)
@@ -914,8 +933,6 @@ class CompiledSearch:
     """The walk for one problem (net, box, stable bits as int8 with -1 = unstable, tol)."""
 
     def __init__(self, net, box, fixed_bits, tol: float = DEFAULT_TOL, options=None):
-        pass
-
         self.opt = options or EngineOptions()
         self.net = net
         self.box = box
@@ -952,10 +969,10 @@ class CompiledSearch:
         self._lay = (np.zeros((L, nmax, d)), np.zeros((L, nmax, n0)), np.zeros((L, nmax)), np.zeros((L, nmax)),
                      np.zeros((L, nmax)), np.zeros((L, nmax)), np.zeros((L, nmax)), np.zeros((L, nmax, 2), np.int8),
                      np.zeros((L, nmax, 2, max(N, 1))))
-        P = 16                      # recent vertices that seed the next LP's columns
+        P = self.opt.pool or int(min(max(16, 2 * d), 256))   # recent vertices that seed the next LP's columns
         self._rows = (np.zeros((N + 1, d)), np.zeros((N + 1, n0)), np.zeros(N + 1), np.array([self.tol]),
                       np.zeros((P, d)), np.zeros((P, n0)), np.zeros(2, np.int64))
-        self._ist = np.zeros(I_SIZE, np.int64)
+        self._ist = np.zeros(I_SIZE + 3 * self.L, np.int64)
         self._path = (np.full(N, -1, np.int8), np.zeros(N, np.int8), np.full(N, -1, np.int8),
                       np.full((N, 2), -1, np.int8), np.zeros(N, np.int8), np.full(N, -1, np.int8),
                       np.zeros(N, np.int64))
@@ -1167,6 +1184,7 @@ class EngineOptions:
     root_samples: int = 64        # random box points drawn for the root (plus the box centre)
     eager: bool = True            # settle one-sided units of the layer when a node is entered
     cap: float = 1e-4             # margin cap of the LP, times the mean box width
+    pool: int = 0                 # recent box vertices that seed an LP's columns (0: 2 x features, 16 to 256)
     seed: int = 0
 
 
