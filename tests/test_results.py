@@ -213,3 +213,43 @@ def test_section_trend_pairs():
     lines = rep.summary().splitlines()
     assert any("slice plane" in ln and "does NOT agree" in ln for ln in lines)
     assert any("per segment" in ln and "agrees with the trend" in ln for ln in lines)
+
+
+def _add_global_answers(run_dir, estimate=(5000.0, 3000.0, 9000.0), mipbound=(10.0, 0.96)):
+    """The records of `--estimate` and `--mipbound` added to a run's regions_input_0_1.json."""
+    p = run_dir / "regions_input_0_1.json"
+    reg = json.loads(p.read_text())
+    reg["estimate"] = {"method": "knuth_stratified", "value": estimate[0], "ci95": [estimate[1], estimate[2]],
+                       "probes": 100, "seconds": 1.5}
+    reg["mipbound"] = {"log2_lower": mipbound[0], "probability": mipbound[1], "xor_size": 4, "trials": 5}
+    p.write_text(json.dumps(reg))
+
+
+def test_estimate_and_mipbound_in_the_table_and_the_regions_figure(tmp_path, monkeypatch):
+    """An incomplete count's estimate (with its interval) and MIPBound reach the row, the Markdown table and
+    the regions figure, whose axis then spans the interval."""
+    from src.report import figures
+
+    drawn = []
+    save = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, *a, **k: (drawn.append(fig.axes[0]), save(fig, *a, **k))[1])
+
+    models = tmp_path / "models"
+    write_sweep(models, start=100, hidden=(6, 6), incomplete=(101,))
+    _add_global_answers(models / "fcnn_run_101", estimate=(123456.7, 45678.9, 2.5e6))
+    rec = load_run(models / "fcnn_run_101")
+    row = record_row(rec)
+    assert rec.regions_estimate == (123456.7, 45678.9, 2.5e6) and rec.regions_mipbound == (10.0, 0.96)
+    assert row["regions_estimate"] == 123500 and row["regions_estimate_ci95"] == "45680-2500000"
+    assert row["regions_mipbound"] == ">= 2^10 (p 0.96)"
+    assert record_row(load_run(models / "fcnn_run_100"))["regions_estimate"] == ""
+    res = collect_results(models, "100-111", tmp_path / "out")
+    md = res["md"].read_text()
+    assert "estimate 95% CI" in md and "45680-2500000" in md and ">= 2^10 (p 0.96)" in md
+    recs = load_runs(models, "100-111")
+    figures.plot_regions_vs_l1(recs, tmp_path / "fig" / "regions_vs_l1", formats=("png",))
+    assert (tmp_path / "fig" / "regions_vs_l1.png").stat().st_size > 5000
+    (ax,) = drawn
+    assert ax.get_ylim()[1] >= 2.5e6
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("estimate" in t for t in labels) and any("MIPBound" in t for t in labels)

@@ -169,7 +169,8 @@ def _skipped_note(fig, skipped, what):
 
 
 def plot_regions_vs_l1(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
-    """Number of linear regions against l1, per (adv, dropout); hollow + arrow = lower bound."""
+    """Number of linear regions against l1, per (adv, dropout); hollow + arrow = lower bound; for an incomplete
+    count, a diamond with an error bar = the `--estimate` and its 95 % interval, a dash = the `--mipbound` bound."""
     recs, skipped = _usable(records, lambda r: r.l1 is not None and r.region_count is not None)
     if not recs:
         raise ToolError("regions figure: no run has both config.json and regions_<domain>.json")
@@ -180,6 +181,9 @@ def plot_regions_vs_l1(records: list[RunRecord], out_base, title: str | None = N
         xpos = {v: i for i, v in enumerate(l1s)}
         off = style.offsets()
         ymax = max(max(r.region_count, 1) for r in recs)
+        ests = {id(r): r.regions_estimate for r in recs if r.regions_estimate and not r.regions_complete}
+        mips = {id(r): 2.0 ** r.regions_mipbound[0] for r in recs if r.regions_mipbound and not r.regions_complete}
+        ymax = max([ymax] + [e[2] or e[0] for e in ests.values()] + list(mips.values()))
         any_incomplete = False
         for g in style.groups:
             pts = sorted([r for r in recs if r.group == g], key=lambda r: r.l1)
@@ -203,9 +207,17 @@ def plot_regions_vs_l1(records: list[RunRecord], out_base, title: str | None = N
                     ax.annotate("", xy=(x, y * 2.6), xytext=(x, y * 1.18),
                                 arrowprops=dict(arrowstyle="-|>", color=kw["color"], lw=1.4,
                                                 mutation_scale=9), zorder=3)
+                e = ests.get(id(r))
+                if e is not None:           # an estimate: a small diamond with its 95 % interval, beside
+                    lo_e, hi_e = max(e[1], 1), e[2] if e[2] is not None else e[0] * 10
+                    ax.errorbar(x + 0.07, e[0], yerr=[[e[0] - lo_e], [hi_e - e[0]]], fmt="D", markersize=4,
+                                color=kw["color"], markerfacecolor="white", elinewidth=1.0, capsize=2.5, zorder=4)
+                if id(r) in mips:           # MIPBound: a bar under which the count lies with probability 1 - p
+                    ax.plot([x - 0.09, x + 0.09], [mips[id(r)]] * 2, color=kw["color"], lw=2.0,
+                            solid_capstyle="butt", zorder=4)
         ax.set_yscale("log")
         _log_axis(ax.yaxis)
-        lo = min(max(r.region_count, 1) for r in recs)
+        lo = min([max(r.region_count, 1) for r in recs] + [max(e[1], 1) for e in ests.values()])
         ax.set_ylim(max(lo / 2.5, 0.6), ymax * (4.5 if any_incomplete else 2.0))
         _l1_axis(ax, l1s)
         ax.set_ylabel("number of linear regions")
@@ -215,6 +227,11 @@ def plot_regions_vs_l1(records: list[RunRecord], out_base, title: str | None = N
         if any_incomplete:
             handles.append(Line2D([], [], marker="$\\uparrow$", color="0.2", markersize=9, linestyle="none",
                                   label="hollow + arrow: incomplete\ncount (lower bound)"))
+        if ests:
+            handles.append(Line2D([], [], marker="D", color="0.2", markerfacecolor="white", markersize=5,
+                                  linestyle="none", label="diamond + bar: estimate\n(--estimate, 95% CI)"))
+        if mips:
+            handles.append(Line2D([], [], color="0.2", lw=2.0, label="dash: MIPBound lower\nbound (--mipbound)"))
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         _skipped_note(fig, skipped, "region count")
         return save(fig, out_base, formats)

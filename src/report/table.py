@@ -131,6 +131,25 @@ class RunRecord:
         except (KeyError, TypeError, ValueError):
             return None
 
+    @property
+    def regions_estimate(self) -> tuple[float, float, float | None] | None:
+        """(estimate, 95 % interval low, high or None) of `--estimate N`, when regions_<domain>.json has one."""
+        e = (self.regions or {}).get("estimate")
+        try:
+            lo, hi = e["ci95"]
+            return float(e["value"]), float(lo), None if hi is None else float(hi)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
+    def regions_mipbound(self) -> tuple[float, float] | None:
+        """(r, p) of `--mipbound`: at least 2^r regions with probability p, when regions_<domain>.json has it."""
+        m = (self.regions or {}).get("mipbound")
+        try:
+            return float(m["log2_lower"]), float(m["probability"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def _local_counts(self) -> list[int]:
         """Exact counts of the complete local boxes of the smallest width of the sweep."""
         rows = (self.local or {}).get("rows") or []
@@ -421,6 +440,7 @@ COLUMNS = [
     "run", "arch", "hidden_sizes", "l1", "adv", "dropout", "epochs", "test_accuracy",
     "stable_active", "stable_inactive", "unstable", "stable_total",
     "regions", "regions_complete", "regions_backend", "regions_seconds", "regions_lower", "regions_upper_log10",
+    "regions_estimate", "regions_estimate_ci95", "regions_mipbound",
     "local_boxes", "local_width", "local_median", "local_iqr",
     "slice_images", "slice_regions_in_box", "slice_regions_in_view",
     "segments", "segment_regions_median", "segment_regions_per_length_median",
@@ -430,6 +450,13 @@ COLUMNS = [
     "compressed_params_after", "compression_ratio", "compression_verified",
     "missing",
 ]
+
+
+def _round_sig(v: float, digits: int = 4):
+    """v to `digits` significant digits: an int below 10^9, else '10^x'."""
+    if v >= 1e9:
+        return fmt_size(math.log10(v))
+    return int(float(f"{v:.{digits}g}")) if v >= 10 ** (digits - 1) else float(f"{v:.{digits}g}")
 
 
 def _per_layer(vals) -> str:
@@ -477,6 +504,13 @@ def record_row(rec: RunRecord) -> dict:
         b = rec.regions_bounds
         if b is not None:
             row["regions_lower"], row["regions_upper_log10"] = b[0], round(b[1], 2)
+        e = rec.regions_estimate
+        if e is not None:
+            row["regions_estimate"] = _round_sig(e[0])
+            row["regions_estimate_ci95"] = f"{_round_sig(e[1])}-{'?' if e[2] is None else _round_sig(e[2])}"
+        m = rec.regions_mipbound
+        if m is not None:
+            row["regions_mipbound"] = f">= 2^{m[0]:g} (p {m[1]:g})"
     if rec.local is not None:
         row["local_boxes"] = len(rec.local.get("rows") or [])
         row["local_width"] = "" if rec.local_width is None else rec.local_width
@@ -546,7 +580,9 @@ MD_HEADERS = {
     "epochs": "epochs", "test_accuracy": "test acc", "stable_active": "stable active",
     "stable_inactive": "stable inactive", "unstable": "unstable", "stable_total": "stable total",
     "regions": "regions", "regions_complete": "complete", "regions_backend": "backend",
-    "regions_seconds": "count s", "slice_images": "slice images", "slice_regions_in_box": "slice regions (box)",
+    "regions_seconds": "count s", "regions_lower": "lower bound", "regions_upper_log10": "log10 upper bound",
+    "regions_estimate": "estimate", "regions_estimate_ci95": "estimate 95% CI", "regions_mipbound": "MIPBound",
+    "slice_images": "slice images", "slice_regions_in_box": "slice regions (box)",
     "slice_regions_in_view": "slice regions (view)", "segments": "segments",
     "segment_regions_median": "regions / segment (median)",
     "segment_regions_per_length_median": "regions / L2 length (median)",
