@@ -68,7 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of counting: estimate the number of regions with N Knuth probes of the lp "
                         "region tree and a 95%% interval (docs/counting.md, Estimates); writes the \"estimate\" "
                         "record into regions_<domain>.json and no pattern file")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the --estimate probes")
+    p.add_argument("--mipbound", action="store_true",
+                   help="instead of counting: a probabilistic lower bound 'regions >= 2^r with probability p' by "
+                        "MIPBound (Serra & Ramalingam, AAAI 2020): random XOR constraints on the MILP's binaries, "
+                        "solved by SCIP (or --backend gurobi/milp); writes the \"mipbound\" record into "
+                        "regions_<domain>.json and no pattern file (docs/counting.md, MIPBound); not with --estimate")
+    p.add_argument("--xor-size", type=int, default=None, metavar="K",
+                   help="--mipbound: units per XOR (default: half the unstable units, at most 32, which gives the most "
+                        "distinct XORs; the bound is valid for any K, but short XORs spread the regions unevenly and "
+                        "K near the number of unstable units repeats the same XORs: both give smaller bounds)")
+    p.add_argument("--mipbound-trials", type=int, default=None, metavar="S",
+                   help="--mipbound: trials per number of XORs (default 5); the bound 2^(r-1) holds with probability "
+                        "1 - 2^-S (5: 0.969); each further trial halves the chance of a wrong bound and costs up to "
+                        "one more MILP per number of XORs")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the --estimate probes and the --mipbound XORs")
     add_domain_arguments(p, sweep=True)
     g = p.add_argument_group("exact sections, instead of the count (docs/sections.md)")
     g.add_argument("--slice", metavar="I,J,K",
@@ -97,6 +110,22 @@ def main(argv=None) -> int:
     if sweep and (args.slice is not None or args.segments is not None or args.resume):
         raise ToolError("a sweep of local boxes (a width list or --center-test-index A:B) counts from scratch; "
                         "it does not take --slice, --segments or --resume")
+    if not args.mipbound and (args.xor_size is not None or args.mipbound_trials is not None):
+        raise ToolError("--xor-size and --mipbound-trials are settings of --mipbound")
+    if args.mipbound:
+        if args.estimate is not None:
+            raise ToolError("--mipbound and --estimate are two separate runs: give one of them")
+        if sweep or args.slice is not None or args.segments is not None or args.resume or args.status:
+            raise ToolError("--mipbound bounds one box from scratch; it does not take a sweep, --slice, "
+                            "--segments, --resume or --status")
+        from src.counting.mipbound import mipbound_line, mipbound_run
+
+        summary, path = mipbound_run(args.weights, box, trials=args.mipbound_trials, xor_size=args.xor_size,
+                                     tol=args.tol, seed=args.seed, time_limit=args.time_limit, out_dir=out_dir,
+                                     net=net, exact_stability=args.exact_stability, progress=not args.quiet,
+                                     backend=args.backend, threads=args.threads, data_samples=args.data_samples)
+        print(mipbound_line(summary["mipbound"], path, certified=summary.get("lower_bound")))
+        return 130 if summary["mipbound"].get("stopped") == "interrupted" else 0
     if args.estimate is not None:
         if args.estimate < 1:
             raise ToolError(f"--estimate must be a number of probes >= 1, got {args.estimate}")

@@ -25,6 +25,7 @@ from src.core.errors import ToolError
 from src.core.network import ReluNet
 from src.counting.count import RegionCount, count_domain, enumerate_regions
 from src.counting.estimate import RegionEstimate, estimate_regions
+from src.counting.mipbound import DEFAULT_ALPHA, DEFAULT_TRIALS, MipBound, mipbound
 from src.io.readers import load_net
 from src.sections.plane import Plane, PlaneSection, default_view, plane_section, plane_through
 from src.sections.segments import SegmentSection, segment_sections
@@ -97,6 +98,19 @@ class Analysis:
         st = self.stability(time_limit=time_limit)
         return estimate_regions(self.net, self.box, st, probes=probes, tol=self.tol, seed=seed,
                                 deadline=None if time_limit is None else t0 + time_limit)
+
+    def mipbound(self, trials: int = DEFAULT_TRIALS, xor_size: int | None = None, time_limit: float | None = None,
+                 seed: int = 0, *, backend: str = "auto", alpha: float = DEFAULT_ALPHA, threads: int = 1) -> MipBound:
+        """A probabilistic lower bound on the number of regions: regions >= 2^log2_lower with probability
+        `probability` = 1 - 2^(-alpha trials), by random XORs on the MILP (MIPBound; docs/counting.md, "MIPBound");
+        `.patterns`: the patterns the solves certified (a certain lower bound). backend: auto/scip (SCIP),
+        gurobi/milp (Gurobi, SCIP when its licence is too small). A time limit (stable units included) returns
+        what is known so far (`stopped = "time limit"`)."""
+        t0 = time.perf_counter()
+        count_domain(self.net, self.box)
+        st = self.stability(time_limit=time_limit)
+        return mipbound(self.net, self.box, st, trials=trials, xor_size=xor_size, alpha=alpha, tol=self.tol, seed=seed,
+                        deadline=None if time_limit is None else t0 + time_limit, backend=backend, threads=threads)
 
     def local_counts(self, centers, widths, backend: str = "auto", time_limit: float | None = None,
                      **options) -> list[RegionCount]:

@@ -26,7 +26,7 @@ from src.core.errors import ToolError
 from src.core.fault_hooks import pause_point
 from src.core.network import ReluNet
 from src.counting.count import count_domain, count_stability
-from src.counting.count_bounds import data_patterns, upper_bounds
+from src.counting.count_bounds import data_patterns, lower_bound, upper_bounds
 from src.counting.problem import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink,
                                   backend_candidates, get_backend, run_backends)
 from src.io.current import record_is_current
@@ -378,6 +378,63 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     write_regions(json_path, summary)
     ckpt.remove()
     return summary
+
+
+# ---- steps that write a record beside a count, without enumerating (--estimate, --mipbound) -----------------
+class SideRun:
+    """What a step that writes one record into regions_<domain>.json without enumerating (`--estimate N`,
+    `--mipbound`) computes first, as a count does: the checked settings and domain, the data patterns, the
+    stable units (written like a count's: stable_units_<domain>.json, inactive_<domain>.dat)."""
+
+    def __init__(self, weights, box: Box | None = None, *, tol: float = DEFAULT_TOL, time_limit: float | None = None,
+                 out_dir=None, net: ReluNet | None = None, exact_stability: bool = False, progress: bool = True,
+                 data_root=None, data_samples: int | None = None, mnist: bool | None = None, backend: str = "auto",
+                 threads: int = 1):
+        self.t_start = time.perf_counter()
+        check_count_settings(tol, time_limit, threads=threads)
+        self.weights = Path(weights)
+        self.net = load_net(self.weights) if net is None else net
+        self.box = count_domain(self.net, box, source=self.weights)
+        self.tol = float(tol)
+        self.out_dir = Path(out_dir) if out_dir is not None else self.weights.parent
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.json_path = self.out_dir / regions_file_name(self.box.name)
+        self.sha = file_sha256(self.weights) if self.weights.is_file() else None
+        self.deadline = None if time_limit is None else self.t_start + time_limit
+        self.data, self.notes = count_data(self.net, self.box, tol, data_root,
+                                           N_DATA_SAMPLES if data_samples is None else data_samples, mnist=mnist)
+        self.stability = count_stability(self.net, self.box, backend=backend, tol=tol, exact=exact_stability,
+                                         progress=progress, data=self.data, deadline=self.deadline)
+        write_stability_files(self.out_dir, self.stability, self.box, self.weights, sha=self.sha)
+        self.t_bounds = time.perf_counter() - self.t_start
+
+    def write(self, key: str, record: dict, found: set, backend: str, note: str) -> dict:
+        """Write `record` under `key` into regions_<domain>.json: merged into the summary there when it is current
+        (same weights, tol and domain), else into a new summary whose `count` is the number of distinct patterns
+        `found` (keys, each certified feasible: a lower bound) with `complete: false`, `backend`, and `note` on
+        why there is no enumeration. No pattern file. Returns the summary written."""
+        prev = None
+        if self.json_path.exists():
+            try:
+                prev = read_regions(self.json_path)
+            except ToolError:
+                prev = None
+        if prev is not None and record_is_current(prev, self.sha, tol=self.tol, domain=self.box.name):
+            summary = dict(prev, **{key: record})
+        else:
+            summary = {
+                "weights": str(self.weights), "weights_sha256": self.sha, "layer_sizes": self.net.layer_sizes,
+                "domain": self.box.to_json(), "count": int(len(found)), "complete": False, "backend": backend,
+                "tol": self.tol, "lower_bound": lower_bound(self.data, found),
+                "upper_bound": upper_bounds(self.net, self.stability), "data_patterns": self.data.to_json(),
+                "times": {"bounds": round(self.t_bounds, 4), "enumeration": 0.0,
+                          "total": round(time.perf_counter() - self.t_start, 4)},
+                "stable_units": [{"layer": l + 1, **c} for l, c in enumerate(self.stability.counts())],
+                "exact_stability": bool(self.stability.exact), "stats": {}, "note": "; ".join(self.notes + [note]),
+                key: record,
+            }
+        write_regions(self.json_path, summary)
+        return summary
 
 
 def _parallel_options(workers: int, ray_address) -> dict:

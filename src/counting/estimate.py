@@ -38,18 +38,9 @@ from src.core.defaults import DEFAULT_TOL
 from src.core.errors import ToolError
 from src.core.network import ReluNet
 from src.core.patterns import pattern_keys
-from src.counting.count import count_domain, count_stability
-from src.counting.count_bounds import lower_bound, upper_bounds
-from src.counting.driver import check_count_settings, count_data
+from src.counting.driver import SideRun
 from src.counting.feasibility_lp import prefix_margin_point
-from src.io.current import record_is_current
-from src.io.files import file_sha256
-from src.io.readers import load_net
-from src.io.records import read_regions, write_regions
-from src.io.run_dir import regions_file_name
-from src.stability.files import write_stability_files
 from src.stability.record import Stability
-from src.stability.witnesses import N_DATA_SAMPLES
 
 Z95 = 1.959963984540054          # the 97.5 % quantile of the standard normal
 MEMO_LIMIT = 100_000             # decided nodes kept (with their points) for later probes
@@ -293,50 +284,15 @@ def estimate_run(weights, box: Box | None = None, *, probes: int, tol: float = D
     distinct patterns the probes certified (`complete: false`). Writes no pattern file. Returns (the
     summary written, its path)."""
 
-    t_start = time.perf_counter()
     if isinstance(probes, bool) or not isinstance(probes, (int, np.integer)) or probes < 1:
         raise ToolError(f"--estimate must be a number of probes >= 1, got {probes}")
-    check_count_settings(tol, time_limit, threads=1)
-    weights = Path(weights)
-    if net is None:
-        net = load_net(weights)
-    box = count_domain(net, box, source=weights)
-    out_dir = Path(out_dir) if out_dir is not None else weights.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / regions_file_name(box.name)
-    sha = file_sha256(weights) if weights.is_file() else None
-    deadline = None if time_limit is None else t_start + time_limit
-
-    data, notes = count_data(net, box, tol, data_root, N_DATA_SAMPLES if data_samples is None else data_samples,
-                             mnist=mnist)
-    stability = count_stability(net, box, tol=tol, exact=exact_stability, progress=progress, data=data,
-                                deadline=deadline)
-    write_stability_files(out_dir, stability, box, weights, sha=sha)
-    t_bounds = time.perf_counter() - t_start
-    est = estimate_regions(net, box, stability, probes=int(probes), tol=tol, seed=seed, deadline=deadline)
-    record = est.to_json()
-    prev = None
-    if json_path.exists():
-        try:
-            prev = read_regions(json_path)
-        except ToolError:
-            prev = None
-    if prev is not None and record_is_current(prev, sha, tol=tol, domain=box.name):
-        summary = dict(prev, estimate=record)
-    else:
-        found = pattern_keys(est.patterns)
-        counts = stability.counts()
-        notes.append(f"no enumeration (--estimate {probes}): count = the {len(found)} distinct patterns the probes "
-                     f"certified, a lower bound")
-        summary = {
-            "weights": str(weights), "weights_sha256": sha, "layer_sizes": net.layer_sizes, "domain": box.to_json(),
-            "count": int(len(found)), "complete": False, "backend": "estimate",
-            "tol": float(tol), "lower_bound": lower_bound(data, found), "upper_bound": upper_bounds(net, stability),
-            "data_patterns": data.to_json(),
-            "times": {"bounds": round(t_bounds, 4), "enumeration": 0.0,
-                      "total": round(time.perf_counter() - t_start, 4)},
-            "stable_units": [{"layer": l + 1, **c} for l, c in enumerate(counts)],
-            "exact_stability": bool(stability.exact), "stats": {}, "note": "; ".join(notes), "estimate": record,
-        }
-    write_regions(json_path, summary)
-    return summary, json_path
+    run = SideRun(weights, box, tol=tol, time_limit=time_limit, out_dir=out_dir, net=net,
+                  exact_stability=exact_stability, progress=progress, data_root=data_root, data_samples=data_samples,
+                  mnist=mnist)
+    est = estimate_regions(run.net, run.box, run.stability, probes=int(probes), tol=tol, seed=seed,
+                           deadline=run.deadline)
+    found = pattern_keys(est.patterns)
+    summary = run.write("estimate", est.to_json(), found, "estimate",
+                        f"no enumeration (--estimate {probes}): count = the {len(found)} distinct patterns the probes "
+                        f"certified, a lower bound")
+    return summary, run.json_path

@@ -168,6 +168,7 @@ def _check_regions(c: _Checker, d: dict) -> None:
     c.need(d, "weights_sha256", sha256, optional=True)
     c.need(d, "pattern_file", string, optional=True)
     c.need(d, "estimate", _estimate, optional=True)
+    c.need(d, "mipbound", _mipbound, optional=True)
     n_units = sum(sizes[1:-1])
     if n_units < 63 and count > 2 ** n_units:
         c.fail("count", f"{count} patterns, but {n_units} hidden units allow at most 2^{n_units}")
@@ -183,6 +184,21 @@ def _estimate(v):
     if not (isinstance(ci, list) and len(ci) == 2 and _is_num(ci[0]) and (ci[1] is None or _is_num(ci[1]))
             and (ci[1] is None or ci[0] <= ci[1])):
         return f"ci95 must be [lo, hi] with lo <= hi (hi may be null), got {ci!r:.60}"
+    return None
+
+
+def _mipbound(v):
+    """The "mipbound" record of `--mipbound` (src/counting/mipbound.py)."""
+    if not isinstance(v, dict):
+        return "expected an object with 'log2_lower', 'probability', 'xor_size' and 'trials'"
+    for key, check in (("probability", prob), ("xor_size", pos_int), ("trials", pos_int)):
+        msg = check(v.get(key))
+        if msg:
+            return f"{key}: {msg}"
+    if "log2_lower" not in v or (v["log2_lower"] is not None and nonneg_num(v["log2_lower"])):
+        return f"log2_lower: expected a number >= 0 or null, got {v.get('log2_lower')!r:.40}"
+    if "patterns_found" in v and nonneg_int(v["patterns_found"]):
+        return f"patterns_found: {nonneg_int(v['patterns_found'])}"
     return None
 
 
