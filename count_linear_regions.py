@@ -112,12 +112,17 @@ def main(argv=None) -> int:
                         "it does not take --slice, --segments or --resume")
     if not args.mipbound and (args.xor_size is not None or args.mipbound_trials is not None):
         raise ToolError("--xor-size and --mipbound-trials are settings of --mipbound")
+    if args.status:          # the state of the count's outputs (with --estimate or --mipbound too)
+        status, path = sweep_status(args.weights, domains, out_dir) if sweep else \
+            count_status(args.weights, box, args.tol, out_dir)
+        print(f"{status} {path}")
+        return 0
     if args.mipbound:
         if args.estimate is not None:
             raise ToolError("--mipbound and --estimate are two separate runs: give one of them")
-        if sweep or args.slice is not None or args.segments is not None or args.resume or args.status:
+        if sweep or args.slice is not None or args.segments is not None or args.resume:
             raise ToolError("--mipbound bounds one box from scratch; it does not take a sweep, --slice, "
-                            "--segments, --resume or --status")
+                            "--segments or --resume")
         from src.counting.mipbound import mipbound_line, mipbound_run
 
         summary, path = mipbound_run(args.weights, box, trials=args.mipbound_trials, xor_size=args.xor_size,
@@ -129,9 +134,9 @@ def main(argv=None) -> int:
     if args.estimate is not None:
         if args.estimate < 1:
             raise ToolError(f"--estimate must be a number of probes >= 1, got {args.estimate}")
-        if sweep or args.slice is not None or args.segments is not None or args.resume or args.status:
+        if sweep or args.slice is not None or args.segments is not None or args.resume:
             raise ToolError("--estimate estimates one box from scratch; it does not take a sweep, --slice, "
-                            "--segments, --resume or --status")
+                            "--segments or --resume")
         from src.counting.estimate import estimate_line, estimate_run
 
         summary, path = estimate_run(args.weights, box, probes=args.estimate, tol=args.tol, seed=args.seed,
@@ -146,11 +151,6 @@ def main(argv=None) -> int:
         for f in write_image_sections(args.weights, net, box, out_dir, slice_images=args.slice,
                                       segments=args.segments, segments_seed=args.segments_seed):
             print(f.line)
-        return 0
-    if args.status:
-        status, path = sweep_status(args.weights, domains, out_dir) if sweep else \
-            count_status(args.weights, box, args.tol, out_dir)
-        print(f"{status} {path}")
         return 0
     if sweep:
         rows, paths = count_sweep(args.weights, domains, net=net, out_dir=out_dir, save_each=args.save_each,

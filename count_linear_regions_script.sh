@@ -36,6 +36,10 @@ while getopts ":s:e:m:fh" opt; do
 done
 shift $((OPTIND - 1))
 EXTRA=("$@")
+SIDE=0
+for a in ${EXTRA[@]+"${EXTRA[@]}"}; do
+    case "$a" in --estimate|--estimate=*|--mipbound|--mipbound=*) SIDE=1 ;; esac
+done
 
 int_re='^[0-9]+$'
 if ! [[ "$START" =~ $int_re ]] || ! [[ "$END" =~ $int_re ]]; then
@@ -97,8 +101,9 @@ for ((id = START; id <= END; id++)); do
     else
         echo "== $run" >&2
         args=(-w "$w")
-        # continue an incomplete count of these weights; start over on -f or stale outputs
-        [ "$FORCE" -eq 0 ] && [ "$before" = "incomplete" ] && args+=(--resume)
+        # continue an incomplete count of these weights; start over on -f or stale outputs (an --estimate
+        # or --mipbound adds its record to the summary and enumerates nothing: nothing to resume)
+        [ "$FORCE" -eq 0 ] && [ "$before" = "incomplete" ] && [ "$SIDE" -eq 0 ] && args+=(--resume)
         "$PY" "$CLI" "${args[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
         rc=$?
         if [ $rc -eq 130 ]; then

@@ -296,6 +296,24 @@ def test_bulk_script(tmp_path):
     assert r.returncode == 2 and "after" in r.stderr
 
 
+@pytest.mark.slow
+def test_bulk_script_estimates_an_incomplete_count_without_resuming_it(tmp_path):
+    """`-- --estimate N` on runs whose count stopped at its time limit: the estimate is added to the summary
+    (the script passes no --resume to an estimate, which would refuse it)."""
+    models = tmp_path / "models"
+    (models / "fcnn_run_7").mkdir(parents=True)
+    save_net(make_net("2-3-3-1_seed0"), models / "fcnn_run_7" / "weights.dat")
+    script = "count_linear_regions_script.sh"
+    r = run_cli(script, "-s", "7", "-e", "7", "-m", models, "--", "-q", "--time-limit", "0.001", timeout=120)
+    summary = models / "fcnn_run_7" / "regions_input_0_1.json"
+    assert r.returncode == 0 and not json.loads(summary.read_text())["complete"], r.stderr
+    r = run_cli(script, "-s", "7", "-e", "7", "-m", models, "--", "-q", "--estimate", "20", timeout=120)
+    assert r.returncode == 0, r.stderr
+    est = json.loads(summary.read_text())["estimate"]
+    assert est["ci95"][0] <= est["value"] <= est["ci95"][1], est
+    assert est["exact"] and est["value"] == len(bf("2-3-3-1_seed0")), est   # a tree this small is expanded whole
+
+
 def test_sink_dedupes_and_streams_known():
     class W:
         def __init__(self):
