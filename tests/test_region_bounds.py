@@ -192,3 +192,18 @@ def test_pattern_keys_match_the_data_keys():
     dp = DataPatterns([], pattern_keys(P), 13)
     assert np.array_equal(dp.patterns(), np.unique(P, axis=0))
     assert pattern_keys(np.zeros((0, 13), np.uint8)) == set()
+
+
+def test_data_pass_stops_at_its_deadline_with_a_sound_subset():
+    """A deadline that has passed stops the data pass between chunks (as `count_run` passes it, so that
+    --time-limit holds for the data phase too): fewer points, patterns a subset, the flag set; none: all."""
+    import time
+
+    net_spec = CATALOGUE["region_bounds"][0]
+    net, box, truth = brute(net_spec)
+    pts = {"samples": SeededSamples(box, 20_000, net_spec.seed)}
+    whole = data_patterns(net, pts, TOL, box, chunk=1000)
+    cut = data_patterns(net, pts, TOL, box, chunk=1000, deadline=time.perf_counter() - 1.0)
+    assert not whole.stopped_by_time_limit and whole.n_points == 20_000
+    assert cut.stopped_by_time_limit and cut.n_points == 0 and cut.keys <= whole.keys
+    assert {tuple(p) for p in whole.patterns().tolist()} <= set(truth)

@@ -16,6 +16,7 @@ Pure numpy and Python integers; see docs/stability.md.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -165,6 +166,7 @@ class DataPatterns:
     witness_min: list[np.ndarray] | None = None
     witness_max: list[np.ndarray] | None = None
     per_source_keys: dict[str, set[bytes]] = field(default_factory=dict)
+    stopped_by_time_limit: bool = False       # the deadline ended the pass: fewer points, still sound
 
     @property
     def n_points(self) -> int:
@@ -182,22 +184,28 @@ class DataPatterns:
         return {"sources": [dict(s) for s in self.sources], "union": self.union}
 
 
-def data_patterns(net: ReluNet, points_by_source: dict, tol: float, box: Box, chunk: int = CHUNK) -> DataPatterns:
+def data_patterns(net: ReluNet, points_by_source: dict, tol: float, box: Box, chunk: int = CHUNK,
+                  deadline: float | None = None) -> DataPatterns:
     """Distinct feasible patterns certified by the given points of the box, per source and overall.
 
     points_by_source: {label: array (n, n0) or SeededSamples}, e.g. src.stability.witnesses.data_points_for_box(box).
     Points outside the box are dropped. A point certifies its own pattern (bit 1 iff g > tol) iff
     every unit has g > tol or g <= 0, the enumeration's feasibility test at a point
     (`_verify` in src/counting/tree_walk.py); points with some g in (0, tol] certify nothing. One chunked forward
-    pass per source.
+    pass per source. deadline (time.perf_counter): the pass stops between chunks once it has passed
+    (`stopped_by_time_limit`; the points used so far still certify what they certify).
     """
     n = net.n_hidden_units
     sources, keys, per = [], set(), {}
     wmin = wmax = None
+    stopped = False
     for label, pts in points_by_source.items():
         n_in = n_cert = 0
         seen: set[bytes] = set()
         for x in iter_chunks(pts, chunk):
+            if deadline is not None and time.perf_counter() >= deadline:
+                stopped = True
+                break
             x = x[box.contains(x)]
             if not len(x):
                 continue
@@ -220,7 +228,7 @@ def data_patterns(net: ReluNet, points_by_source: dict, tol: float, box: Box, ch
         keys |= seen
         sources.append({"source": str(label), "points": n_in, "certified_points": n_cert,
                         "distinct_patterns": len(seen)})
-    return DataPatterns(sources, keys, n, wmin, wmax, per)
+    return DataPatterns(sources, keys, n, wmin, wmax, per, stopped_by_time_limit=stopped)
 
 
 def lower_bound(data: DataPatterns | None, enumerated=None) -> int:

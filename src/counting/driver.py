@@ -171,7 +171,7 @@ def check_count_settings(tol, time_limit, threads, workers=1, checkpoint_every=N
 
 
 def count_data(net: ReluNet, box: Box, tol: float, data_root=None, n_samples: int = N_DATA_SAMPLES, seed: int = 0,
-               mnist: bool | None = None):
+               mnist: bool | None = None, deadline: float | None = None):
     """(DataPatterns of the MNIST images in the box and of n_samples seeded samples, notes).
 
     A 784-input net uses the MNIST training and test images that lie in the box when MNIST can
@@ -183,7 +183,11 @@ def count_data(net: ReluNet, box: Box, tol: float, data_root=None, n_samples: in
     except ToolError as e:
         points = data_points_for_box(box, data_root, n_samples=n_samples, seed=seed, mnist=False)
         notes.append(f"MNIST not used for data-first stability ({e})")
-    return data_patterns(net, points, tol, box), notes
+    data = data_patterns(net, points, tol, box, deadline=deadline)
+    if data.stopped_by_time_limit:
+        notes.append(f"the time limit cut the data pass short after {data.n_points} points (sound: fewer "
+                     "patterns certified by data)")
+    return data, notes
 
 
 def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: float = DEFAULT_TOL,
@@ -273,7 +277,7 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     # ---- data, bounds and stable units ----------------------------------------------------------
     t0 = time.perf_counter()
     deadline = None if time_limit is None else t_start + time_limit
-    data, data_notes = count_data(net, box, tol, data_root, data_samples, mnist=mnist)
+    data, data_notes = count_data(net, box, tol, data_root, data_samples, mnist=mnist, deadline=deadline)
     notes += data_notes
     candidates = backend_candidates(backend)
     stability = count_stability(net, box, backend=backend, tol=tol, exact=exact_stability, progress=progress,
@@ -402,7 +406,8 @@ class SideRun:
         self.sha = file_sha256(self.weights) if self.weights.is_file() else None
         self.deadline = None if time_limit is None else self.t_start + time_limit
         self.data, self.notes = count_data(self.net, self.box, tol, data_root,
-                                           N_DATA_SAMPLES if data_samples is None else data_samples, mnist=mnist)
+                                           N_DATA_SAMPLES if data_samples is None else data_samples, mnist=mnist,
+                                           deadline=self.deadline)
         self.stability = count_stability(self.net, self.box, backend=backend, tol=tol, exact=exact_stability,
                                          progress=progress, data=self.data, deadline=self.deadline)
         write_stability_files(self.out_dir, self.stability, self.box, self.weights, sha=self.sha)
