@@ -12,7 +12,7 @@ from src.io.mnist import load_mnist_arrays
 from src.io.readers import load_net
 from src.io.readers.torch_state import from_state_dict
 from src.training.models import build_model
-from src.training.train import TrainConfig, adversarial_batch, l1_penalty, train_run
+from src.training.train import TrainConfig, adversarial_batch, evaluate, l1_penalty, robust_accuracy, train_run
 
 FILES = {"config.json", "model.pt", "weights.dat", "metrics.json", "train.log"}
 CONFIG_KEYS = {"run_id", "arch", "hidden_sizes", "l1", "adv", "adv_eps", "adv_steps", "adv_step_size", "dropout",
@@ -48,6 +48,8 @@ def test_training_is_deterministic(tmp_path):
     a = train_run(TrainConfig(**cfg), tmp_path / "a", quiet=True)
     b = train_run(TrainConfig(**cfg), tmp_path / "b", quiet=True)
     assert a["epochs"][0]["loss"] == b["epochs"][0]["loss"]
+    assert a["robust_accuracy"] == b["robust_accuracy"]
+    assert a["robust_accuracy"]["eps"] == 0.1 and a["robust_accuracy"]["accuracy"] <= a["test_accuracy"]
     assert (tmp_path / "a/weights.dat").read_text().splitlines()[2:] == \
         (tmp_path / "b/weights.dat").read_text().splitlines()[2:]
 
@@ -183,3 +185,17 @@ def test_cli_help_lists_flags():
                  "--threads", "--device", "--force", "--adv-method", "--adv-eps", "--adv-steps", "--adv-step-size",
                  "--train-subset", "--quiet"):
         assert flag in r.stdout
+
+
+@pytest.mark.slow
+def test_robust_accuracy_is_pgd_at_the_runs_eps():
+    """eps = 0 cannot move a point: the clean accuracy; a real eps lowers it; the record says the attack."""
+    model = build_model("mlp:20", seed=0)
+    X, y = load_mnist_arrays("test")
+    x, t = torch.tensor(X[:500]), torch.tensor(y[:500])
+    clean = evaluate(model, x, t)
+    r0 = robust_accuracy(model, x, t, TrainConfig(run_id=0, arch="mlp:20", adv_eps=0.0), batch=128)
+    assert r0["accuracy"] == clean and r0["attack"] == "pgd" and r0["eps"] == 0.0
+    r = robust_accuracy(model, x, t, TrainConfig(run_id=0, arch="mlp:20", adv_eps=0.3, adv_steps=5), batch=128)
+    assert r["accuracy"] < clean or clean == 0.0
+    assert r["steps"] == 5 and r["step_size"] == 0.02

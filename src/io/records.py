@@ -146,8 +146,21 @@ def _check_metrics(c: _Checker, d: dict) -> None:
     c.need(d, "test_accuracy", prob, optional=not d["complete"])
     c.need(d, "train_accuracy", prob, optional=not d["complete"])
     c.need(d, "seconds", nonneg_num, optional=True)
+    c.need(d, "robust_accuracy", _robust_accuracy, optional=True)
     if d["complete"] and not eps:
         c.fail("epochs", "a complete run needs at least one epoch")
+
+
+
+def _robust_accuracy(v):
+    """The "robust_accuracy" record of a training run (src/training/train.py: robust_accuracy)."""
+    if not isinstance(v, dict) or string(v.get("attack")):
+        return "expected an object with 'attack', 'eps' and 'accuracy'"
+    for key, check in (("eps", prob), ("accuracy", prob)):
+        msg = check(v.get(key))
+        if msg:
+            return f"{key}: {msg}"
+    return None
 
 # ---- region counting ------------------------------------------------------------------------------
 

@@ -233,6 +233,26 @@ def evaluate(model, X, y, batch: int = 10000) -> float:
     return correct / max(len(X), 1)
 
 
+def robust_accuracy(model, X, y, cfg: TrainConfig, batch: int = 1000) -> dict:
+    """Accuracy under PGD at the run's ε (cfg.adv_eps, cfg.adv_steps steps of cfg.adv_step_size, a random start
+    seeded by cfg.seed), whatever the run trained with: the record that adversarial training worked, and the
+    same attack on the clean runs beside them."""
+    import torch
+
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(X), batch):
+        xa = adversarial_batch(model, X[i:i + batch], y[i:i + batch], "pgd", cfg.adv_eps, cfg.adv_steps,
+                               cfg.adv_step_size, generator=gen)
+        with torch.inference_mode():
+            correct += int((model(xa).argmax(1) == y[i:i + batch]).sum())
+    model.train(was_training)
+    return {"attack": "pgd", "eps": cfg.adv_eps, "steps": cfg.adv_steps, "step_size": cfg.adv_step_size,
+            "accuracy": correct / max(len(X), 1)}
+
+
 def train_epoch(model, opt, X, y, cfg: TrainConfig, generator, bar=None) -> float:
     """One epoch over X (in-memory, seeded permutation); returns the mean training objective."""
     import torch
@@ -370,10 +390,11 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     net = from_state_dict(state)
     test_acc = metrics["epochs"][-1]["test_acc"]
     save_net(net, run_dir / WEIGHTS, model_path=str(run_dir / MODEL), accuracy=test_acc)
+    robust = robust_accuracy(model, Xte, yte, cfg)
     metrics.update(test_accuracy=test_acc, train_accuracy=metrics["epochs"][-1]["train_acc"],
-                   seconds=time.perf_counter() - t0)
+                   robust_accuracy=robust, seconds=time.perf_counter() - t0)
     log(f"done: test accuracy {test_acc:.4f}, train accuracy {metrics['train_accuracy']:.4f}, "
-        f"{metrics['seconds']:.1f}s")
+        f"robust accuracy {robust['accuracy']:.4f} (PGD, eps {cfg.adv_eps:g}), {metrics['seconds']:.1f}s")
     metrics["complete"] = True
     write_metrics(metrics_path, metrics)  # last
     with contextlib.suppress(FileNotFoundError):
