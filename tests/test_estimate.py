@@ -117,6 +117,20 @@ def test_time_limit_stops_it():
     assert r.stopped == "time limit" and r.probes < 10_000 and time.perf_counter() - t < 5
 
 
+def test_a_deadline_inside_a_probe_drops_that_probe():
+    """The deadline is looked at on every level of a probe (a probe of a 400-unit net takes many LPs): a
+    probe that meets it returns nothing and is not counted."""
+    from src.counting.estimate import _Tree
+
+    _, net, box, st = setup("3-4-3-2-1_seed2")
+    tree = _Tree(net, box, st, 1e-6)
+    calls = []
+    w, leaf = tree.probe(tree.root(), np.random.default_rng(0), late=lambda: calls.append(1) or len(calls) > 2)
+    assert (w, leaf) == (None, None) and len(calls) == 3 and tree.depth > 3
+    w, leaf = tree.probe(tree.root(), np.random.default_rng(0), late=lambda: False)
+    assert w >= 1 and len(leaf) == tree.depth
+
+
 def test_bad_probes():
     _, net, box, st = setup("3-5-4-1_seed9_bias0.4")
     for bad in (0, -3, 1.5, True):

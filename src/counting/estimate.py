@@ -148,10 +148,13 @@ class _Tree:
             self.memo[key] = out
         return out
 
-    def probe(self, node, rng):
-        """(product of the branching counts from `node` to a leaf, the leaf's prefix or None at a dead end)."""
+    def probe(self, node, rng, late=None):
+        """(product of the branching counts from `node` to a leaf, the leaf's prefix or None at a dead end);
+        (None, None) when late() turns true on the way down (the probe is dropped)."""
         w = 1
         while len(node[0]) < self.depth:
+            if late is not None and late():
+                return None, None
             kids = self.children(node)
             if not kids:
                 return 0, None
@@ -230,7 +233,10 @@ def estimate_regions(net: ReluNet, box: Box, stability: Stability, *, probes: in
             stopped = "time limit"
             break
         v = int(perm[done % S])
-        w, leaf = tree.probe(level[v], rng)
+        w, leaf = tree.probe(level[v], rng, late)
+        if w is None:                  # the deadline fell inside this probe: it is dropped, unfinished
+            stopped = "time limit"
+            break
         values[v].append(w)
         if leaf is not None:
             leaves.append(leaf)
