@@ -17,8 +17,9 @@ def _dump(path: Path, obj) -> None:
 
 def write_run(models_dir, run_id, l1, adv, dropout, *, hidden=(8, 8), seed=0, count=None, complete=True,
               files=("config", "metrics", "regions", "stable", "two_all", "two_feasible", "compressed", "weights"),
-              n0=784):
-    """One fcnn_run_<id>/ with the requested files; values derived from l1 so trends are visible."""
+              n0=784, train_seed=0, accuracy=None):
+    """One fcnn_run_<id>/ with the requested files; values derived from l1 so trends are visible. `train_seed` is
+    the seed of config.json (seed only seeds the fixture's values); `accuracy` overrides the test accuracy."""
     rng = np.random.default_rng(seed + run_id)
     d = Path(models_dir) / f"fcnn_run_{run_id}"
     d.mkdir(parents=True, exist_ok=True)
@@ -34,12 +35,12 @@ def write_run(models_dir, run_id, l1, adv, dropout, *, hidden=(8, 8), seed=0, co
     if "config" in files:
         _dump(d / "config.json", {"run_id": run_id, "arch": "mlp:" + "-".join(map(str, hidden)),
                                   "hidden_sizes": hidden, "l1": l1, "adv": adv, "adv_eps": 0.1, "adv_steps": 10,
-                                  "adv_step_size": 0.02, "dropout": dropout, "epochs": 1, "seed": 0, "lr": 0.01,
+                                  "adv_step_size": 0.02, "dropout": dropout, "epochs": 1, "seed": train_seed, "lr": 0.01,
                                   "momentum": 0.9, "batch_size": 128, "lr_step": 50, "lr_gamma": 0.1,
                                   "train_subset": 1000, "device": "cpu", "threads": 1,
                                   "versions": {"python": "3", "torch": "2", "numpy": "1"}})
     if "metrics" in files:
-        acc = 0.9 - 20 * l1 - (0.05 if adv != "none" else 0.0)
+        acc = 0.9 - 20 * l1 - (0.05 if adv != "none" else 0.0) if accuracy is None else accuracy
         _dump(d / "metrics.json", {"epochs": [{"epoch": 1, "loss": 0.5, "train_acc": acc, "test_acc": acc,
                                                "seconds": 1.0}],
                                    "test_accuracy": acc, "train_accuracy": acc, "seconds": 1.0, "complete": True})
@@ -122,3 +123,23 @@ def write_local_counts(run_dir, n_boxes: int = 2, width: float = 0.01, seed: int
     domains = [(f"test{k}", width, Box.around(x, width, f"test{k}")) for k, x in enumerate(X)]
     count_sweep(run_dir / "weights.dat", domains, net=net, progress=False, backend="lp", data_samples=200,
                 mnist=False)
+
+
+def write_local_table(run_dir, counts: dict, width=0.01, name: str = "regions_sweep_synthetic") -> None:
+    """A regions_sweep_*.json with the given exact counts {center: count} at a width or each of a tuple of widths
+    (the rows of src.counting.local_sweep.count_sweep; count None = a box not counted completely)."""
+    widths = width if isinstance(width, (tuple, list)) else (width,)
+    rows = [{"center": c, "width": w, "domain": f"center_{c}_width_{w:g}", "count": n,
+             "complete": n is not None, "lower_bound": n, "upper_bound_log10": 3.0, "unstable": 4, "seconds": 0.1}
+            for w in widths for c, n in counts.items()]
+    _dump(Path(run_dir) / f"{name}.json", {"weights": str(Path(run_dir) / "weights.dat"), "rows": rows, "summary": []})
+
+
+def write_segment_table(run_dir, segments: dict, seed: int = 0) -> None:
+    """A segments.json with the given segments {(from, to): (regions crossed, L2 length)} (the record of
+    src.sections.files.image_segments_record, without breakpoints)."""
+    segs = [{"from": i, "to": j, "regions": r, "breakpoints": [], "length": length,
+             "regions_per_unit_length": r / length, "unverified": 0} for (i, j), (r, length) in segments.items()]
+    _dump(Path(run_dir) / "segments.json", {"weights": str(Path(run_dir) / "weights.dat"), "pairs": len(segs),
+                                            "seed": seed, "tolerance": 1e-9, "seconds": 0.1, "summary": {},
+                                            "segments": segs})

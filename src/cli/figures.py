@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from src.cli.results import add_min_accuracy_argument
 from src.core.defaults import DEFAULT_DOMAIN, DEFAULT_MODELS_DIR
 from src.core.errors import ToolError
 from src.report.figures import FIGURES, draw, draw_all, draw_slice
@@ -18,7 +19,7 @@ def _formats(text) -> tuple[str, ...]:
     return fmts
 
 
-def add_run_arguments(p, runs_required: bool = True) -> None:
+def add_run_arguments(p, runs_required: bool = True, broken: bool = True) -> None:
     p.add_argument("--models-dir", default=DEFAULT_MODELS_DIR,
                    help=f"directory holding fcnn_run_<id>/ (default {DEFAULT_MODELS_DIR})")
     p.add_argument("--runs", required=runs_required, metavar="IDS",
@@ -28,6 +29,8 @@ def add_run_arguments(p, runs_required: bool = True) -> None:
                         "center_test0_width_0.01 (default input_0_1)")
     p.add_argument("--out", default="plots/out", help="output directory (default plots/out)")
     p.add_argument("--formats", default="png,pdf", help="comma list of file formats (default png,pdf)")
+    if broken:
+        add_min_accuracy_argument(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -94,7 +97,7 @@ def figure_main(name: str, argv=None) -> int:
     p = argparse.ArgumentParser(description=FIGURE_HELP[name] + f" Writes <out>/{stem}.png and .pdf.")
     add_run_arguments(p)
     args = p.parse_args(argv)
-    records = load_runs(args.models_dir, args.runs, args.domain)
+    records = load_runs(args.models_dir, args.runs, args.domain, args.min_accuracy)
     _warn_missing(records, args.quiet)
     paths = draw(name, args.models_dir, args.runs, args.out, args.domain, _formats(args.formats), records=records)
     if not args.quiet:
@@ -120,7 +123,7 @@ def slice_main(argv=None) -> int:
         "layer by layer along each unit's zero line (src/sections/plane.py, docs/sections.md), and each polygon's "
         "interior point is checked by the forward pass. One panel per run with a weights.dat, or one panel "
         "for -w FILE. Writes <out>/input_slice.png and .pdf (or --name)."))
-    add_run_arguments(p, runs_required=False)
+    add_run_arguments(p, runs_required=False, broken=False)
     p.add_argument("-w", "--weights", metavar="FILE", help="draw this weights.dat instead of --runs")
     p.add_argument("--name", default="input_slice", help="output file stem (default input_slice)")
     add_slice_arguments(p)
@@ -151,12 +154,13 @@ def make_all_main(argv=None) -> int:
     args = p.parse_args(argv)
     fmts = _formats(args.formats)
     slice_kw = _slice_kw(args, prefix="slice-")
-    records = load_runs(args.models_dir, args.runs, args.domain)
+    records = load_runs(args.models_dir, args.runs, args.domain, args.min_accuracy)
     _warn_missing(records, args.quiet)
     log = (lambda m: None) if args.quiet else print
-    done = draw_all(args.models_dir, args.runs, args.out, args.domain, fmts, slice_kw=slice_kw, log=log)
+    done = draw_all(args.models_dir, args.runs, args.out, args.domain, fmts, slice_kw=slice_kw, log=log,
+                    min_accuracy=args.min_accuracy)
     if not args.no_table:
-        res = collect_results(args.models_dir, args.runs, args.out, args.domain)
+        res = collect_results(args.models_dir, args.runs, args.out, args.domain, min_accuracy=args.min_accuracy)
         done["table"] = [res["csv"], res["md"]]
         log(res["trend"].summary())
     for name, v in done.items():

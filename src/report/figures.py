@@ -36,7 +36,8 @@ from src.core.network import ReluNet
 from src.io.files import atomic_open
 from src.io.mnist import load_mnist_arrays
 from src.io.readers import load_net
-from src.report.table import RunRecord, load_runs, two_hidden_sizes
+from src.report.table import NEAR_CHANCE_ACCURACY, RunRecord, load_runs, two_hidden_sizes
+from src.report.trend import fmt_l1
 from src.sections.plane import PlaneSection, class_pieces, default_view, orthonormal_plane, plane_section
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -116,18 +117,10 @@ class GroupStyle:
 def _l1_axis(ax, l1_values):
     """Equally spaced categorical l1 axis (l1 = 0 has no place on a log axis)."""
     ax.set_xticks(range(len(l1_values)))
-    ax.set_xticklabels([_fmt_l1(v) for v in l1_values])
+    ax.set_xticklabels([fmt_l1(v) for v in l1_values])
     ax.set_xlim(-0.5, len(l1_values) - 0.5)
     ax.set_xlabel("l1 regularisation λ (equally spaced)")
     ax.grid(False, axis="x")
-
-
-def _fmt_l1(v) -> str:
-    if v == 0:
-        return "0"
-    s = f"{v:.0e}" if f"{v:.0e}" == f"{v:.1e}".replace(".0e", "e") else f"{v:g}"
-    m, e = s.split("e") if "e" in s else (s, None)
-    return f"{m}e{int(e)}" if e is not None else s
 
 
 def _domain_label(records) -> str:
@@ -159,21 +152,51 @@ def _usable(records, need) -> tuple[list, list]:
     return good, skipped
 
 
-def _skipped_note(fig, skipped, what):
+def _ids(recs) -> str:
+    return ", ".join(str(r.run_id) for r in recs[:12]) + (" …" if len(recs) > 12 else "")
+
+
+def _skipped_note(fig, skipped, what, broken=()):
+    """A grey note under the figure, right-aligned: the broken runs drawn apart and the runs not shown (no `what`)."""
+    lines = []
+    if broken:
+        lines.append(f"grey x: broken run{'s' if len(broken) > 1 else ''} {_ids(broken)} (see the results table), "
+                     f"left out of every line and box")
     if skipped:
-        ids = ", ".join(str(r.run_id) for r in skipped[:12]) + (" …" if len(skipped) > 12 else "")
-        fig.text(0.99, 0.005, f"not shown (no {what}): runs {ids}", ha="right", va="bottom",
-                 fontsize=7, color="0.4")
+        lines.append(f"not shown (no {what}): runs {_ids(skipped)}")
+    if lines:
+        fig.text(0.99, -0.03, "\n".join(lines), ha="right", va="top", fontsize=7, color="0.4")   # below it all
+
+
+# broken runs (RunRecord.broken: near-chance accuracy or a constant net) are drawn apart, left out of the lines
+BROKEN_STYLE = {"marker": "x", "color": "0.45", "markersize": 6, "markeredgewidth": 1.4, "linestyle": "none"}
+
+
+def _split_broken(recs) -> tuple[list, list]:
+    """(working runs, broken runs)."""
+    return [r for r in recs if not r.broken], [r for r in recs if r.broken]
+
+
+def _broken_handle() -> Line2D:
+    return Line2D([], [], **BROKEN_STYLE, label="broken (left out)")
+
+
+def _group_handles(style, good, **kw) -> list:
+    """Legend entries of the groups that have a working run."""
+    drawn = {r.group for r in good}
+    return [Line2D([], [], **style.kw(g), label=style.label(g), **kw) for g in style.groups if g in drawn]
 
 # ---- figure 1: regions vs l1 ---------------------------------------------------------
 
 
 def plot_regions_vs_l1(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
     """Number of linear regions against l1, per (adv, dropout); hollow + arrow = lower bound; for an incomplete
-    count, a diamond with an error bar = the `--estimate` and its 95 % interval, a dash = the `--mipbound` bound."""
+    count, a diamond with an error bar = the `--estimate` and its 95 % interval, a dash = the `--mipbound` bound;
+    broken runs a grey x, left out of the median lines."""
     recs, skipped = _usable(records, lambda r: r.l1 is not None and r.region_count is not None)
     if not recs:
         raise ToolError("regions figure: no run has both config.json and regions_<domain>.json")
+    good, broken = _split_broken(recs)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
         style = GroupStyle(recs)
@@ -181,12 +204,16 @@ def plot_regions_vs_l1(records: list[RunRecord], out_base, title: str | None = N
         xpos = {v: i for i, v in enumerate(l1s)}
         off = style.offsets()
         ymax = max(max(r.region_count, 1) for r in recs)
-        ests = {id(r): r.regions_estimate for r in recs if r.regions_estimate and not r.regions_complete}
-        mips = {id(r): 2.0 ** r.regions_mipbound[0] for r in recs if r.regions_mipbound and not r.regions_complete}
+        ests = {id(r): r.regions_estimate for r in good if r.regions_estimate and not r.regions_complete}
+        mips = {id(r): 2.0 ** r.regions_mipbound[0] for r in good if r.regions_mipbound and not r.regions_complete}
         ymax = max([ymax] + [e[2] or e[0] for e in ests.values()] + list(mips.values()))
         any_incomplete = False
+        for r in broken:
+            ax.plot(xpos[r.l1] + off[r.group], max(r.region_count, 1), **BROKEN_STYLE, zorder=3)
         for g in style.groups:
-            pts = sorted([r for r in recs if r.group == g], key=lambda r: r.l1)
+            pts = sorted([r for r in good if r.group == g], key=lambda r: r.l1)
+            if not pts:
+                continue
             kw = style.kw(g)
             xs = [xpos[r.l1] + off[g] for r in pts]
             ys = [max(r.region_count, 1) for r in pts]
@@ -222,8 +249,9 @@ def plot_regions_vs_l1(records: list[RunRecord], out_base, title: str | None = N
         _l1_axis(ax, l1s)
         ax.set_ylabel("number of linear regions")
         ax.set_title(title or f"Linear regions on {_domain_label(recs)}")
-        handles = [Line2D([], [], **style.kw(g), markersize=6, markeredgecolor="k", markeredgewidth=0.5,
-                          label=style.label(g)) for g in style.groups]
+        handles = _group_handles(style, good, markersize=6, markeredgecolor="k", markeredgewidth=0.5)
+        if broken:
+            handles.append(_broken_handle())
         if any_incomplete:
             handles.append(Line2D([], [], marker="$\\uparrow$", color="0.2", markersize=9, linestyle="none",
                                   label="hollow + arrow: incomplete\ncount (lower bound)"))
@@ -233,18 +261,20 @@ def plot_regions_vs_l1(records: list[RunRecord], out_base, title: str | None = N
         if mips:
             handles.append(Line2D([], [], color="0.2", lw=2.0, label="dash: MIPBound lower\nbound (--mipbound)"))
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        _skipped_note(fig, skipped, "region count")
+        _skipped_note(fig, skipped, "region count", broken)
         return save(fig, out_base, formats)
 
 # ---- figure 2: stable units vs l1 ----------------------------------------------------
 
 
 def plot_stable_units_vs_l1(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
-    """Stably active (top row) and stably inactive (bottom row) units per hidden layer against l1."""
+    """Stably active (top row) and stably inactive (bottom row) units per hidden layer against l1; broken runs a
+    grey x, left out of the median lines."""
     recs, skipped = _usable(records, lambda r: r.l1 is not None and r.stable_counts())
     if not recs:
         raise ToolError("stable-units figure: no run has both config.json and stable_units_<domain>.json "
                         "(or stable_units in regions_<domain>.json)")
+    good, broken = _split_broken(recs)
     n_layers = max(len(r.stable_counts()) for r in recs)
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(2, n_layers, figsize=(max(2.0 * n_layers + 1.8, 5.2), 4.4),
@@ -258,9 +288,12 @@ def plot_stable_units_vs_l1(records: list[RunRecord], out_base, title: str | Non
                              for r in recs for c in r.stable_counts()[l:l + 1]})
             for row, kind in enumerate(("active", "inactive")):
                 ax = axes[row, l]
+                for r in broken:
+                    if len(r.stable_counts()) > l:
+                        ax.plot(xpos[r.l1] + off[r.group], r.stable_counts()[l][kind], **BROKEN_STYLE)
                 for g in style.groups:
                     kw = style.kw(g)
-                    pts = sorted([r for r in recs if r.group == g and len(r.stable_counts()) > l],
+                    pts = sorted([r for r in good if r.group == g and len(r.stable_counts()) > l],
                                  key=lambda r: r.l1)
                     if not pts:
                         continue
@@ -284,14 +317,15 @@ def plot_stable_units_vs_l1(records: list[RunRecord], out_base, title: str | Non
                     ax.set_xlabel("l1 λ")
                 if l == 0:
                     ax.set_ylabel(f"stably {kind} units")
-        handles = [Line2D([], [], **style.kw(g), markersize=5, markeredgecolor="k", markeredgewidth=0.4,
-                          label=style.label(g)) for g in style.groups]
+        handles = _group_handles(style, good, markersize=5, markeredgecolor="k", markeredgewidth=0.4)
+        if broken:
+            handles.append(_broken_handle())
         handles.append(Line2D([], [], color="0.5", linestyle=":", label="layer width"))
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), frameon=False,
                    bbox_to_anchor=(0.5, -0.02))
         fig.suptitle(title or f"Stable units per hidden layer on {_domain_label(recs)}")
         fig.tight_layout(rect=(0, 0.08 + 0.03 * ((len(handles) - 1) // 3), 1, 1))
-        _skipped_note(fig, skipped, "stable units")
+        _skipped_note(fig, skipped, "stable units", broken)
         return save(fig, out_base, formats)
 
 
@@ -300,19 +334,23 @@ GROUP_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
 def plot_accuracy_vs_regions(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
-    """Test accuracy against the number of linear regions; colour = l1, marker = (adv, dropout)."""
+    """Test accuracy against the number of linear regions; colour = l1, marker = (adv, dropout); broken runs a
+    grey x."""
     recs, skipped = _usable(records, lambda r: r.test_accuracy is not None and r.region_count is not None)
     if not recs:
         raise ToolError("accuracy figure: no run has both metrics.json (test_accuracy) and regions_<domain>.json")
+    good, broken = _split_broken(recs)
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
         style = GroupStyle(recs)
         marker = {g: GROUP_MARKERS[i % len(GROUP_MARKERS)] for i, g in enumerate(style.groups)}
-        l1s = sorted({r.l1 for r in recs if r.l1 is not None})
+        l1s = sorted({r.l1 for r in good if r.l1 is not None})
         cmap = matplotlib.colormaps["viridis"]
         colour = {v: cmap(0.9 * i / max(len(l1s) - 1, 1)) for i, v in enumerate(l1s)}
         any_incomplete = False
-        for r in recs:
+        for r in broken:
+            ax.plot(max(r.region_count, 1), 100 * r.test_accuracy, **BROKEN_STYLE, zorder=3)
+        for r in good:
             c = colour.get(r.l1, "0.5")
             m = marker[r.group]
             x, y = max(r.region_count, 1), 100 * r.test_accuracy
@@ -336,14 +374,17 @@ def plot_accuracy_vs_regions(records: list[RunRecord], out_base, title: str | No
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(title or "Test accuracy against number of linear regions")
         handles = [Line2D([], [], marker=marker[g], color="0.55", markeredgecolor="k", markeredgewidth=0.5,
-                          markersize=6.5, linestyle="none", label=style.label(g)) for g in style.groups]
+                          markersize=6.5, linestyle="none", label=style.label(g)) for g in style.groups
+                   if any(r.group == g for r in good)]
         handles += [Line2D([], [], marker="o", color=colour[v], markeredgecolor="k", markeredgewidth=0.5,
-                           markersize=6.5, linestyle="none", label=f"l1 λ = {_fmt_l1(v)}") for v in l1s]
+                           markersize=6.5, linestyle="none", label=f"l1 λ = {fmt_l1(v)}") for v in l1s]
+        if broken:
+            handles.append(_broken_handle())
         if any_incomplete:
             handles.append(Line2D([], [], marker="$\\rightarrow$", color="0.2", markersize=9, linestyle="none",
                                   label="hollow + arrow: incomplete\ncount (lower bound)"))
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        _skipped_note(fig, skipped, "accuracy or region count")
+        _skipped_note(fig, skipped, "accuracy or region count", broken)
         return save(fig, out_base, formats)
 
 
@@ -358,7 +399,7 @@ SIZE_BARS = [  # (json, sizes key, label, colour, hatch)
 def _run_label(r: RunRecord) -> str:
     adv = r.adv or "?"
     d = "?" if r.dropout is None else f"{r.dropout:g}"
-    l1 = "?" if r.l1 is None else _fmt_l1(r.l1)
+    l1 = "?" if r.l1 is None else fmt_l1(r.l1)
     return f"{r.run_id}\nλ={l1}\n{adv}, p={d}"
 
 
@@ -585,19 +626,25 @@ def plot_input_slice(nets: list[tuple[str, ReluNet]], out_base, mode: str = "ima
 
 
 def _group_boxplots(ax, recs, values):
-    """Per (adv, dropout) group, a box plot against l1 of the values(run) of its runs, joined by the
-    medians; draws the l1 axis and returns the GroupStyle (for the legend)."""
+    """Per (adv, dropout) group, a box plot against l1 of the values(run) of its working runs, joined by the
+    medians; a broken run is a grey x at the median of its values. Draws the l1 axis and returns the GroupStyle
+    (for the legend)."""
     style = GroupStyle(recs)
     l1s = sorted({r.l1 for r in recs})
     xpos = {v: i for i, v in enumerate(l1s)}
     off = style.offsets(0.5)
     width = 0.5 / max(len(style.groups), 1) * 0.85
+    good, broken = _split_broken(recs)
+    for r in broken:
+        ax.plot(xpos[r.l1] + off[r.group], np.median(values(r)), **BROKEN_STYLE, zorder=4)
     for g in style.groups:
         kw = style.kw(g)
         per_l1 = {}
-        for r in recs:
+        for r in good:
             if r.group == g:
                 per_l1.setdefault(r.l1, []).extend(values(r))
+        if not per_l1:
+            continue
         xs = [xpos[v] + off[g] for v in sorted(per_l1)]
         data = [per_l1[v] for v in sorted(per_l1)]
         bp = ax.boxplot(data, positions=xs, widths=width, patch_artist=True, showfliers=True,
@@ -628,10 +675,11 @@ def plot_segment_regions(records: list[RunRecord], out_base, title: str | None =
         n_seg = sorted({len(r.segment_values) for r in recs})
         ax.set_title(title or f"Exact 1-D sections: segments between pairs of test images "
                               f"({'/'.join(map(str, n_seg))} per run)")
-        handles = [Line2D([], [], **style.kw(g), markersize=5, markeredgecolor="k", markeredgewidth=0.4,
-                          label=style.label(g)) for g in style.groups]
+        good, broken = _split_broken(recs)
+        handles = _group_handles(style, good, markersize=5, markeredgecolor="k", markeredgewidth=0.4)
+        handles += [_broken_handle()] if broken else []
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        _skipped_note(fig, skipped, "segments.json")
+        _skipped_note(fig, skipped, "segments.json", broken)
         return save(fig, out_base, formats)
 
 
@@ -651,10 +699,11 @@ def plot_local_regions(records: list[RunRecord], out_base, title: str | None = N
         widths = sorted({r.local_width for r in recs})
         ax.set_title(title or f"Exact local counts: L-inf boxes of radius {'/'.join(f'{w:g}' for w in widths)} "
                               f"around test images")
-        handles = [Line2D([], [], **style.kw(g), markersize=5, markeredgecolor="k", markeredgewidth=0.4,
-                          label=style.label(g)) for g in style.groups]
+        good, broken = _split_broken(recs)
+        handles = _group_handles(style, good, markersize=5, markeredgecolor="k", markeredgewidth=0.4)
+        handles += [_broken_handle()] if broken else []
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        _skipped_note(fig, skipped, "regions_sweep_*.json")
+        _skipped_note(fig, skipped, "regions_sweep_*.json", broken)
         return save(fig, out_base, formats)
 
 
@@ -670,11 +719,12 @@ FIGURES = {
 
 
 def draw(name: str, models_dir, runs, out_dir="plots/out", domain: str = DEFAULT_DOMAIN,
-         formats=FORMATS, records=None) -> list[Path]:
-    """Draw one of FIGURES for the runs of models_dir into out_dir; return the files written."""
+         formats=FORMATS, records=None, min_accuracy: float = NEAR_CHANCE_ACCURACY) -> list[Path]:
+    """Draw one of FIGURES for the runs of models_dir into out_dir; return the files written. Runs below
+    `min_accuracy` (or constant on the domain) are drawn as broken (when `records` is None; else theirs hold)."""
     stem, fn = FIGURES[name]
     if records is None:
-        records = load_runs(models_dir, runs, domain)
+        records = load_runs(models_dir, runs, domain, min_accuracy)
     return fn(records, Path(out_dir) / stem, formats=formats)
 
 
@@ -688,7 +738,7 @@ def slice_nets(records: list[RunRecord], weights_name: str = "weights.dat") -> l
         net = load_net(w)
         parts = [f"{r.run_id}"]
         if r.l1 is not None:
-            parts.append(f"λ={_fmt_l1(r.l1)}")
+            parts.append(f"λ={fmt_l1(r.l1)}")
         if r.adv is not None:
             parts.append(r.adv)
         if r.dropout is not None:
@@ -712,9 +762,9 @@ def draw_slice(models_dir=None, runs=None, out_dir="plots/out", weights=None, do
 
 
 def draw_all(models_dir, runs, out_dir="plots/out", domain: str = DEFAULT_DOMAIN, formats=FORMATS,
-             slice_kw: dict | None = None, log=print) -> dict:
+             slice_kw: dict | None = None, log=print, min_accuracy: float = NEAR_CHANCE_ACCURACY) -> dict:
     """Every figure; a figure whose inputs are missing is reported and skipped. Returns {name: paths or error}."""
-    records = load_runs(models_dir, runs, domain)
+    records = load_runs(models_dir, runs, domain, min_accuracy)
     done = {}
     for name in FIGURES:
         try:

@@ -54,6 +54,24 @@ def parse_runs(text: str) -> list[int]:
 
 # ---- one run -------------------------------------------------------------------------
 
+# A run whose test accuracy is below this is broken: chance on the 10 MNIST classes is 0.1, and a constant net that
+# always answers the most frequent test class (1) scores 0.1135; every net of this project that trained at all
+# scores above 0.7 (the demo's 0.70-0.89), so 0.2 parts collapsed nets from weak ones with room on both sides.
+NEAR_CHANCE_ACCURACY = 0.2
+
+
+def broken_reason(test_accuracy, stable_counts, min_accuracy: float = NEAR_CHANCE_ACCURACY) -> str | None:
+    """Why a run is broken, or None: a test accuracy below `min_accuracy` (near chance), or a hidden layer whose
+    every unit is stably inactive on the domain (what follows it sees a constant, so the net is constant there:
+    one region, whatever its size). `stable_counts` as RunRecord.stable_counts() gives them (or None)."""
+    if test_accuracy is not None and test_accuracy < min_accuracy:
+        return f"test accuracy {test_accuracy:.4g}, near chance (< {min_accuracy:g})"
+    for c in stable_counts or []:
+        width = c["active"] + c["inactive"] + c["unstable"]
+        if width and c["inactive"] == width:
+            return f"layer {c['layer']}: all {width} hidden units stably inactive, the net is constant on the domain"
+    return None
+
 
 @dataclass
 class RunRecord:
@@ -76,6 +94,7 @@ class RunRecord:
     local_name: str | None = None       # its stem
     missing: list[str] = field(default_factory=list)    # expected files that are absent
     problems: list[str] = field(default_factory=list)   # files present but unreadable / incomplete
+    min_accuracy: float = NEAR_CHANCE_ACCURACY          # the near-chance threshold of `broken`
 
     # convenience accessors (None when unknown) ---------------------------------------
     @property
@@ -94,6 +113,16 @@ class RunRecord:
     @property
     def arch(self):
         return (self.config or {}).get("arch")
+
+    @property
+    def seed(self):
+        """The training seed of config.json (None when absent)."""
+        return (self.config or {}).get("seed")
+
+    @property
+    def broken(self) -> str | None:
+        """Why the run is broken (near-chance accuracy, or constant on the domain), or None: `broken_reason`."""
+        return broken_reason(self.test_accuracy, self.stable_counts(), self.min_accuracy)
 
     @property
     def hidden_sizes(self) -> list[int] | None:
@@ -150,19 +179,28 @@ class RunRecord:
         except (KeyError, TypeError, ValueError):
             return None
 
+    @property
+    def local_widths(self) -> list[float]:
+        """The box widths of the sweep, ascending."""
+        rows = (self.local or {}).get("rows") or []
+        return sorted({r.get("width") for r in rows
+                       if isinstance(r.get("width"), (int, float)) and not isinstance(r.get("width"), bool)})
+
+    def local_counts_by_center(self, width) -> dict:
+        """{center: exact count} of the complete local boxes of that width (the key that pairs two runs' boxes)."""
+        return {r.get("center"): int(r["count"]) for r in (self.local or {}).get("rows") or []
+                if r.get("width") == width and r.get("complete") and isinstance(r.get("count"), int)
+                and not isinstance(r.get("count"), bool) and isinstance(r.get("center"), str)}
+
     def _local_counts(self) -> list[int]:
         """Exact counts of the complete local boxes of the smallest width of the sweep."""
-        rows = (self.local or {}).get("rows") or []
-        widths = sorted({r.get("width") for r in rows if isinstance(r.get("width"), (int, float))})
-        if not widths:
-            return []
-        return [int(r["count"]) for r in rows if r.get("width") == widths[0] and r.get("complete")
-                and isinstance(r.get("count"), int)]
+        w = self.local_width
+        return [int(r["count"]) for r in (self.local or {}).get("rows") or [] if w is not None
+                and r.get("width") == w and r.get("complete") and isinstance(r.get("count"), int)]
 
     @property
     def local_width(self):
-        rows = (self.local or {}).get("rows") or []
-        widths = sorted({r.get("width") for r in rows if isinstance(r.get("width"), (int, float))})
+        widths = self.local_widths
         return widths[0] if widths else None
 
     @property
@@ -192,6 +230,21 @@ class RunRecord:
                 continue
             if math.isfinite(v):
                 out.append(v)
+        return out
+
+    @property
+    def segment_values_by_pair(self) -> dict:
+        """{(from, to): regions crossed per unit of L2 length} for the segments of segments.json with their test-image
+        endpoints (the key that pairs two runs' segments)."""
+        out = {}
+        for s in (self.segments or {}).get("segments") or []:
+            try:
+                key = (int(s["from"]), int(s["to"]))
+                v = float(s.get("regions_per_unit_length", s["regions"] / s["length"]))
+            except (KeyError, TypeError, ValueError, ZeroDivisionError):
+                continue
+            if math.isfinite(v):
+                out[key] = v
         return out
 
     @property
@@ -262,13 +315,15 @@ def _read_optional(path: Path, rec: RunRecord, required: bool = True):
         return None
 
 
-def load_run(path, domain: str = DEFAULT_DOMAIN, run_id: int | None = None) -> RunRecord:
-    """Read one run directory. Never raises for missing/broken files; records them instead."""
+def load_run(path, domain: str = DEFAULT_DOMAIN, run_id: int | None = None,
+             min_accuracy: float = NEAR_CHANCE_ACCURACY) -> RunRecord:
+    """Read one run directory. Never raises for missing/broken files; records them instead. A run whose test
+    accuracy is below `min_accuracy` is `broken` (RunRecord.broken)."""
     path = Path(path)
     if run_id is None:
         m = re.search(r"(\d+)$", path.name)
         run_id = int(m.group(1)) if m else -1
-    rec = RunRecord(run_id=run_id, path=path, domain=domain)
+    rec = RunRecord(run_id=run_id, path=path, domain=domain, min_accuracy=_check_min_accuracy(min_accuracy))
     if not path.is_dir():
         rec.missing.append("<run directory>")
         return rec
@@ -308,13 +363,26 @@ def _slice_file_stem(path: Path, domain: str) -> str | None:
     return min(found)[2] if found else None
 
 
-def load_runs(models_dir, runs, domain: str = DEFAULT_DOMAIN) -> list[RunRecord]:
-    """RunRecords for the ids in `runs` (a list or a '100-111' string), in id order."""
+def _check_min_accuracy(value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not 0 <= v <= 1:
+        raise ToolError(f"--min-accuracy: {value!r}; give a test accuracy between 0 and 1 "
+                        f"(default {NEAR_CHANCE_ACCURACY:g})")
+    return v
+
+
+def load_runs(models_dir, runs, domain: str = DEFAULT_DOMAIN,
+              min_accuracy: float = NEAR_CHANCE_ACCURACY) -> list[RunRecord]:
+    """RunRecords for the ids in `runs` (a list or a '100-111' string), in id order; `min_accuracy`: load_run."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise ToolError(f"--models-dir {models_dir}: not a directory")
+    _check_min_accuracy(min_accuracy)
     ids = parse_runs(runs) if isinstance(runs, str) else sorted(runs)
-    recs = [load_run(run_path(models_dir, i), domain, i) for i in ids]
+    recs = [load_run(run_path(models_dir, i), domain, i, min_accuracy) for i in ids]
     if all("<run directory>" in r.missing for r in recs):
         raise ToolError(f"--models-dir {models_dir}: none of the runs {_ids_text(ids)} exist "
                         f"(looked for {RUN_PREFIX}<id>/)")
@@ -437,7 +505,7 @@ def fmt_size(log10v: float | None, exact: int | None = None) -> str:
 
 # ---- rows ----------------------------------------------------------------------------
 COLUMNS = [
-    "run", "arch", "hidden_sizes", "l1", "adv", "dropout", "epochs", "test_accuracy",
+    "run", "arch", "hidden_sizes", "l1", "adv", "dropout", "epochs", "test_accuracy", "broken",
     "stable_active", "stable_inactive", "unstable", "stable_total",
     "regions", "regions_complete", "regions_backend", "regions_seconds", "regions_lower", "regions_upper_log10",
     "regions_estimate", "regions_estimate_ci95", "regions_mipbound",
@@ -489,6 +557,7 @@ def record_row(rec: RunRecord) -> dict:
     row["epochs"] = cfg.get("epochs", "")
     acc = rec.test_accuracy
     row["test_accuracy"] = "" if acc is None else round(acc, 4)
+    row["broken"] = rec.broken or ""
     sc = rec.stable_counts()
     if sc:
         row["stable_active"] = _per_layer(c["active"] for c in sc)
@@ -577,7 +646,7 @@ def rows_to_csv(rows, columns=COLUMNS) -> str:
 # shorter headers for the Markdown table
 MD_HEADERS = {
     "run": "run", "arch": "arch", "hidden_sizes": "hidden", "l1": "l1", "adv": "adv", "dropout": "dropout",
-    "epochs": "epochs", "test_accuracy": "test acc", "stable_active": "stable active",
+    "epochs": "epochs", "test_accuracy": "test acc", "broken": "broken", "stable_active": "stable active",
     "stable_inactive": "stable inactive", "unstable": "unstable", "stable_total": "stable total",
     "regions": "regions", "regions_complete": "complete", "regions_backend": "backend",
     "regions_seconds": "count s", "regions_lower": "lower bound", "regions_upper_log10": "log10 upper bound",
@@ -625,9 +694,10 @@ def missing_report(records) -> list[str]:
 
 
 def collect_results(models_dir, runs, out_dir, domain: str = DEFAULT_DOMAIN, stem: str = "results",
-                    quiet: bool = False) -> dict:
-    """Write <out_dir>/<stem>.csv and .md; return {'rows', 'csv', 'md', 'records', 'trend'}."""
-    records = load_runs(models_dir, runs, domain)
+                    quiet: bool = False, min_accuracy: float = NEAR_CHANCE_ACCURACY) -> dict:
+    """Write <out_dir>/<stem>.csv and .md; return {'rows', 'csv', 'md', 'records', 'trend'}. Runs below
+    `min_accuracy` or constant on the domain are named in the `broken` column and left out of the verdict."""
+    records = load_runs(models_dir, runs, domain, min_accuracy)
     rows = collect_rows(records)
     out_dir = Path(out_dir)
     csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
