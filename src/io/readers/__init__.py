@@ -2,12 +2,15 @@
 
     load_net(path)            weights.dat (.dat), a PyTorch state_dict (.pt/.pth) or ONNX (.onnx),
                               picked by the file's suffix
-    torch_state.from_torch_module(module)   an nn.Sequential of Linear / ReLU / Flatten / Dropout / Identity
+    torch_state.from_torch_module(module, input_shape=None)   an nn.Sequential of Linear / Conv2d /
+                              AvgPool2d / BatchNorm1d/2d / ReLU / Flatten / Dropout / Identity
     torch_state.from_state_dict(sd)         an in-memory state_dict of Linear layers
     onnx_export.save_onnx(net, path)        the writer: a ReluNet as ONNX (Gemm + Relu, float64 by default)
+    layers                    the affine layers (Dense, Conv2d, AvgPool2d, BatchNorm) as maps of flattened
+                              tensors and compose_net, which composes each chain between two ReLUs
 
-Anything a reader cannot represent exactly is refused with a ToolError of one line naming the file
-and the layer or node (and its type). docs/readers.md describes the rules and how to add a reader.
+Anything a reader cannot represent as a ReluNet is refused with a ToolError of one line naming the
+file and the layer or node (and its type). docs/readers.md describes the rules and how to add a reader.
 """
 from __future__ import annotations
 

@@ -1,40 +1,46 @@
-"""ONNX (.onnx, the `onnx` package): a chain of Gemm / MatMul+Add / Relu / Flatten / Reshape / Identity.
+"""ONNX (.onnx, the `onnx` package): a feed-forward chain of affine nodes and Relus, read as a ReluNet.
 
 The graph is followed from its single input to its single output; every node on the way must be one
-of the supported ones, and the input's tensor must not branch (each value is used by one node):
+of the supported ones, and the input's tensor must not branch (each value is used by one node). The
+per-sample shape of the tensor on the path is tracked from the graph input's dims ([batch, n] for a
+flat input, [batch, C, H, W] for an image); every affine node becomes a layer of
+src/io/readers/layers.py, and every chain of them between two Relus is composed into one layer of
+the ReluNet (layers.compose_net). Tensors are flattened in C order (channel, row, column).
 
   Gemm(A, B, C)   Y = alpha * A B' + beta * C with B' = B^T when transB=1; A is the input path
-                  (transA must be 0), B and C are constants (initializers or Constant nodes),
-                  C broadcast over the batch. Becomes W = alpha * B'^T, b = beta * C.
-  MatMul(A, B)    A on the path, B a constant 2-D matrix; W = B^T, bias 0 until ...
+                  (transA must be 0, A flat), B and C constants (initializers or Constant nodes), C
+                  broadcast over the batch. Becomes W = alpha * B'^T, b = beta * C.
+  MatMul(A, B)    A on the (flat) path, B a constant 2-D matrix; W = B^T, bias 0 until ...
   Add(Y, c)       ... an Add of a constant right after a MatMul (or a Gemm without C): the bias.
+  Conv            2-D (input [batch, C, H, W]): strides, pads, dilations, group, kernel_shape;
+                  auto_pad NOTSET or VALID; W and the optional B constants.
+  AveragePool     2-D: kernel_shape, strides, pads, count_include_pad; ceil_mode=0, dilations 1.
+  BatchNormalization   inference form (one output, training_mode=0): folded with its statistics.
   Relu            the ReLU of a hidden layer (repeated Relus are one Relu).
-  Flatten         axis=1: a no-op on the flat [batch, n] input (or row-major flattening of an image).
-  Reshape         only to [batch, n] with batch given as 0 or -1: a no-op on a flat input (refused
+  Flatten         axis=1: keep the batch, flatten the rest (C order).
+  Reshape         only to [batch, n] with batch given as 0 or -1 (a flattening or a no-op; refused
                   when it would change the feature layout).
-  Identity        a no-op.
+  Dropout, Identity   no-ops (Dropout as in inference; a constant training_mode must be false).
 
-Two affine nodes with no Relu between them are refused (merging them would not be exact), as are a
-Relu before the first affine node and a Relu on the output. Constant nodes may supply constants.
-Any other node -> ToolError `FILE: node 'NAME' (OpType) is not supported; supported: ...`.
+A Relu before the first affine node and a Relu on the output are refused. Any other node ->
+ToolError `FILE: node 'NAME' (OpType) is not supported; supported: ...`; an Add of two computed
+tensors (a residual connection) and any other branch are refused with one line naming the node.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from src.core.errors import ToolError
-from src.core.network import ReluNet
+from src.io.readers.layers import (AvgPool2d, Conv2d, Dense, Relu, batchnorm,
+                                   compose_net)
 
-SUPPORTED = "Gemm, MatMul+Add, Relu, Flatten, Reshape, Identity"
+SUPPORTED = ("Gemm, MatMul+Add, Conv, AveragePool, BatchNormalization, Relu, Flatten, Reshape, Dropout, "
+             "Identity")
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
-
-
-class _Affine:
-    def __init__(self, W, b, node, bias_open):
-        self.W, self.b, self.node, self.bias_open = W, b, node, bias_open
 
 
 def _node_label(node, i: int) -> str:
@@ -101,10 +107,13 @@ def _bias(c: np.ndarray, n: int, where: str) -> np.ndarray:
     return np.broadcast_to(c.reshape(-1) if c.ndim else c, (n,)).astype(np.float64)
 
 
+def _shape_text(shape) -> str:
+    return "[batch, " + ", ".join(map(str, shape)) + "]" if shape is not None else "an unknown shape"
+
+
 def from_onnx_model(model, source: str = "model"):
     """ReluNet from an onnx.ModelProto; `source` names the file in error messages."""
     from onnx import helper
-
 
     g = model.graph
 
@@ -131,17 +140,19 @@ def from_onnx_model(model, source: str = "model"):
         fail(f"the graph has {len(g.output)} outputs; need exactly one")
     x = inputs[0]
     dims = list(x.type.tensor_type.shape.dim) if x.type.tensor_type.HasField("shape") else None
-    rank = len(dims) if dims is not None else None
-    feat = None                     # number of features of the current [batch, n] tensor, when known
-    if dims is not None and rank >= 2 and all(d.HasField("dim_value") for d in dims[1:]):
-        feat = int(np.prod([d.dim_value for d in dims[1:]]))
+    rank = len(dims) if dims is not None else None     # rank of the path's tensor, batch included; None: unknown
+    shape = None                    # its per-sample shape (no batch), when known
+    if dims is not None and rank >= 2 and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[1:]):
+        shape = tuple(int(d.dim_value) for d in dims[1:])
     if rank is not None and rank < 2:
-        fail(f"the input {x.name!r} has rank {rank}; need [batch, features]")
+        fail(f"the input {x.name!r} has rank {rank}; need [batch, features] or [batch, channels, height, width]")
+    input_shape = shape
 
     cur = x.name                    # the tensor on the input's path
     used_by: dict[str, str] = {}    # path tensor -> the node that used it (to detect branches)
     path_names = {cur}
-    ops: list = []                  # _Affine and "relu", in order
+    items: list = []                # layers.Layer and layers.Relu, in order
+    open_bias = None                # (Dense, node label): a MatMul/Gemm whose bias an Add right after may give
     last_node = None
 
     for i, node in enumerate(g.node):
@@ -171,6 +182,9 @@ def from_onnx_model(model, source: str = "model"):
             unsupported()
         if node.domain not in _DEFAULT_DOMAINS:
             unsupported()
+        if node.op_type == "Add" and len(on_path) == 2:
+            fail(f"{where} is not supported: it adds two tensors computed from the input (a residual connection: "
+                 f"the graph branches); supported: {SUPPORTED}")
         for n in on_path:
             if n != cur or n in used_by:
                 first = used_by.get(n)
@@ -189,28 +203,67 @@ def from_onnx_model(model, source: str = "model"):
             if isinstance(v, (bytes, str, list)) or v is None:
                 fail(f"{where}: attribute {name} is not a number")
             return kind(v)
+
+        def ints(name, default, n):
+            v = attrs.get(name, default)
+            if not isinstance(v, list) or len(v) != n or not all(isinstance(e, int) for e in v):
+                fail(f"{where}: attribute {name}={v!r}; need {n} integers")
+            return [int(e) for e in v]
+
+        def only(allowed):
+            extra = set(attrs) - set(allowed)
+            if extra:
+                fail(f"{where}: attribute(s) {', '.join(sorted(extra))} not supported")
+
+        def image_shape(what):
+            if shape is None or len(shape) != 3:
+                fail(f"{where}: its input has {_shape_text(shape) if shape is not None else 'an unknown shape'}; "
+                     f"{what} needs [batch, channels, height, width] with known sizes")
+            return shape
+
+        def auto_pad():
+            ap = attrs.get("auto_pad", b"NOTSET")
+            ap = ap.decode("utf-8", "replace") if isinstance(ap, bytes) else str(ap)
+            if ap not in ("NOTSET", "VALID"):
+                fail(f"{where}: auto_pad={ap!r} is not supported; only NOTSET (explicit pads) and VALID")
+            if ap == "VALID" and any(attrs.get("pads", [0])):
+                fail(f"{where}: auto_pad='VALID' with nonzero pads")
+            return ap
+
+        def layer(make):
+            try:
+                return make()
+            except ToolError as e:
+                fail(str(e))
+
         pos = list(node.input).index(cur)
         t = node.op_type
-        prev = ops[-1] if ops else None
-
-        if t in ("Gemm", "MatMul", "Add") and not (2 <= len(node.input) <= (3 if t == "Gemm" else 2)):
+        n_inputs = {"Gemm": (2, 3), "MatMul": (2, 2), "Add": (2, 2), "Conv": (2, 3), "AveragePool": (1, 1),
+                    "BatchNormalization": (5, 5)}.get(t)
+        if n_inputs and not (n_inputs[0] <= len(node.input) <= n_inputs[1]):
             fail(f"{where}: {len(node.input)} inputs; not supported")
+        if t in ("Conv", "BatchNormalization") and pos != 0:
+            fail(f"{where}: the input path must be the first operand (X), not operand {pos + 1}")
+        outputs = [o for o in node.output if o]
+        if len(node.output) < 1 or not node.output[0]:
+            fail(f"{where} has no output")
+        if len(outputs) != 1 and not (t == "Dropout" and len(node.output) == 2):
+            if t == "BatchNormalization":
+                fail(f"{where}: {len(outputs)} outputs (the training form, which updates running statistics); "
+                     "only the inference form with one output is supported")
+            fail(f"{where}: more than one output is not supported")
+
         if t in ("Gemm", "MatMul"):
             if pos != 0:
                 fail(f"{where}: the input path must be the first operand (A), not operand {pos + 1}")
             if rank is not None and rank != 2:
                 fail(f"{where}: its input has rank {rank}; put a Flatten before it")
-            if isinstance(prev, _Affine):
-                fail(f"{where} follows node {prev.node!r} ({'affine'}) without a Relu between them; "
-                     "merging two affine layers would not be exact, so it is refused")
             B = const(node.input[1], where)
             if B.ndim != 2:
                 fail(f"{where}: the weight {node.input[1]!r} has shape {list(B.shape)}; need a 2-D matrix")
             B = _weights(B, f"{source}: {where}: {node.input[1]!r}")
             if t == "Gemm":
-                extra = set(attrs) - {"alpha", "beta", "transA", "transB"}
-                if extra:
-                    fail(f"{where}: attribute(s) {', '.join(sorted(extra))} not supported")
+                only({"alpha", "beta", "transA", "transB"})
                 if num("transA", 0, int) != 0:
                     fail(f"{where}: transA=1 on the input path is not supported")
                 alpha = num("alpha", 1.0, float)
@@ -226,54 +279,112 @@ def from_onnx_model(model, source: str = "model"):
                     b = np.zeros(W.shape[0])
             else:
                 W, b, has_c = np.ascontiguousarray(B.T), np.zeros(B.shape[1]), False
-            if feat is not None and W.shape[1] != feat:
-                fail(f"{where} takes {W.shape[1]} inputs but its input {cur!r} has {feat} features")
+            if shape is not None and W.shape[1] != shape[0]:
+                fail(f"{where} takes {W.shape[1]} inputs but its input {cur!r} has {shape[0]} features")
             if not np.isfinite(W).all() or not np.isfinite(b).all():
                 fail(f"{where}: alpha/beta scaling overflows")
-            ops.append(_Affine(W, b, label, bias_open=not has_c))
-            feat, rank = W.shape[0], 2
+            dense = Dense(W, b, label=where)
+            items.append(dense)
+            open_bias = None if has_c else (dense, label)
+            shape, rank = (W.shape[0],), 2
         elif t == "Add":
-            if not (isinstance(prev, _Affine) and prev.bias_open and last_node == prev.node):
+            if open_bias is None or last_node != open_bias[1]:
                 fail(f"{where} is supported only as the bias right after a MatMul (MatMul+Add)")
             other = node.input[1 - pos]
+            dense = open_bias[0]
             c = _weights(const(other, where), f"{source}: {where}: {other!r}")
-            prev.b = _bias(c, prev.W.shape[0], f"{source}: {where}: {other!r}")
-            prev.bias_open = False
+            dense.bias = _bias(c, dense.W.shape[0], f"{source}: {where}: {other!r}")
+            open_bias = None
+        elif t == "Conv":
+            only({"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"})
+            in_shape = image_shape("a 2-D Conv")
+            K = const(node.input[1], where)
+            if K.ndim != 4:
+                fail(f"{where}: the weight {node.input[1]!r} has shape {list(K.shape)}; a 2-D Conv needs "
+                     "[C_out, C_in/group, kh, kw]")
+            K = _weights(K, f"{source}: {where}: {node.input[1]!r}")
+            if "kernel_shape" in attrs and ints("kernel_shape", None, 2) != list(K.shape[2:]):
+                fail(f"{where}: kernel_shape={attrs['kernel_shape']} but the weight has shape {list(K.shape)}")
+            auto_pad()
+            pads = ints("pads", [0, 0, 0, 0], 4)          # [top, left, bottom, right]
+            bias = None
+            if len(node.input) > 2 and node.input[2] != "":
+                bias = _weights(const(node.input[2], where), f"{source}: {where}: {node.input[2]!r}")
+                if bias.shape != (K.shape[0],):
+                    fail(f"{where}: the bias {node.input[2]!r} has shape {list(bias.shape)}; need [{K.shape[0]}]")
+            strides, dilations, group = ints("strides", [1, 1], 2), ints("dilations", [1, 1], 2), num("group", 1, int)
+            conv = layer(lambda: Conv2d(K, bias, in_shape, strides, pads, dilations, group, label=where))
+            items.append(conv)
+            shape, rank = conv.out_shape, 4
+        elif t == "AveragePool":
+            only({"auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"})
+            in_shape = image_shape("a 2-D AveragePool")
+            if num("ceil_mode", 0, int) != 0:
+                fail(f"{where}: ceil_mode=1 is not supported; only ceil_mode=0 (floor)")
+            if "dilations" in attrs and ints("dilations", None, 2) != [1, 1]:
+                fail(f"{where}: dilations={attrs['dilations']} are not supported; only 1")
+            if "kernel_shape" not in attrs:
+                fail(f"{where}: no kernel_shape")
+            auto_pad()
+            kernel, strides, pads = ints("kernel_shape", None, 2), ints("strides", [1, 1], 2), ints("pads", [0] * 4, 4)
+            include_pad = bool(num("count_include_pad", 0, int))
+            pool = layer(lambda: AvgPool2d(in_shape, kernel, strides, pads, include_pad, label=where))
+            items.append(pool)
+            shape, rank = pool.out_shape, 4
+        elif t == "BatchNormalization":
+            only({"epsilon", "momentum", "training_mode", "spatial", "is_test"})
+            if num("training_mode", 0, int) != 0:
+                fail(f"{where}: training_mode=1 is not supported (it normalises by the batch's statistics); "
+                     "export the model in eval mode")
+            if num("spatial", 1, int) != 1:
+                fail(f"{where}: spatial=0 is not supported")
+            scale, beta, mean, var = (_weights(const(n, where), f"{source}: {where}: {n!r}") for n in node.input[1:])
+            if shape is None and rank in (None, 2):
+                shape = (mean.size,)
+            if shape is None:
+                fail(f"{where}: its input has an unknown shape (rank {rank}); need known sizes")
+            eps = num("epsilon", 1e-5, float)
+            bn = layer(lambda: batchnorm(mean, var, scale, beta, eps, shape, label=where))
+            items.append(bn)
         elif t == "Relu":
-            if prev is None:
-                fail(f"{where} comes before any Gemm/MatMul; the net must start with an affine layer")
-            if prev != "relu":
-                ops.append("relu")
+            only(())
+            items.append(Relu(where))
         elif t == "Flatten":
             axis = num("axis", 1, int)
             if not (axis == 1 or (rank == 2 and axis == -1)):
                 fail(f"{where}: axis={axis}; only axis=1 (keep the batch, flatten the rest) is supported")
+            if shape is not None:
+                shape = (math.prod(shape),)
             rank = 2
         elif t == "Reshape":
             if len(node.input) != 2 or node.input[1] not in consts:
                 fail(f"{where}: the target shape must be a constant")
-            shape = const(node.input[1], where)
-            if shape.dtype.kind not in "iu" or shape.ndim != 1:
+            target = const(node.input[1], where)
+            if target.dtype.kind not in "iu" or target.ndim != 1:
                 fail(f"{where}: the target shape {node.input[1]!r} is not a 1-D integer tensor")
-            shape = [int(s) for s in shape]
+            target = [int(s) for s in target]
+            feat = math.prod(shape) if shape is not None else None
             zero_ok = not num("allowzero", 0, int)
-            ok = len(shape) == 2 and (
-                (shape[0] in ((0, -1) if zero_ok else (-1,)) and shape[1] > 0 and (feat is None or shape[1] == feat))
-                or (zero_ok and shape[0] == 0 and shape[1] == -1))
+            ok = len(target) == 2 and (
+                (target[0] in ((0, -1) if zero_ok else (-1,)) and target[1] > 0 and (feat is None or target[1] == feat))
+                or (zero_ok and target[0] == 0 and target[1] == -1))
             if not ok:
-                fail(f"{where}: reshape to {shape} would change the feature layout; only [0 or -1, n] "
+                fail(f"{where}: reshape to {target} would change the feature layout; only [0 or -1, n] "
                      "(or [0, -1]) reshapes to a flat [batch, n] tensor are supported")
-            if shape[1] > 0:
-                feat = shape[1]
+            if target[1] > 0:
+                shape = (target[1],)
+            elif shape is not None:
+                shape = (feat,)
             rank = 2
+        elif t == "Dropout":
+            if len(node.input) > 2 and node.input[2]:
+                mode = const(node.input[2], where)
+                if mode.size != 1 or bool(mode.reshape(-1)[0]):
+                    fail(f"{where}: training_mode is true; only inference (a no-op) is supported")
         elif t == "Identity":
             pass
         else:
             unsupported()
-        if len(node.output) < 1 or not node.output[0]:
-            fail(f"{where} has no output")
-        if len([o for o in node.output if o]) != 1:
-            fail(f"{where}: more than one output is not supported")
         cur = node.output[0]
         path_names.add(cur)
         last_node = label
@@ -283,9 +394,9 @@ def from_onnx_model(model, source: str = "model"):
         if out in path_names:
             fail(f"the graph output {out!r} is not the end of the input's chain (which ends at {cur!r})")
         fail(f"the graph output {out!r} does not depend on the input {x.name!r} through supported nodes")
-    if not ops:
-        fail("no Gemm or MatMul node: the graph has no affine layer")
-    if ops[-1] == "relu":
-        fail(f"the graph ends with a Relu (node {last_node!r}); the output layer must be linear")
-    layers = [o for o in ops if o != "relu"]
-    return ReluNet([o.W for o in layers], [o.b for o in layers], meta={"format": "onnx"})
+    if not any(not isinstance(it, Relu) for it in items):
+        fail("no Gemm, MatMul, Conv, AveragePool or BatchNormalization node: the graph has no affine layer")
+    meta = {"format": "onnx"}
+    if input_shape is not None:
+        meta["input_shape"] = list(input_shape)
+    return compose_net(items, prefix=f"{source}: ", meta=meta)

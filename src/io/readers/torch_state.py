@@ -1,5 +1,9 @@
 """PyTorch: a state_dict file (.pt/.pth) of Linear layers, and an nn.Sequential in the Python API.
 
+from_torch_module reads an nn.Sequential of Linear, Conv2d, AvgPool2d, BatchNorm1d/2d, ReLU,
+Flatten, Dropout and Identity (rules in its docstring and docs/readers.md): each chain of affine
+layers between two ReLUs is composed into one layer of the ReluNet (src/io/readers/layers.py).
+
 Security: files are read only with torch.load(path, map_location="cpu", weights_only=True), which
 unpickles tensors and plain containers and nothing else; a pickled model (torch.save(model)) is
 refused, never unpickled.
@@ -14,6 +18,7 @@ State-dict rules (the keys of model.state_dict() of an MLP, in their order):
 """
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,8 +27,10 @@ import numpy as np
 
 from src.core.errors import ToolError
 from src.core.network import ReluNet
+from src.io.readers.layers import AvgPool2d, Conv2d, Dense, Relu, batchnorm, compose_net
 
-SUPPORTED_MODULES = "Linear, ReLU, Flatten, Dropout, Identity (nested Sequential)"
+SUPPORTED_MODULES = ("Linear, Conv2d, AvgPool2d, BatchNorm1d, BatchNorm2d, ReLU, Flatten, Dropout, Identity "
+                     "(nested Sequential)")
 
 
 def _guess(shape) -> str:
@@ -143,58 +150,129 @@ def _flat_modules(module, name=""):
         yield name or type(module).__name__, module
 
 
-def from_torch_module(module):
-    """ReluNet from an nn.Sequential (nested Sequentials fine) of Linear / ReLU / Flatten / Dropout / Identity.
-
-    The structure must be Linear, ReLU, Linear, ReLU, ..., Linear: an affine layer first and last,
-    and a ReLU between any two Linear layers. Two Linear layers without a ReLU between them are
-    refused, not merged: their product W2 W1 is not exactly representable in float64, and
-    every count made on the merged net would be of a different net. Repeated ReLUs are one ReLU
-    (ReLU(ReLU(x)) = ReLU(x)); Dropout is the identity (the net is read as in eval mode);
-    Flatten (start_dim=1, end_dim=-1) is a no-op on the flat [batch, n] input that ReluNet takes
-    (a Flatten first makes an image input row-major flat, which is the same thing).
-    Module types are matched exactly (a subclass may change forward) and refused otherwise.
-    """
+def _module_items(module, input_shape):
+    """(layers.Layer / layers.Relu items, the per-sample input shape or None) of an nn.Sequential's leaves."""
     from torch import nn
 
-
-    if not isinstance(module, nn.Module):
-        raise ToolError(f"a {type(module).__name__}, not an nn.Module")
-    if type(module) is not nn.Sequential and type(module) is not nn.Linear:
-        raise ToolError(f"a {type(module).__name__}, not an nn.Sequential; supported: {SUPPORTED_MODULES}")
-    ws, bs = [], []
-    relu_pending = False            # a ReLU has been seen since the last Linear
-    last_linear = None
+    if input_shape is not None:
+        if isinstance(input_shape, (int, np.integer)):
+            input_shape = (input_shape,)
+        try:
+            shape = tuple(int(s) for s in input_shape)
+        except (TypeError, ValueError):
+            raise ToolError(f"input_shape={input_shape!r} is not a tuple of ints") from None
+        if not shape or min(shape) < 1 or len(shape) > 3:
+            raise ToolError(f"input_shape={input_shape!r}: need the per-sample shape, without the batch: "
+                            "(features,) or (channels, height, width)")
+    else:
+        shape = None                # a flat input whose size the first Linear (or BatchNorm1d) gives
+    input_given = shape
+    items = []
     for name, m in _flat_modules(module):
         kind = type(m)
+        where = f"layer {name!r} ({kind.__name__})"
+
+        def need_image(what):
+            if shape is None or len(shape) != 3:
+                have = f"an input of shape {list(shape)}" if shape is not None else "no input shape"
+                raise ToolError(f"{where}: {what} needs a (channels, height, width) input, and there is {have}; "
+                                "give it as from_torch_module(module, input_shape=(C, H, W))")
+            return shape
+
         if kind is nn.Linear:
-            if ws and not relu_pending:
-                raise ToolError(f"layer {name!r} (Linear) follows layer {last_linear!r} (Linear) without a ReLU "
-                                "between them; merging two Linear layers would not be exact, so it is refused")
-            w = _array(m.weight, f"layer {name!r} (Linear) weight")
-            b = _array(m.bias, f"layer {name!r} (Linear) bias") if m.bias is not None else np.zeros(w.shape[0])
-            if ws and w.shape[1] != ws[-1].shape[0]:
-                raise ToolError(f"layer {name!r} (Linear) takes {w.shape[1]} inputs but layer {last_linear!r} "
-                                f"has {ws[-1].shape[0]} outputs")
-            ws.append(w)
-            bs.append(b)
-            relu_pending, last_linear = False, name
+            if shape is not None and len(shape) != 1:
+                raise ToolError(f"{where}: its input has shape {list(shape)}; a Linear acts on flat inputs only, "
+                                "put an nn.Flatten() before it")
+            w = _array(m.weight, f"{where} weight")
+            b = _array(m.bias, f"{where} bias") if m.bias is not None else None
+            if shape is not None and w.shape[1] != shape[0]:
+                raise ToolError(f"{where} takes {w.shape[1]} inputs but its input has {shape[0]} features")
+            items.append(Dense(w, b, label=where))
+            shape = (w.shape[0],)
+        elif kind is nn.Conv2d:
+            in_shape = need_image("a Conv2d")
+            if m.padding_mode != "zeros":
+                raise ToolError(f"{where}: padding_mode={m.padding_mode!r} is not supported; only 'zeros'")
+            pad = m.padding
+            if isinstance(pad, str):        # 'valid' or 'same' (stride 1): torch pads 'same' with the extra on the end
+                pad = (0, 0) if pad == "valid" else None
+                if pad is None:
+                    tot = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+                    pad = (tot[0] // 2, tot[1] // 2, tot[0] - tot[0] // 2, tot[1] - tot[1] // 2)
+            w = _array(m.weight, f"{where} weight")
+            b = _array(m.bias, f"{where} bias") if m.bias is not None else None
+            conv = Conv2d(w, b, in_shape, m.stride, pad, m.dilation, m.groups, label=where)
+            items.append(conv)
+            shape = conv.out_shape
+        elif kind is nn.AvgPool2d:
+            in_shape = need_image("an AvgPool2d")
+            if m.ceil_mode:
+                raise ToolError(f"{where}: ceil_mode=True is not supported; only ceil_mode=False (floor)")
+            pool = AvgPool2d(in_shape, m.kernel_size, m.stride if m.stride else None, m.padding, m.count_include_pad,
+                             m.divisor_override, label=where)
+            items.append(pool)
+            shape = pool.out_shape
+        elif kind in (nn.BatchNorm1d, nn.BatchNorm2d):
+            if kind is nn.BatchNorm2d:
+                need_image("a BatchNorm2d")
+            elif shape is None:
+                shape = (m.num_features,)
+            elif len(shape) not in (1, 2):
+                raise ToolError(f"{where}: its input has shape {list(shape)}; a BatchNorm1d needs (C,) or (C, L)")
+            if shape[0] != m.num_features:
+                raise ToolError(f"{where} has {m.num_features} features but its input has {shape[0]} channels "
+                                f"(shape {list(shape)})")
+            if m.running_mean is None or m.running_var is None:
+                raise ToolError(f"{where}: no running statistics (track_running_stats=False): it normalises by the "
+                                "batch's statistics, which is not an affine map of one input")
+            gamma = _array(m.weight, f"{where} weight") if m.weight is not None else None
+            beta = _array(m.bias, f"{where} bias") if m.bias is not None else None
+            items.append(batchnorm(_array(m.running_mean, f"{where} running_mean"),
+                                   _array(m.running_var, f"{where} running_var"), gamma, beta, m.eps, shape,
+                                   label=where))
         elif kind is nn.ReLU:
-            if not ws:
-                raise ToolError(f"layer {name!r} (ReLU) comes before any Linear layer; the net must start "
-                                "with a Linear layer")
-            relu_pending = True
+            items.append(Relu(where))
         elif kind is nn.Flatten:
             if (m.start_dim, m.end_dim) != (1, -1):
-                raise ToolError(f"layer {name!r} (Flatten) has start_dim={m.start_dim}, end_dim={m.end_dim}; "
+                raise ToolError(f"{where} has start_dim={m.start_dim}, end_dim={m.end_dim}; "
                                 "only Flatten(1, -1) is supported")
+            if shape is not None:
+                shape = (math.prod(shape),)
         elif kind in (nn.Dropout, nn.Identity):
             continue
         else:
-            raise ToolError(f"layer {name!r} ({kind.__name__}) is not supported; supported: {SUPPORTED_MODULES}")
-    if not ws:
-        raise ToolError("no Linear layer in the module")
-    if relu_pending:
-        raise ToolError(f"the module ends with a ReLU after layer {last_linear!r}; the last layer must be "
-                        "Linear (the linear output layer)")
-    return ReluNet(ws, bs, meta={"format": "torch.nn.Sequential"})
+            raise ToolError(f"{where} is not supported; supported: {SUPPORTED_MODULES}")
+    return items, input_given
+
+
+def from_torch_module(module, input_shape=None):
+    """ReluNet from an nn.Sequential (nested Sequentials fine) of the layers in SUPPORTED_MODULES.
+
+    input_shape: the per-sample input shape without the batch, (C, H, W) for an image; needed when
+    the first layer is a Conv2d, AvgPool2d or BatchNorm2d (a flat input's size comes from the first
+    Linear). The input is flattened in C order (channel, row, column), as nn.Flatten does.
+
+    Every chain of affine layers (Linear, Conv2d with zero padding, AvgPool2d, BatchNorm1d/2d with
+    their running statistics, as in eval mode) between two ReLUs is composed into one layer of the
+    ReluNet (src/io/readers/layers.py); Flatten reshapes, Dropout and Identity are no-ops (eval
+    mode); repeated ReLUs are one ReLU. The net must start with an affine layer and end with one
+    (the linear output layer). Module types are matched exactly (a subclass may change forward)
+    and anything else is refused: `layer 'NAME' (Type) is not supported; supported: ...`.
+    """
+    from torch import nn
+
+    if not isinstance(module, nn.Module):
+        raise ToolError(f"a {type(module).__name__}, not an nn.Module")
+    if type(module) is not nn.Sequential and type(module) not in _leaf_types():
+        raise ToolError(f"a {type(module).__name__}, not an nn.Sequential; supported: {SUPPORTED_MODULES}")
+    items, shape = _module_items(module, input_shape)
+    meta = {"format": "torch.nn.Sequential"}
+    if shape is not None:
+        meta["input_shape"] = list(shape)
+    return compose_net(items, meta=meta)
+
+
+def _leaf_types():
+    from torch import nn
+
+    return (nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d)
