@@ -118,18 +118,39 @@ def test_time_limit_stops_it():
 
 
 def test_a_deadline_inside_a_probe_drops_that_probe():
-    """The deadline is looked at on every level of a probe (a probe of a 400-unit net takes many LPs): a
-    probe that meets it returns nothing and is not counted."""
-    from src.counting.estimate import _Tree
+    """The deadline is looked at inside a probe (a probe of a 400-unit net takes many LPs): a probe that meets
+    it returns nothing and is not counted."""
+    from src.counting.tree_walk import make_engine
 
     _, net, box, st = setup("3-4-3-2-1_seed2")
-    tree = _Tree(net, box, st, 1e-6)
-    calls = []
-    w, leaf = tree.probe(tree.root(), np.random.default_rng(0), late=lambda: calls.append(1) or len(calls) > 2)
-    assert (w, leaf) == (None, None) and len(calls) == 3 and tree.depth > 3
-    w, leaf = tree.probe(tree.root(), np.random.default_rng(0), late=lambda: False)
-    assert w >= 1 and len(leaf) == tree.depth
+    eng = make_engine(net, box, st.fixed_bits(), 1e-6)
+    rand = np.random.default_rng(0).random(net.n_hidden_units)
+    assert eng.dive("", rand, deadline=time.monotonic() - 1) == (None, None)
+    k, leaf = eng.dive("", rand)
+    assert k >= 1 and leaf is not None and len(leaf) == net.n_hidden_units
 
+
+@pytest.mark.parametrize("name", COVERAGE_NETS)
+def test_the_dives_are_unbiased_exactly(name):
+    """Knuth's identity on the walk's own tree: over every choice vector (a choice per unit, all equally
+    likely) the mean of the dive's value (2^k at a leaf, 0 at a dead end) is the number of regions, the
+    brute force's; and every leaf reached is a region."""
+    import itertools
+
+    from src.counting.tree_walk import make_engine
+
+    s, net, box, st = setup(name)
+    truth = reference(s)
+    N = net.n_hidden_units
+    eng = make_engine(net, box, st.fixed_bits(), 1e-6)
+    total, reached = 0, set()
+    for choice in itertools.product((0.25, 0.75), repeat=N):
+        k, leaf = eng.dive("", np.array(choice))
+        if leaf is not None:
+            total += 2 ** k
+            reached.add(tuple(int(b) for b in leaf))
+    assert total == len(truth) * 2 ** N, (name, total / 2 ** N, len(truth))
+    assert reached <= set(truth) and len(reached) >= 1
 
 def test_bad_probes():
     _, net, box, st = setup("3-5-4-1_seed9_bias0.4")

@@ -6,16 +6,20 @@ node is a prefix (bits of the decided unstable units), a child (unit u set to b)
 that bit is feasible by the definition (some x in the box with g > tol on the decided 1-units and g <= 0 on
 the decided 0-units; the stable units take their fixed bits); the leaves at full depth are the regions.
 
-A child is decided by the project's own certified tests: the point carried by the node (verified by the
-exact forward pass `ReluNet.preactivations`) decides the child on its side of unit u for free; the other
-child is decided by the definition's LP (`src.counting.feasibility_lp.prefix_margin_point`, feasible iff
-t > tol), whose point is checked by the forward pass before it is carried further.
+A child is decided by the project's own certified tests. The first levels (the strata, below) are expanded
+here: the point carried by the node (verified by the exact forward pass `ReluNet.preactivations`) decides
+the child on its side of unit u for free; the other child is decided by the definition's LP
+(`src.counting.feasibility_lp.prefix_margin_point`, feasible iff t > tol), whose point is checked by the
+forward pass before it is carried further. The probes below them are dives of the compiled lp walk itself
+(`CompiledSearch.dive`): the same tree, decided by the walk's tests (carried points, segments, its margin LP
+with a dual certificate, the exact LP when that is inconclusive), each leaf checked by the exact forward
+pass; on a 400-unit net a probe costs seconds where 784-variable HiGHS LPs at every level cost minutes.
 
 The estimator (stratified Knuth): the first levels of the tree are expanded exactly, breadth first, while
 the level holds at most `probes // 4` nodes (the strata; a tree that is a path, or small enough, is counted
 exactly); the probes are dealt round-robin over a seeded permutation of the strata; each probe walks from
 its stratum to a leaf choosing uniformly among the feasible children, and its value is the product of the
-branching counts (0 at a dead end). The estimate is the sum over strata of the mean of their probes; the
+branching counts, 2^(nodes with two feasible children) (0 at a dead end). The estimate is the sum over strata of the mean of their probes; the
 95 % interval is the normal one with the stratified variance (sum of s_v^2 / n_v, each s_v^2 at least the
 pooled relative variance of the strata times the stratum's mean^2), taken on the log scale (delta method) and clipped to the certified bounds: the distinct regions the probes reached (each
 certified feasible) and 2^(unstable units). Seeded and deterministic (the time limit only changes how many
@@ -40,6 +44,7 @@ from src.core.network import ReluNet
 from src.core.patterns import pattern_keys
 from src.counting.driver import SideRun
 from src.counting.feasibility_lp import prefix_margin_point
+from src.counting.tree_walk import EngineOptions, make_engine
 from src.stability.record import Stability
 
 Z95 = 1.959963984540054          # the 97.5 % quantile of the standard normal
@@ -148,19 +153,14 @@ class _Tree:
             self.memo[key] = out
         return out
 
-    def probe(self, node, rng, late=None):
-        """(product of the branching counts from `node` to a leaf, the leaf's prefix or None at a dead end);
-        (None, None) when late() turns true on the way down (the probe is dropped)."""
-        w = 1
-        while len(node[0]) < self.depth:
-            if late is not None and late():
-                return None, None
-            kids = self.children(node)
-            if not kids:
-                return 0, None
-            w *= len(kids)
-            node = kids[int(rng.integers(len(kids)))] if len(kids) > 1 else kids[0]
-        return w, node[0]
+    def walk_prefix(self, key: bytes) -> str:
+        """The prefix string of the lp walk (over all hidden units, stable ones at their bit) of node `key`."""
+        if not key:
+            return ""
+        end = int(self.order[len(key) - 1]) + 1
+        bits = self.fixed[:end].copy()
+        bits[self.order[:len(key)]] = np.frombuffer(key, np.uint8)
+        return "".join("1" if b == 1 else "0" for b in bits)
 
     def pattern(self, key: bytes) -> np.ndarray:
         bits = self.fixed.copy()
@@ -225,21 +225,25 @@ def estimate_regions(net: ReluNet, box: Box, stability: Stability, *, probes: in
     # ---- probes, round-robin over a seeded permutation of the strata ---------------------------------
     S = len(level)
     perm = rng.permutation(S)
-    values: list[list[int]] = [[] for _ in range(S)]
+    values: list[list[float]] = [[] for _ in range(S)]
     leaves = []
     done = 0
+    engine = make_engine(net, box, tree.fixed, tol, EngineOptions(seed=seed))
+    dive_deadline = None if deadline is None else time.monotonic() + (deadline - time.perf_counter())
     while done < probes:
         if late():
             stopped = "time limit"
             break
         v = int(perm[done % S])
-        w, leaf = tree.probe(level[v], rng, late)
-        if w is None:                  # the deadline fell inside this probe: it is dropped, unfinished
+        k, leaf = engine.dive(tree.walk_prefix(level[v][0]), rng.random(net.n_hidden_units), dive_deadline)
+        if k is None:                  # the deadline fell inside this probe: it is dropped, unfinished
             stopped = "time limit"
             break
-        values[v].append(w)
+        for name, c in engine.stats.items():
+            tree.stats[f"walk_{name}"] = tree.stats.get(f"walk_{name}", 0) + c
+        values[v].append(0.0 if leaf is None else math.ldexp(1.0, k))
         if leaf is not None:
-            leaves.append(leaf)
+            leaves.append(bytes(leaf[tree.order].astype(np.uint8)))
         done += 1
     lower = len(set(leaves))
     method = f"stratified Knuth ({S} strata at depth {depth} of {D}), log-normal 95% interval"

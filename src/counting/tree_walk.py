@@ -73,7 +73,7 @@ EAGER_PROBE = 16         # ... or, when they do not, one in EAGER_PROBE (the rat
 # stats counters (int64)
 STAT_NAMES = ("nodes", "lps", "lp_feasible", "lp_refuted", "lp_iterations", "lp_inconclusive",
               "point_certified", "segment_certified", "box_refuted", "regions", "patterns", "dead_ends",
-              "definition_lps", "witness_rechecked", "eager_checks")
+              "definition_lps", "witness_rechecked", "eager_checks", "two_way")
 
 # their indices (numba reads module-level ints as constants)
 ST_NODES = 0
@@ -105,6 +105,8 @@ ST_DEFINITION_LPS = 12
 ST_WITNESS_RECHECKED = 13
 
 ST_EAGER_CHECKS = 14
+
+ST_TWO_WAY = 15          # nodes of a dive whose two children are both feasible
 
 # ---- the compiled pieces ----------------------------------------------------------------------------
 
@@ -752,11 +754,15 @@ def _unsettle(path, u, end):
 
 
 @njit(**_JIT)
-def _walk(net, lay, rows, ist, path, pts, out, st, fixed, unstable, tol, cap, use_z, keep, eager, budget, lp_budget):
+def _walk(net, lay, rows, ist, path, pts, out, st, fixed, unstable, tol, cap, use_z, keep, eager, budget, lp_budget,
+          dive, rand):
     """Walk from the current node for at most `budget` node entries and about `lp_budget` LP iterations (a
     node is not entered once either is used up). Returns DONE (the subtree of the root is finished), PAUSED
     (budget used or output full; the current node is not entered yet) or NEED_DECISION (child (ist[I_REQU],
-    ist[I_REQB]) of the current node needs the caller's exact LP)."""
+    ist[I_REQB]) of the current node needs the caller's exact LP).
+
+    dive: one random path instead of the whole subtree (Knuth's probe): where both children of unit u are
+    feasible (counted in ST_TWO_WAY) the walk takes child 1 iff rand[u] < 0.5 and leaves the other."""
     off, layer_of, sizes = net[4], net[5], net[3]
     bits, pushed, pend, dec, entered, settled = path[0], path[1], path[2], path[3], path[4], path[5]
     PX, PG, NP, QX, QG, NQ = pts[0], pts[1], pts[2], pts[3], pts[4], pts[5]
@@ -852,8 +858,12 @@ def _walk(net, lay, rows, ist, path, pts, out, st, fixed, unstable, tol, cap, us
             else:
                 NQ[u] = n
         entered[u] = 0
-        if dec[u, 0] == 1:
-            if dec[u, 1] == 1:
+        go1 = False
+        if dive and dec[u, 0] == 1 and dec[u, 1] == 1:
+            st[ST_TWO_WAY] += 1
+            go1 = rand[u] < 0.5
+        if dec[u, 0] == 1 and not go1:
+            if dec[u, 1] == 1 and not dive:
                 pend[u] = 1
             _descend(net, lay, rows, ist, bits, pushed, unstable, u, 0, tol)
         elif dec[u, 1] == 1:
@@ -1102,7 +1112,21 @@ class CompiledSearch:
         return fr
 
     # ---- the walk -------------------------------------------------------------------------------
-    def run(self, emit, roots=None, deadline=None, stop_flag=None, checkpoint=None):
+    def dive(self, prefix: str, rand, deadline=None):
+        """Knuth's probe below `prefix` (a prefix string over all hidden units, as `run` takes): one random
+        root-to-leaf path of the walk's own tree, each child decided by the walk's certified tests; where both
+        children are feasible, child 1 iff rand[u] < 0.5 (rand: N uniforms). Returns (k, leaf): the value of
+        the probe is 2^k (k = nodes with two feasible children), the leaf's pattern (int8, checked by the exact
+        forward pass like every emitted one); (k, None) at a dead end (value 0); (None, None) when the deadline
+        passed first."""
+        leaf = []
+        done, _ = self.run(lambda b: leaf.append(np.array(b)), [prefix], deadline=deadline,
+                           dive_rand=np.ascontiguousarray(rand, np.float64))
+        if not done:
+            return None, None
+        return int(self._st[ST_TWO_WAY]), (leaf[0] if leaf else None)
+
+    def run(self, emit, roots=None, deadline=None, stop_flag=None, checkpoint=None, dive_rand=None):
         """Walk the subtrees of `roots` (prefix strings; None = the whole tree) in order.
 
         emit(bits) receives every feasible pattern (an int8 array that is reused: copy it).
@@ -1112,6 +1136,8 @@ class CompiledSearch:
         unexplored prefixes (empty when complete).
         """
         roots = [""] if roots is None else list(roots)
+        dive = dive_rand is not None
+        rand = dive_rand if dive else np.zeros(1)
         X0 = self._root_points()
         budget, lp_budget = 16, 1 << 16       # per call into the compiled walk, adapted to CALL_SECONDS
         net, lay, rows, ist, path, pts, out, st = (self._net, self._lay, self._rows, self._ist, self._path,
@@ -1143,7 +1169,8 @@ class CompiledSearch:
                 while True:
                     t_call, it0 = time.monotonic(), st[ST_LP_ITERATIONS]
                     status = _walk(net, lay, rows, ist, path, pts, out, st, self.fixed, self.unstable, self.tol,
-                                   self.cap, self.use_z, self.keep, bool(self.opt.eager), budget, lp_budget)
+                                   self.cap, self.use_z, self.keep, bool(self.opt.eager), budget, lp_budget,
+                                   dive, rand)
                     budget, lp_budget = self._next_budgets(budget, lp_budget, time.monotonic() - t_call,
                                                            int(st[ST_LP_ITERATIONS] - it0))
                     if status == NEED_DECISION:
