@@ -55,19 +55,20 @@ def main(argv=None) -> int:
              "exact_complete": bool(out.complete), "exact_s": round(t_exact, 2), "probes": args.probes,
              "estimate_seed0": round(e0.value, 1), "ci95_seed0": [round(v, 1) for v in e0.ci95],
              "strata": e0.strata, "estimate_s_mean": round(float(np.mean([e.seconds for e in ests])), 2),
-             "lps_per_probe": round(e0.stats["lps"] / max(1, e0.probes), 2),
+             "strata_lps": int(e0.stats["lps"]),
+             "walk_lps_per_probe": round(e0.stats.get("walk_lps", 0) / max(1, e0.probes), 2),
              "coverage": f"{cov}/{len(ests)}", "ratio_min": round(min(ratio), 3), "ratio_median":
              round(float(np.median(ratio)), 3), "ratio_max": round(max(ratio), 3),
              "ci_width_rel_median": round(float(np.median([(e.ci95[1] - e.ci95[0]) / truth for e in ests])), 3)}
         rows.append(r)
         print(r, file=sys.stderr, flush=True)
     print("\n| net | unstable | exact count | exact s | probes | estimate (seed 0) [95% CI] | strata | "
-          "estimate s | LPs/probe | coverage | estimate/exact min · median · max | CI width/exact (median) |")
-    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|")
+          "estimate s | strata LPs | walk LPs/probe | coverage | estimate/exact min · median · max | CI width/exact (median) |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
         print(f"| {r['net']} | {r['unstable']} | {r['exact']:,} | {r['exact_s']} | {r['probes']} | "
               f"{r['estimate_seed0']:,} [{r['ci95_seed0'][0]:,}, {r['ci95_seed0'][1]:,}] | {r['strata']} | "
-              f"{r['estimate_s_mean']} | {r['lps_per_probe']} | {r['coverage']} | {r['ratio_min']} · "
+              f"{r['estimate_s_mean']} | {r['strata_lps']} | {r['walk_lps_per_probe']} | {r['coverage']} | {r['ratio_min']} · "
               f"{r['ratio_median']} · {r['ratio_max']} | {r['ci_width_rel_median']} |")
     atomic_write_json(work / "bench_estimate.json", {"date": time.strftime("%Y-%m-%d"), "args": vars(args),
                                                      "rows": rows})
