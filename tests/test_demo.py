@@ -46,9 +46,18 @@ def test_demo_end_to_end_and_resume(tmp_path):
         assert (out / f"{stem}.png").stat().st_size > 0 and (out / f"{stem}.pdf").stat().st_size > 0
     md = (out / "results.md").read_text()
     assert "| 7 |" in md and "| 8 |" in md
-    # the verdict is stated, and agrees with the numbers in the summary
-    verdict = "SHOWS the paper's trend" if summary["trend"]["shows"] else "does NOT show the paper's trend"
-    assert verdict in r.stdout
+    # the verdict is stated, and agrees with the numbers in the summary; runs near chance (a 3-3 net after
+    # one epoch on 2,000 images) are named and left out of it rather than counted
+    accs = {run: json.loads((models / f"fcnn_run_{run}" / "metrics.json").read_text())["test_accuracy"]
+            for run in (7, 8)}
+    judged = [run for run, a in accs.items() if a >= 0.2]
+    if judged:
+        verdict = "SHOWS the paper's trend" if summary["trend"]["shows"] else "does NOT show the paper's trend"
+    else:
+        verdict = "nothing to judge"
+    assert verdict in r.stdout and verdict in summary["trend"]["text"]
+    for run in set(accs) - set(judged):
+        assert f"run {run} (test accuracy {accs[run]:.4f}, near chance" in r.stdout
     assert "Where everything is" in r.stdout
     # a second run resumes: nothing is recomputed
     r2 = run_cli(*cmd, timeout=600)
