@@ -95,3 +95,159 @@ def test_relunet_forward_equals_torch(arch, dropout, tmp_path):
     for a, b in zip(back.weights + back.biases, net.weights + net.biases):
         assert np.array_equal(a, b)                 # the file round trip is bit-exact
     np.testing.assert_allclose(back.forward(x.double().numpy()), out, rtol=1e-12, atol=1e-12)
+
+
+# ---- the CNN zoo (issue 22 part 2) ------------------------------------------------------------------------
+# name -> the hidden sizes of the dense equivalent, worked out by hand from the conv output formula
+# floor((n + 2p - k) / s) + 1: cnn_tiny 28 -> (28-7)/7+1 = 4, 4x4x4 = 64; cnn_small (28-5)/3+1 = 8, 4x8x8 = 256,
+# (8-3)/2+1 = 3, 8x3x3 = 72; with padding and pooling 28 -> 28 (p1) -> 14 (avg2) -> (14-3)/2+1 = 6, 8x6x6 = 288
+CNN_EXPECTED = {
+    "cnn_tiny": [64, 16],
+    "cnn_small": [256, 72, 32],
+    "cnn:c4k3p1-avg2-c8k3s2-fc32": [3136, 288, 32],
+    "cnn:c3k5": [3 * 24 * 24],
+    "cnn:c2k4s2-avg3s1-fc7-fc5": [2 * 13 * 13, 7, 5],
+}
+
+
+def relu_output_sizes(model):
+    """Sizes of every ReLU's output on one image, by running the module (the independent reference)."""
+    sizes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o[0].numel())) for m in model
+             if isinstance(m, nn.ReLU)]
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(1, 784))
+    for h in hooks:
+        h.remove()
+    assert out.shape == (1, 10)
+    return sizes
+
+
+@pytest.mark.parametrize("arch", sorted(CNN_EXPECTED))
+def test_cnn_arch_hidden_sizes_and_dense_equivalent(arch):
+    assert parse_arch(arch) == CNN_EXPECTED[arch]
+    model = build_model(arch, seed=0)
+    assert relu_output_sizes(model) == CNN_EXPECTED[arch]
+    net = from_torch_module(model)              # the flat 784 input through the leading Unflatten
+    assert net.layer_sizes == [784] + CNN_EXPECTED[arch] + [10]
+    with torch.no_grad():                       # non-zero biases, so that they are checked too
+        for mod in model:
+            if isinstance(mod, (nn.Linear, nn.Conv2d)):
+                mod.bias.normal_(0, 0.1, generator=torch.Generator().manual_seed(3))
+    net = from_torch_module(model)
+    x = torch.rand(32, 784, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad():
+        ref = model.double()(x).numpy()
+    np.testing.assert_allclose(net.forward(x.numpy()), ref, rtol=1e-10, atol=1e-10)
+    # the pattern of a point: torch's ReLU inputs > 0, flattened (channel, row, column), layer after layer
+    pre = []
+    hooks = [m.register_forward_hook(lambda m, i, o: pre.append(i[0].reshape(len(x), -1) > 0)) for m in model
+             if isinstance(m, nn.ReLU)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    assert np.array_equal(net.patterns(x.numpy()), torch.cat(pre, 1).numpy().astype(net.patterns(x.numpy()).dtype))
+
+
+def test_cnn_structure_dropout_init_and_l1_weights():
+    m = build_model("cnn_small", dropout=0.3, seed=0)
+    assert [type(x).__name__ for x in m] == ["Unflatten", "Conv2d", "ReLU", "Conv2d", "ReLU", "Flatten", "Linear",
+                                             "ReLU", "Dropout", "Linear"]
+    assert (m[1].in_channels, m[1].out_channels, m[1].kernel_size, m[1].stride, m[1].padding) == (1, 4, (5, 5),
+                                                                                                  (3, 3), (0, 0))
+    assert (m[3].in_channels, m[3].out_channels, m[3].kernel_size, m[3].stride) == (4, 8, (3, 3), (2, 2))
+    assert m[8].p == 0.3
+    # a conv as the last hidden layer: the Dropout follows its ReLU, the Flatten comes after
+    assert [type(x).__name__ for x in build_model("cnn:c2k3s3", dropout=0.5)] == \
+        ["Unflatten", "Conv2d", "ReLU", "Dropout", "Flatten", "Linear"]
+    assert [type(x).__name__ for x in build_model("cnn:c2k3p1-avg2")] == \
+        ["Unflatten", "Conv2d", "ReLU", "AvgPool2d", "Flatten", "Linear"]
+    # l1 covers the conv weights (each parameter once), not the biases
+    ws = linear_weights(m)
+    assert [tuple(w.shape) for w in ws] == [(4, 1, 5, 5), (8, 4, 3, 3), (32, 72), (10, 32)]
+    for mod in m:
+        if isinstance(mod, (nn.Linear, nn.Conv2d)):
+            assert torch.count_nonzero(mod.bias) == 0
+    big = build_model("cnn:c64k3", seed=0)      # Kaiming normal, fan_in = 1 * 3 * 3
+    std = float(big[1].weight.detach().std())
+    assert abs(std - np.sqrt(2 / 9)) < 0.1 * np.sqrt(2 / 9)
+    a, b = build_model("cnn_tiny", seed=4), build_model("cnn_tiny", seed=4)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ("cnn:", "expected cnn:L1-L2-"),
+    ("cnn:c4", "bad layer 'c4'"),
+    ("cnn:c4k3-", "bad layer ''"),
+    ("cnn:C4k3", "bad layer 'C4k3'"),
+    ("cnn:fc8-c2k3", "'c2k3' follows an fc layer"),
+    ("cnn:c0k3", "'c0k3': channels, kernel and stride must be >= 1"),
+    ("cnn:c2k3s0", "'c2k3s0': channels, kernel and stride must be >= 1"),
+    ("cnn:avg0", "'avg0': channels, kernel and stride must be >= 1"),
+    ("cnn:c2k29", "'c2k29' gets a 28x28 input (padding 0), smaller than its kernel 29"),
+    ("cnn:c2k7s7-c2k5", "'c2k5' gets a 4x4 input"),
+    ("cnn:avg2", "no hidden layer"),
+    ("cnn:c400k1p0", "layer 1 of its dense equivalent would be 313600 x 784 = 245,862,400 entries"),
+    ("cnn_huge", "unknown arch 'cnn_huge'"),
+])
+def test_cnn_arch_errors(bad, msg):
+    with pytest.raises(ToolError) as e:
+        parse_arch(bad)
+    assert msg in str(e.value)
+    if bad == "cnn_huge":       # is_cnn does not claim other cnn_ names: the unknown-name message lists them
+        assert "cnn_small" in str(e.value) and "cnn:L1-L2" in str(e.value)
+
+
+def test_cnn_run_onnx_and_state_dict(tmp_path):
+    """model.onnx of a zoo CNN (save_torch_onnx: float32, no Unflatten, image input) reads back as the same
+    dense net; onnxruntime computes what torch does; a CNN's state_dict alone is refused, pointing elsewhere."""
+    ort = pytest.importorskip("onnxruntime")
+    from src.io.readers.onnx_export import save_torch_onnx
+
+    model = build_model("cnn:c3k5s2-avg2-fc8", dropout=0.3, seed=5)
+    save_torch_onnx(model, tmp_path / "model.onnx", (784,))
+    assert model.training                       # the mode is restored
+    net = from_torch_module(model)
+    back = load_net(tmp_path / "model.onnx")
+    assert back.layer_sizes == net.layer_sizes == [784, 3 * 12 * 12, 8, 10]
+    for a, b in zip(back.weights + back.biases, net.weights + net.biases):
+        np.testing.assert_array_equal(a, b)     # float32 weights, widened exactly by both readers
+    sess = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.shape[1:] for i in sess.get_inputs()] == [[1, 28, 28]]
+    x = torch.rand(16, 784, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model.eval()(x).numpy()
+    got = sess.run(None, {"x": x.numpy().reshape(16, 1, 28, 28)})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    with pytest.raises(ToolError) as e:
+        load_net(tmp_path / "model.pt")
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'model.pt'}: '1.weight' (3x1x5x5, a Conv2d weight?) is not part of a Linear "
+                          "layer") and "model.onnx" in msg and "weights.dat" in msg
+
+
+@pytest.mark.parametrize("module,msg", [
+    (lambda: nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 1, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2)),
+     None),
+    (lambda: nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 1, 3), nn.Flatten(),
+                           nn.Linear(4, 2)), None),
+    (lambda: nn.Sequential(nn.Linear(3, 15), nn.ReLU(), nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 1, 3)),
+     "layer '2' (Unflatten): Unflatten to [1, 4, 4] (16 values) of an input of 15 features"),
+    (lambda: nn.Sequential(nn.Unflatten(1, (1, 4, 4)), nn.Unflatten(2, (2, 2)), nn.Conv2d(1, 1, 2)),
+     "layer '1' (Unflatten): Unflatten(dim=2, [2, 2]) of shape [1, 4, 4] is not supported; only "
+     "Unflatten(1, (C, H, W)) of a flat input"),
+])
+def test_module_reader_unflatten(module, msg):
+    torch.manual_seed(0)
+    m = module().double()
+    if msg is not None:
+        with pytest.raises(ToolError) as e:
+            from_torch_module(m)
+        assert str(e.value) == msg
+        return
+    net = from_torch_module(m)
+    x = torch.rand(20, net.n_inputs, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        np.testing.assert_allclose(net.forward(x.numpy()), m(x).numpy(), rtol=1e-12, atol=1e-12)

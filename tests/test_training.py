@@ -14,7 +14,7 @@ from src.io.readers.torch_state import from_state_dict
 from src.training.models import build_model
 from src.training.train import TrainConfig, adversarial_batch, evaluate, l1_penalty, robust_accuracy, train_run
 
-FILES = {"config.json", "model.pt", "weights.dat", "metrics.json", "train.log"}
+FILES = {"config.json", "model.pt", "model.onnx", "weights.dat", "metrics.json", "train.log"}
 CONFIG_KEYS = {"run_id", "arch", "hidden_sizes", "l1", "adv", "adv_eps", "adv_steps", "adv_step_size", "dropout",
                "epochs", "seed", "lr", "momentum", "batch_size", "lr_step", "lr_gamma", "train_subset", "device",
                "threads", "versions"}
@@ -40,6 +40,39 @@ def test_one_epoch_beats_chance(tmp_path):
     X, y = load_mnist_arrays("test")
     assert abs(net.accuracy(X, y) - m["test_accuracy"]) <= 2e-4
     assert "Classification accuracy = " in (d / "weights.dat").read_text().splitlines()[1]
+
+
+@pytest.mark.slow
+def test_cnn_run_writes_its_dense_equivalent_and_onnx(tmp_path):
+    """A CNN run (adversarial training and dropout on): weights.dat is the dense equivalent of model.pt's CNN,
+    the same function as torch's float64 forward pass on MNIST test images; model.onnx reads back as the same
+    net; model.pt alone is refused with a pointer to both."""
+    cfg = TrainConfig(run_id=3, arch="cnn_tiny", epochs=1, train_subset=500, l1=1e-4, adv="pgd", adv_steps=2,
+                      dropout=0.3, seed=0)
+    m = train_run(cfg, tmp_path / "run", quiet=True)
+    d = tmp_path / "run"
+    assert {p.name for p in d.iterdir()} == FILES and m["complete"] is True
+    conf = json.loads((d / "config.json").read_text())
+    assert conf["arch"] == "cnn_tiny" and conf["hidden_sizes"] == [64, 16]
+    net = load_net(d / "weights.dat")
+    assert net.layer_sizes == [784, 64, 16, 10]
+    model = build_model("cnn_tiny", dropout=0.3)
+    model.load_state_dict(torch.load(d / "model.pt", weights_only=True))
+    model = model.double().eval()
+    X, y = load_mnist_arrays("test")
+    with torch.no_grad():
+        ref = model(torch.from_numpy(X.astype(np.float64))).numpy()
+    out = net.forward(X.astype(np.float64))
+    assert np.abs(out - ref).max() <= 1e-9 * max(1.0, np.abs(ref).max())
+    assert np.array_equal(out.argmax(1), ref.argmax(1))
+    assert abs(float((out.argmax(1) == y).mean()) - m["test_accuracy"]) <= 2e-4      # float32 training, float64 here
+    onnx_net = load_net(d / "model.onnx")
+    assert onnx_net.layer_sizes == net.layer_sizes
+    for a, b in zip(onnx_net.weights + onnx_net.biases, net.weights + net.biases):
+        assert np.abs(a - b).max() <= 1e-6 * max(1.0, np.abs(b).max())
+    np.testing.assert_allclose(onnx_net.forward(X[:500].astype(np.float64)), out[:500], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ToolError, match=r"'1\.weight' \(4x1x7x7, a Conv2d weight\?\).*model\.onnx.*weights\.dat"):
+        load_net(d / "model.pt")
 
 
 @pytest.mark.slow
@@ -70,14 +103,19 @@ def test_adversarial_batch_stays_in_ball_and_hurts(method):
     assert model.training  # mode restored
 
 
-def test_l1_penalty_counts_weights_not_biases():
-    model = build_model("mlp:3", seed=0)
+@pytest.mark.parametrize("arch", ["mlp:3", "cnn_small"])
+def test_l1_penalty_counts_weights_not_biases(arch):
+    model = build_model(arch, seed=0)
+    kinds = (torch.nn.Linear, torch.nn.Conv2d)
     with torch.no_grad():
         for mod in model:
-            if isinstance(mod, torch.nn.Linear):
+            if isinstance(mod, kinds):
                 mod.bias.fill_(100.0)
-    expected = sum(float(m.weight.detach().abs().sum()) for m in model if isinstance(m, torch.nn.Linear))
+    expected = sum(float(m.weight.detach().double().abs().sum()) for m in model if isinstance(m, kinds))
     assert abs(float(l1_penalty(model).detach()) - expected) < 1e-4
+    if arch == "cnn_small":                 # the conv weights are in it: 4*25 + 8*4*9 parameters of 360 + 320 + 2
+        conv = sum(float(m.weight.detach().double().abs().sum()) for m in model if isinstance(m, torch.nn.Conv2d))
+        assert conv > 1 and abs(float(l1_penalty(model).detach()) - expected) < 1e-4
 
 
 SWEEP = ["-a", "mlp:4", "--epochs", "1", "--train-subset", "256", "--adv-steps", "2", "-q"]

@@ -10,14 +10,17 @@ from src.training.train import ADV_METHODS, train_sweep
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train_bulk_script.py",
-        description="Train a sweep of fcnn MNIST models: one run per (l1, adv, dropout) combination, "
+        description="Train a sweep of MNIST models (MLPs, CNNs): one run per (l1, adv, dropout) combination, "
                     "ids START, START+1, ... in the order l1 (outer), adv, dropout (inner). Each run goes to "
-                    "MODELS_DIR/fcnn_run_<id>/ (config.json, model.pt, weights.dat, metrics.json, train.log). "
+                    "MODELS_DIR/fcnn_run_<id>/ (config.json, model.pt, model.onnx, weights.dat (the dense "
+                    "equivalent), metrics.json, train.log). "
                     "Complete runs are skipped on re-run.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("sweep")
     g.add_argument("-s", "--start", type=int, default=100, help="id of the first run")
-    g.add_argument("-a", "--arch", default="fcnn4b", help="zoo name (fcnn1 ... fcnn6b) or mlp:W1-W2-...")
+    g.add_argument("-a", "--arch", default="fcnn4b",
+                   help="zoo name (fcnn1 ... fcnn6b, cnn_tiny, cnn_small), mlp:W1-W2-... or cnn:L1-L2-... "
+                        "(e.g. cnn:c4k5s3-c8k3s2-fc32; grammar in docs/training.md)")
     g.add_argument("--l1", default="0,2e-4,1e-3", help="comma-separated l1 coefficients lambda (loss += lambda*sum|W|)")
     g.add_argument("--adv", default=argparse.SUPPRESS,
                    help="comma-separated adversarial settings: none, pgd, fgsm (default: none,<--adv-method>)")

@@ -1,7 +1,8 @@
 """The run directory: every file name the steps write or read, and their parsing back.
 
     forward_pass/activation_pattern/models/fcnn_run_<id>/
-        config.json, metrics.json, model.pt, weights.dat, train.log, checkpoint.pt      (training)
+        config.json, metrics.json, model.pt, model.onnx, weights.dat, train.log,
+        checkpoint.pt                                                                    (training)
         activation_pattern_abhinav_<domain>.dat, regions_<domain>.json,
         stable_units_<domain>.json, inactive_<domain>.dat, frontier_<domain>.json,
         checkpoint_<domain>.json, .activation_pattern_abhinav_<domain>.dat.partial       (counting)
@@ -27,6 +28,8 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 
 MODEL = "model.pt"
+
+MODEL_ONNX = "model.onnx"
 
 WEIGHTS = "weights.dat"
 

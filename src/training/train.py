@@ -1,19 +1,21 @@
-"""Training of fcnn models on MNIST and the regularisation sweep behind train_bulk_script.py.
+"""Training of the zoo's models (MLPs and small CNNs) on MNIST and the regularisation sweep behind
+train_bulk_script.py.
 
 One run: SGD (lr 0.01, momentum 0.9), batch 128, StepLR(50, 0.1), NLL on log-softmax plus
-l1 = lambda * sum |W| over every Linear weight (biases excluded); optional adversarial
+l1 = lambda * sum |W| over every Linear and Conv2d weight (biases excluded); optional adversarial
 training (PGD with random start, or FGSM) on the batch, inputs clipped to [0, 1]; optional
 dropout after the last hidden layer. The whole data set is one in-memory tensor and batches
 are slices of a seeded permutation (no DataLoader).
 
 A sweep is the product l1 (outer) x adv x dropout (inner); run ids are start, start+1, ...
-Each run writes `fcnn_run_<id>/` with config.json, model.pt, weights.dat, train.log and
-metrics.json (docs/formats.md); metrics.json gets `"complete": true` last, and a complete
-run is skipped on re-run unless force=True.
+Each run writes `fcnn_run_<id>/` with config.json, model.pt, model.onnx, weights.dat (the dense
+equivalent: from_torch_module of the trained model), train.log and metrics.json (docs/formats.md);
+metrics.json gets `"complete": true` last, and a complete run is skipped on re-run unless force=True.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import math
 import os
@@ -32,9 +34,10 @@ from src.core.errors import ToolError
 from src.core.fault_hooks import pause_point
 from src.io.files import atomic_open, atomic_write_text
 from src.io.mnist import ensure_mnist, load_mnist_tensors
-from src.io.readers.torch_state import from_state_dict
+from src.io.readers.onnx_export import save_torch_onnx
+from src.io.readers.torch_state import from_torch_module
 from src.io.records import read_config, read_metrics, write_config, write_metrics
-from src.io.run_dir import CONFIG, METRICS, MODEL, TRAIN_CHECKPOINT, TRAIN_LOG, WEIGHTS, run_path
+from src.io.run_dir import CONFIG, METRICS, MODEL, MODEL_ONNX, TRAIN_CHECKPOINT, TRAIN_LOG, WEIGHTS, run_path
 from src.io.weights_file import save_net
 from src.parallel import Session, check_address, resolve_address
 from src.training.models import build_model, linear_weights, parse_arch
@@ -215,7 +218,7 @@ def adversarial_batch(model, x, y, method: str, eps: float, steps: int, step_siz
 
 
 def l1_penalty(model):
-    """sum |W| over every Linear weight matrix (biases excluded)."""
+    """sum |W| over every Linear and Conv2d weight tensor (biases excluded; src.training.models.linear_weights)."""
     return sum(w.abs().sum() for w in linear_weights(model))
 
 
@@ -304,7 +307,8 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     """Train one run into run_dir and return its metrics dict (complete: true).
 
     Writes config.json first, an incomplete metrics.json, then per epoch train.log, metrics.json
-    and checkpoint.pt, finally model.pt, weights.dat and metrics.json with complete: true (last).
+    and checkpoint.pt, finally model.pt, model.onnx, weights.dat (the dense equivalent, the same function)
+    and metrics.json with complete: true (last).
     An exception, Ctrl-C or a kill leaves metrics.json incomplete; the next call resumes from the
     last epoch checkpoint of the same configuration and ends with the same weights as an
     uninterrupted run (same seed, CPU).
@@ -339,7 +343,7 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     Xtr, ytr = load_mnist_tensors("train", data_root, device, limit=cfg.train_subset)
     Xte, yte = load_mnist_tensors("test", data_root, device)
     log(f"data: {len(Xtr)} training and {len(Xte)} test images in memory, pixels in [0, 1]")
-    model = build_model(cfg.hidden_sizes, dropout=cfg.dropout, seed=cfg.seed).to(device)
+    model = build_model(cfg.arch, dropout=cfg.dropout, seed=cfg.seed).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -387,7 +391,9 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_open(run_dir / MODEL, "wb") as fh:
         torch.save(state, fh)
-    net = from_state_dict(state)
+    cpu_model = model if device == "cpu" else copy.deepcopy(model).to("cpu")
+    save_torch_onnx(cpu_model, run_dir / MODEL_ONNX, (Xte.shape[1],))
+    net = from_torch_module(cpu_model)        # a CNN's dense equivalent; an MLP's Linear weights as they are
     test_acc = metrics["epochs"][-1]["test_acc"]
     save_net(net, run_dir / WEIGHTS, model_path=str(run_dir / MODEL), accuracy=test_acc)
     robust = robust_accuracy(model, Xte, yte, cfg)

@@ -6,6 +6,7 @@
                               AvgPool2d / BatchNorm1d/2d / ReLU / Flatten / Dropout / Identity
     torch_state.from_state_dict(sd)         an in-memory state_dict of Linear layers
     onnx_export.save_onnx(net, path)        the writer: a ReluNet as ONNX (Gemm + Relu, float64 by default)
+    onnx_export.save_torch_onnx(model, path, input_shape)   a trained nn.Sequential as ONNX (training's model.onnx)
     layers                    the affine layers (Dense, Conv2d, AvgPool2d, BatchNorm) as maps of flattened
                               tensors and compose_net, which composes each chain between two ReLUs
 

@@ -71,3 +71,38 @@ def save_onnx(net, path, dtype: str = "float64", doc: str = "") -> Path:
     with atomic_open(path, "wb") as fh:
         fh.write(data)
     return path
+
+
+def save_torch_onnx(model, path, input_shape) -> Path:
+    """Write a trained torch nn.Sequential as ONNX to `path` atomically, in the model's own precision
+    (torch.onnx.export, the TorchScript exporter: dynamo=False, no onnxscript needed; eval mode, so Dropout
+    is dropped). A leading nn.Unflatten(1, (C, H, W)) is left out and the graph takes images: input `x`
+    [batch, *shape after it] (the exporter would write the Unflatten as Shape/Concat/Reshape nodes, which
+    no reader takes); otherwise input `x` [batch, *input_shape]. Output `y` [batch, n_classes].
+    The file is read back by src.io.readers.onnx_model (Conv, AveragePool, Flatten, Gemm, Relu)."""
+    import io
+    import warnings
+
+    import torch
+    from torch import nn
+
+    shape = tuple(int(s) for s in input_shape)
+    if type(model) is nn.Sequential and len(model) and type(model[0]) is nn.Unflatten:
+        shape = tuple(int(s) for s in model[0].unflattened_size)
+        model = model[1:]
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")         # the TorchScript exporter's deprecation notice
+            torch.onnx.export(model, (torch.zeros((1,) + shape, dtype=param.dtype, device=param.device),), buf,
+                              dynamo=False, input_names=["x"], output_names=["y"], opset_version=OPSET,
+                              dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    finally:
+        model.train(was_training)
+    path = Path(path)
+    with atomic_open(path, "wb") as fh:
+        fh.write(buf.getvalue())
+    return path

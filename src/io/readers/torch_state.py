@@ -1,8 +1,9 @@
 """PyTorch: a state_dict file (.pt/.pth) of Linear layers, and an nn.Sequential in the Python API.
 
 from_torch_module reads an nn.Sequential of Linear, Conv2d, AvgPool2d, BatchNorm1d/2d, ReLU,
-Flatten, Dropout and Identity (rules in its docstring and docs/readers.md): each chain of affine
-layers between two ReLUs is composed into one layer of the ReluNet (src/io/readers/layers.py).
+Flatten, Unflatten (flat rows to images), Dropout and Identity (rules in its docstring and
+docs/readers.md): each chain of affine layers between two ReLUs is composed into one layer of the
+ReluNet (src/io/readers/layers.py).
 
 Security: files are read only with torch.load(path, map_location="cpu", weights_only=True), which
 unpickles tensors and plain containers and nothing else; a pickled model (torch.save(model)) is
@@ -29,8 +30,8 @@ from src.core.errors import ToolError
 from src.core.network import ReluNet
 from src.io.readers.layers import AvgPool2d, Conv2d, Dense, Relu, batchnorm, compose_net
 
-SUPPORTED_MODULES = ("Linear, Conv2d, AvgPool2d, BatchNorm1d, BatchNorm2d, ReLU, Flatten, Dropout, Identity "
-                     "(nested Sequential)")
+SUPPORTED_MODULES = ("Linear, Conv2d, AvgPool2d, BatchNorm1d, BatchNorm2d, ReLU, Flatten, Unflatten, Dropout, "
+                     "Identity (nested Sequential)")
 
 
 def _guess(shape) -> str:
@@ -94,8 +95,12 @@ def from_state_dict(state_dict, source: str = "state_dict"):
     for k in keys:
         if k not in used:
             t = state_dict[k]
+            conv = len(tuple(t.shape)) >= 3
             raise ToolError(f"{source}: {k!r} ({_shape(t)}, {_guess(tuple(t.shape))}) is not part of a Linear "
-                            f"layer; supported: Linear layers only (2-D '.weight', 1-D '.bias')")
+                            f"layer; supported: Linear layers only (2-D '.weight', 1-D '.bias')"
+                            + ("; a state_dict records no layer types, strides or paddings, so read a conv net "
+                               "from its model.onnx or its dense equivalent weights.dat (a training run writes "
+                               "both beside model.pt), or with from_torch_module in Python" if conv else ""))
     if not layers:
         raise ToolError(f"{source}: no Linear layer (no 2-D '.weight' tensor)")
     ws, bs = [], []
@@ -232,6 +237,19 @@ def _module_items(module, input_shape):
                                    label=where))
         elif kind is nn.ReLU:
             items.append(Relu(where))
+        elif kind is nn.Unflatten:        # flat rows -> images: the flattened tensor is the same (C order)
+            size = tuple(m.unflattened_size)
+            if m.dim not in (1, -1) or (shape is not None and len(shape) != 1) or \
+                    not all(isinstance(v, int) and v >= 1 for v in size):
+                have = f"shape {list(shape)}" if shape is not None else "a flat input"
+                raise ToolError(f"{where}: Unflatten(dim={m.dim}, {list(size)}) of {have} is not supported; "
+                                "only Unflatten(1, (C, H, W)) of a flat input")
+            if shape is None:
+                shape = input_given = (math.prod(size),)
+            if shape[0] != math.prod(size):
+                raise ToolError(f"{where}: Unflatten to {list(size)} ({math.prod(size)} values) of an input of "
+                                f"{shape[0]} features")
+            shape = size
         elif kind is nn.Flatten:
             if (m.start_dim, m.end_dim) != (1, -1):
                 raise ToolError(f"{where} has start_dim={m.start_dim}, end_dim={m.end_dim}; "
@@ -255,9 +273,11 @@ def from_torch_module(module, input_shape=None):
     Every chain of affine layers (Linear, Conv2d with zero padding, AvgPool2d, BatchNorm1d/2d with
     their running statistics, as in eval mode) between two ReLUs is composed into one layer of the
     ReluNet (src/io/readers/layers.py); Flatten reshapes, Dropout and Identity are no-ops (eval
-    mode); repeated ReLUs are one ReLU. The net must start with an affine layer and end with one
-    (the linear output layer). Module types are matched exactly (a subclass may change forward)
-    and anything else is refused: `layer 'NAME' (Type) is not supported; supported: ...`.
+    mode); Unflatten(1, (C, H, W)) of a flat input is a reshape too (the zoo's CNNs start with it, so
+    that they take flat 784-pixel rows; the ReluNet's input is then that flat row); repeated ReLUs are
+    one ReLU. The net must start with an affine layer and end with one (the linear output layer).
+    Module types are matched exactly (a subclass may change forward) and anything else is refused:
+    `layer 'NAME' (Type) is not supported; supported: ...`.
     """
     from torch import nn
 
