@@ -99,3 +99,10 @@ def test_cnn_sweep_count_and_table(tmp_path):
         assert float(row["test_accuracy"]) == pytest.approx(met["test_accuracy"], abs=1e-4)
         assert int(row["regions"]) == n and row["regions_complete"] == "yes"
     assert float(rows[0]["l1"]) == 0 and float(rows[1]["l1"]) == 1e-3
+    # the figures read the CNN runs like any other (the dense equivalent's weights.dat and the records)
+    r = run_cli("plots/make_all.py", "--models-dir", models, "--runs", "100-101", "--domain", domain,
+                "--out", tmp_path / "fig", "--formats", "png", "--no-table", "--slice-plane", "random",
+                "--slice-resolution", "24", "-q", timeout=300)
+    assert r.returncode == 0, r.stderr
+    for stem in ("regions_vs_l1", "stable_units_vs_l1", "accuracy_vs_regions", "input_slice"):
+        assert (tmp_path / "fig" / f"{stem}.png").stat().st_size > 1000, stem

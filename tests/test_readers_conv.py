@@ -587,3 +587,35 @@ def test_torch_conv_without_input_shape_is_refused():
         "layer '0' (Conv2d): a Conv2d needs a (channels, height, width) input, and there is no input shape; "
         "give it as from_torch_module(module, input_shape=(C, H, W))")
     assert one_line(from_torch_module, model, input_shape=(1, 1, 3, 3)).startswith("input_shape=(1, 1, 3, 3): need")
+
+
+def test_seed_commands_on_a_cnn_onnx_transform_compress_export(tmp_path):
+    """Issue 22: a CNN exported to ONNX goes through count, transform and compress as any net does, and the
+    compressed net, written back as ONNX, computes on its box what torch's CNN computes (onnxruntime)."""
+    ort = pytest.importorskip("onnxruntime")
+    p, model = tiny_cnn_onnx(tmp_path / "cnn.onnx", channels=1, seed=20)
+    r = run_cli(load_script("count_linear_regions.py").main, "-w", p, "-q")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((tmp_path / "regions_input_0_1.json").read_text())
+    r = run_cli(load_script("transform_networks_using_all_nodes.py").main, "-w", p, "-i",
+                tmp_path / rec["pattern_file"], "--no-mnist", "-q")
+    assert r.returncode == 0, r.stderr
+    tr = json.loads((tmp_path / "two_hidden_feasible_input_0_1.json").read_text())
+    assert tr["patterns"] == rec["count"] and tr["verification"]["ok"] is True
+    assert tr["verification"]["interior"]["with_interior_point"] == rec["count"]
+    two = load_net(tmp_path / "two_hidden_feasible_input_0_1.dat")
+    assert len(two.layer_sizes) == 4                                    # two hidden layers
+    lo, hi = 0.3, 0.32
+    r = run_cli(load_script("compress_network.py").main, "-w", p, "--lo", str(lo), "--hi", str(hi), "-q")
+    assert r.returncode == 0, r.stderr
+    cp = json.loads((tmp_path / f"compressed_input_{lo}_{hi}.json").read_text())
+    assert cp["verification"]["passed"] is True and sum(cp["units_after"]) < sum(cp["units_before"])
+    out = tmp_path / "compressed.onnx"
+    r = run_cli(__import__("src.cli.onnx_export", fromlist=["main"]).main,
+                "-w", tmp_path / f"compressed_input_{lo}_{hi}.dat", "-o", out)
+    assert r.returncode == 0, r.stderr
+    x = Box.uniform(16, lo, hi).sample(500, np.random.default_rng(23))
+    sess = ort.InferenceSession(str(out))
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    want = torch_forward(model, x.reshape(500, 1, 4, 4))
+    close(got, want)

@@ -237,3 +237,10 @@ def test_robust_accuracy_is_pgd_at_the_runs_eps():
     r = robust_accuracy(model, x, t, TrainConfig(run_id=0, arch="mlp:20", adv_eps=0.3, adv_steps=5), batch=128)
     assert r["accuracy"] < clean or clean == 0.0
     assert r["steps"] == 5 and r["step_size"] == 0.02
+
+
+def test_ray_sweep_hands_out_the_longest_runs_first():
+    """PGD runs (1 + steps passes per batch) before FGSM (2) before clean runs; ties keep the sweep order."""
+    cfgs = training.sweep_configs(100, "fcnn2b", [0.0, 1e-3], ["none", "pgd", "fgsm"], [0.0], epochs=2)
+    got = [(c.run_id, c.adv) for c in training.longest_first(cfgs)]
+    assert got == [(101, "pgd"), (104, "pgd"), (102, "fgsm"), (105, "fgsm"), (100, "none"), (103, "none")], got

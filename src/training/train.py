@@ -451,12 +451,24 @@ def train_task(cfg_dict: dict, run_dir: str, data_root) -> dict:
     return train_run(cfg, run_dir, quiet=True, bars=False, data_root=data_root)
 
 
+def longest_first(configs) -> list:
+    """The order in which a sweep's runs are handed to workers: the longest first, so that the last
+    run to start is a short one. A run's cost is its epochs times the forward-backward passes per
+    batch (1, plus the attack's steps on adversarial batches; 2 for FGSM's single step); ties keep the
+    sweep's order."""
+    def cost(c):
+        passes = 1 + (0 if c.adv == "none" else (1 if c.adv == "fgsm" else c.adv_steps))
+        return c.epochs * passes
+    return sorted(configs, key=lambda c: -cost(c))
+
+
 def _train_on_ray(session, todo, models_dir: Path, data_root, quiet: bool, out) -> dict:
     """Every config of todo as one Ray task (threads CPUs, one GPU with --device cuda), at most
-    session.slots at once; returns {run_id: metrics}. Ctrl-C or an error cancels what still runs."""
+    session.slots at once, longest first; returns {run_id: metrics}. Ctrl-C or an error cancels
+    what still runs."""
 
     results = {}
-    waiting = list(todo)
+    waiting = longest_first(todo)
     running: dict = {}
     try:
         with tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr, disable=quiet) as bar:
