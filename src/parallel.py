@@ -4,9 +4,16 @@ One layer for training and counting (docs/cluster.md):
 
 * workers 1 and no address: in-process, Ray is not imported;
 * workers N > 1 and no address: an embedded Ray on this machine with N CPUs, started here and shut
-  down at the end (nothing to install or start by hand);
+  down at the end (nothing to install or start by hand). It is always a new instance of its own:
+  files a dead cluster left behind (/tmp/ray/ray_current_cluster) are not read;
 * an address (--ray-address ADDR, else the RAY_ADDRESS environment variable): join that cluster; at
-  most N tasks run at once (N = the cluster's CPUs when --workers is 1).
+  most N tasks run at once (N = the cluster's CPUs when --workers is 1). `--ray-address local` is the
+  embedded Ray whatever RAY_ADDRESS says.
+
+Ray's own messages (its logging, the cluster's error messages such as "Raylet is terminated") go to a
+log file (`Session.log_path`), not to the terminal; it is removed when the session ends cleanly. A
+task that fails because its node, its raylet or the cluster was lost (after Ray's retries on other
+workers) raises `ClusterLost`, a ToolError: one line, no Ray traceback.
 
 A Ray session that is already connected in this process (a test fixture, a notebook) is reused and
 left running. Every task runs with OMP_NUM_THREADS=1 and PYTHONPATH set to this repository, so
@@ -17,6 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import tempfile
 from pathlib import Path
 
 from src.core.errors import ToolError
@@ -29,13 +38,44 @@ PROBE_TIMEOUT_S = 5.0
 
 TASK_RETRIES = 3         # a task whose worker process dies runs again (on another worker)
 
+LOCAL = "local"          # --ray-address local: the embedded Ray, whatever RAY_ADDRESS says
+
+
+class ClusterLost(ToolError):
+    """The Ray cluster (or the node this driver is attached to) was lost while tasks ran.
+
+    cause: what happened, in a few words; log_path: the file that holds Ray's own messages.
+    """
+
+    def __init__(self, cause: str, log_path=None, what: str = ""):
+        self.cause, self.log_path = cause, log_path
+        log = f"; Ray's messages: {log_path}" if log_path else ""
+        super().__init__(f"the Ray cluster was lost ({cause}){what}{log}")
+
 
 def resolve_address(address: str | None) -> str | None:
-    """The cluster to join: the --ray-address value, else $RAY_ADDRESS, else None (no cluster)."""
+    """The cluster to join: the --ray-address value, else $RAY_ADDRESS, else None (no cluster).
+
+    'local' (as the flag or in RAY_ADDRESS) means no cluster: the embedded Ray of this machine."""
     if address is not None and str(address).strip():
-        return str(address).strip()
+        a = str(address).strip()
+        return None if a == LOCAL else a
     env = os.environ.get("RAY_ADDRESS", "").strip()
-    return env or None
+    return None if env in ("", LOCAL) else env
+
+
+def _address_name(address: str) -> str:
+    """How the user gave the address: the flag, or the environment variable (a stale one is a common cause)."""
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    return f"RAY_ADDRESS={address} (from the environment)" if env == address else f"--ray-address {address}"
+
+
+def _unreachable(address: str, reason: str, hint: str = "") -> ToolError:
+    name = _address_name(address)
+    tail = ""
+    if name.startswith("RAY_ADDRESS"):
+        tail = "; unset RAY_ADDRESS (or pass --ray-address local) to run on this machine"
+    return ToolError(f"{name}: cannot reach a Ray cluster there ({reason}){hint}{tail}")
 
 
 def _host_port(address: str):
@@ -57,18 +97,16 @@ def check_address(address: str | None) -> None:
     'auto' (a cluster started on this machine by `ray start`) is checked by ray.init itself.
     """
     address = resolve_address(address)
-    if address is None or address in ("auto", "local"):
+    if address is None or address == "auto":
         return
     hp = _host_port(address)
     if hp is None:
-        raise ToolError(f"--ray-address {address}: cannot reach a Ray cluster there (expected HOST:PORT, "
-                        f"e.g. 10.0.0.5:6379)")
+        raise _unreachable(address, "expected HOST:PORT, e.g. 10.0.0.5:6379")
     try:
         with socket.create_connection(hp, timeout=PROBE_TIMEOUT_S):
             pass
     except OSError as e:
-        reason = e.strerror or e.__class__.__name__
-        raise ToolError(f"--ray-address {address}: cannot reach a Ray cluster there ({reason})") from None
+        raise _unreachable(address, e.strerror or e.__class__.__name__) from None
 
 
 def runtime_env() -> dict:
@@ -89,12 +127,118 @@ def _import_ray():
     return ray
 
 
+# ---- Ray's own messages: into a log file, not the terminal ----------------------------------------------
+class RayLog:
+    """While active, Ray's Python logging and the cluster's error messages that Ray prints on the driver's
+    stdout/stderr ("(raylet) Raylet is terminated ...") go to `path` instead of the terminal."""
+
+    def __init__(self, path=None):
+        self.path = Path(path) if path is not None else \
+            Path(tempfile.gettempdir()) / f"relu-toolkit-ray-{os.getpid()}.log"
+        self._fh = None
+        self._saved = None
+
+    def __enter__(self):
+        self._fh = open(self.path, "a", buffering=1, encoding="utf-8", errors="replace")
+        handler = logging.StreamHandler(self._fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s -- %(message)s"))
+        logger = logging.getLogger("ray")
+        self._saved = (logger.handlers[:], logger.propagate, logger.level, None)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        try:                                # the driver's printer of cluster errors and worker output
+            import ray._private.worker as rw
+
+            fh = self._fh
+
+            def to_log(data, ignore_prefix=False):
+                for line in data.get("lines", []):
+                    fh.write(f"({data.get('pid', 'ray')}) {line}\n")
+
+            self._saved = self._saved[:3] + ((rw, rw.print_to_stdstream),)
+            rw.print_to_stdstream = to_log
+        except (ImportError, AttributeError):
+            pass
+        return self
+
+    def close(self, keep: bool) -> None:
+        if self._fh is None:
+            return
+        handlers, propagate, level, printer = self._saved
+        logger = logging.getLogger("ray")
+        logger.handlers[:] = handlers
+        logger.propagate, logger.level = propagate, level
+        if printer is not None:
+            printer[0].print_to_stdstream = printer[1]
+        self._fh.close()
+        self._fh = None
+        if not keep:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+
+    def __exit__(self, *exc):
+        self.close(keep=exc[0] is not None)
+        return False
+
+
 def start_local(num_cpus: int):
-    """Start an embedded Ray with num_cpus CPUs in this process (no dashboard, no usage stats)."""
+    """Start an embedded Ray with num_cpus CPUs in this process (no dashboard, no usage stats).
+
+    address='local' makes it a new instance whatever RAY_ADDRESS or a dead cluster's
+    /tmp/ray/ray_current_cluster say."""
     ray = _import_ray()
-    ray.init(num_cpus=int(num_cpus), include_dashboard=False, runtime_env=runtime_env(), log_to_driver=False,
-             logging_level=logging.WARNING, configure_logging=True)
+    ray.init(address=LOCAL, num_cpus=int(num_cpus), include_dashboard=False, runtime_env=runtime_env(),
+             log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)
     return ray
+
+
+def _use_token_if_available() -> None:
+    """Joining a cluster by its address: send Ray's auth token when one is available (~/.ray/auth_token,
+    RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN) and RAY_AUTH_MODE does not say otherwise, as `ray start --head`
+    does. A cluster without token authentication accepts it too."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import \
+            maybe_enable_token_auth_if_token_available
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    except (ImportError, AttributeError):
+        pass
+
+
+def _auth_hint() -> str:
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ("; if the cluster uses token authentication, check that this driver has its token "
+                "(docs/cluster.md)")
+    return ("; if the cluster uses token authentication, give this driver its token (RAY_AUTH_MODE=token and "
+            "~/.ray/auth_token or RAY_AUTH_TOKEN_PATH; docs/cluster.md)")
+
+
+def current_node() -> str:
+    """The Ray node id of this process (inside a Ray task), else this machine's host name."""
+    ray = sys.modules.get("ray")
+    if ray is not None:
+        try:
+            return ray.get_runtime_context().get_node_id()
+        except Exception:               # not in a Ray worker
+            pass
+    return socket.gethostname()
+
+
+def _lost_cause(e: BaseException) -> str:
+    name = e.__class__.__name__
+    words = {"LocalRayletDiedError": "the raylet of this driver's node died",
+             "NodeDiedError": "a node died", "OwnerDiedError": "a task's owner died",
+             "ObjectLostError": "a task's result was lost with its node",
+             "ObjectReconstructionFailedError": "a task's result was lost and could not be rebuilt",
+             "WorkerCrashedError": f"a task's worker died {TASK_RETRIES + 1} times",
+             "RaySystemError": "Ray's system failed", "RpcError": "Ray could not reach its cluster",
+             "GetTimeoutError": "Ray did not answer"}
+    first = (str(e).strip().splitlines() or [""])[0][:160]
+    return f"{words.get(name, name)}: {name}" + (f": {first}" if first and name not in words else "")
 
 
 class Session:
@@ -102,9 +246,10 @@ class Session:
 
     parallel: False for the in-process case. slots: how many tasks to keep running at once.
     started: whether this session connected Ray (and so disconnects it at the end).
+    log_path: where Ray's own messages go while the session runs (None in-process).
     """
 
-    def __init__(self, workers: int = 1, address: str | None = None):
+    def __init__(self, workers: int = 1, address: str | None = None, log_path=None):
         workers = int(workers)
         if workers < 1:
             raise ToolError(f"--workers must be >= 1, got {workers}")
@@ -115,33 +260,58 @@ class Session:
         self.started = False
         self.ray = None
         self._remote: dict = {}
+        self._log = RayLog(log_path) if self.parallel else None
+        self.log_path = None if self._log is None else self._log.path
+        self.lost = False
 
     def __enter__(self):
         if not self.parallel:
             return self
         ray = self.ray = _import_ray()
-        if ray.is_initialized():
-            pass
-        elif self.address is not None:
-            check_address(self.address)
-            try:
-                ray.init(address=self.address, runtime_env=runtime_env(), log_to_driver=False,
-                         logging_level=logging.WARNING)
-            except Exception as e:          # ConnectionError, RuntimeError, ValueError from Ray
-                raise ToolError(f"--ray-address {self.address}: cannot reach a Ray cluster there "
-                                f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from None
-            self.started = True
-        else:
-            start_local(self.workers)
-            self.started = True
-        if self.workers == 1:               # joined a cluster without --workers: use all of its CPUs
-            self.slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._log.__enter__()
+        try:
+            if ray.is_initialized():
+                pass
+            elif self.address is not None:
+                check_address(self.address)
+                _use_token_if_available()
+                try:
+                    ray.init(address=self.address, runtime_env=runtime_env(), log_to_driver=False,
+                             logging_level=logging.WARNING, configure_logging=False)
+                except Exception as e:          # ConnectionError, RuntimeError, ValueError from Ray
+                    reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+                    raise _unreachable(self.address, reason, _auth_hint()) from None
+                self.started = True
+            else:
+                start_local(self.workers)
+                self.started = True
+            if self.workers == 1:               # joined a cluster without --workers: use all of its CPUs
+                self.slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        except BaseException:
+            self._shutdown()
+            self._log.close(keep=True)
+            raise
         return self
 
     # ---- tasks (Ray only; retried on another worker when theirs dies) ----------------------------------
+    def _lost(self, e: BaseException) -> ClusterLost:
+        self.lost = True
+        return ClusterLost(_lost_cause(e), self.log_path)
+
+    def _guard(self, fn, *args, **kw):
+        """fn(*args) with Ray's system failures (node, raylet, cluster lost) turned into ClusterLost; an
+        exception raised by the task's own code (RayTaskError) goes through unchanged."""
+        ray = self.ray
+        try:
+            return fn(*args, **kw)
+        except ray.exceptions.RayTaskError:
+            raise
+        except (ray.exceptions.RayError, ConnectionError) as e:
+            raise self._lost(e) from None
+
     def put(self, obj):
         """Store obj once in the cluster's object store; pass the handle to submit."""
-        return self.ray.put(obj)
+        return self._guard(self.ray.put, obj)
 
     def submit(self, fn, *args, num_cpus: float = 1, num_gpus: float = 0, retries: int = TASK_RETRIES):
         """Run fn(*args) as a Ray task (fn: a module-level function of this repository); returns a handle."""
@@ -150,33 +320,44 @@ class Session:
         if remote is None:
             remote = self._remote[key] = self.ray.remote(fn).options(
                 num_cpus=num_cpus, num_gpus=num_gpus, max_retries=retries, retry_exceptions=False)
-        return remote.remote(*args)
+        return self._guard(remote.remote, *args)
 
     def wait(self, handles, timeout: float | None = None) -> list:
         """The handles among `handles` that are finished (waits up to timeout seconds for at least one)."""
         if not handles:
             return []
-        ready, _ = self.ray.wait(list(handles), num_returns=1, timeout=timeout)
+        ready, _ = self._guard(self.ray.wait, list(handles), num_returns=1, timeout=timeout)
         if ready:
-            more, _ = self.ray.wait([h for h in handles if h not in ready], num_returns=len(handles) - len(ready),
-                                    timeout=0)
+            more, _ = self._guard(self.ray.wait, [h for h in handles if h not in ready],
+                                  num_returns=len(handles) - len(ready), timeout=0)
             ready += more
         return ready
 
     def result(self, handle):
-        """The value of a finished task (its exception is raised here)."""
-        return self.ray.get(handle)
+        """The value of a finished task (its exception is raised here; a lost cluster: ClusterLost)."""
+        return self._guard(self.ray.get, handle)
 
     def cancel(self, handles) -> None:
         """Stop tasks that are no longer wanted (their workers are killed)."""
+        if self.lost:
+            return
         for h in handles:
             try:
                 self.ray.cancel(h, force=True)
             except Exception:               # already finished or gone
                 pass
 
-    def __exit__(self, *exc):
+    def _shutdown(self) -> None:
         if self.started:
-            self.ray.shutdown()
             self.started = False
+            try:
+                self.ray.shutdown()
+            except Exception:               # a lost cluster: nothing left to disconnect from
+                pass
+
+    def __exit__(self, *exc):
+        if not self.parallel:
+            return False
+        self._shutdown()
+        self._log.close(keep=exc[0] is not None or self.lost)
         return False

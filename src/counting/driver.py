@@ -36,7 +36,7 @@ from src.io.readers import load_net
 from src.io.records import read_checkpoint, read_frontier, read_regions, write_checkpoint, write_frontier, write_regions
 from src.io.run_dir import (checkpoint_file_name, frontier_file_name, partial_pattern_file_name, pattern_file_name,
                             regions_file_name)
-from src.parallel import check_address
+from src.parallel import ClusterLost, check_address
 from src.stability.files import write_stability_files
 from src.stability.milp import formulation_size
 from src.stability.witnesses import N_DATA_SAMPLES, data_points_for_box
@@ -333,6 +333,17 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
         interrupted = True
         result = EnumerationResult(complete=False, stats={"status": "interrupted"}, interrupted=True)
         used = ckpt.backend or (candidates[0] if len(candidates) == 1 else "auto")
+    except ClusterLost as e:           # the last node or this driver's raylet: one line, the checkpoint kept
+        bar.close()
+        writer.abort(e)
+        if getattr(e, "checkpoint_saved", False):
+            what = (f"; {checkpoint_path} keeps the {len(sink)} patterns found so far and the subtrees left: "
+                    f"rerun with --resume to continue (with or without Ray)")
+        elif ckpt.saves:
+            what = f"; rerun with --resume to continue from {checkpoint_path} (its last checkpoint)"
+        else:
+            what = "; no checkpoint was written: rerun the count"
+        raise ClusterLost(e.cause, e.log_path, what) from None
     except BaseException as e:
         bar.close()
         writer.abort(e)

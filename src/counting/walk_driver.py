@@ -23,7 +23,7 @@ import numpy as np
 
 from src.core.patterns import check_prefixes
 from src.counting.tree_walk import EngineOptions, make_engine
-from src.parallel import Session
+from src.parallel import ClusterLost, Session, current_node
 
 
 def merge_stats(total: dict, part: dict) -> dict:
@@ -68,6 +68,32 @@ class _SigintFlag:
         return False
 
 
+class _CheckpointSignal:
+    """While active (main thread only), SIGUSR1 asks for a checkpoint now (`kill -USR1 PID`, or Slurm's
+    `--signal=USR1@SECONDS` before a job's end); it also ends a kill test's pause (src/core/fault_hooks.py)."""
+
+    def __init__(self):
+        self.hit = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
+            self._old = signal.signal(signal.SIGUSR1, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.hit = True
+
+    def take(self) -> bool:
+        hit, self.hit = self.hit, False
+        return hit
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGUSR1, self._old)
+        return False
+
+
 # ---- parallel: time slices of prefix subtrees (src/parallel.py runs them), dynamic splitting ----------
 SLICE_MIN = 0.1          # seconds of a slice while fewer subtrees wait than there are workers (split fast)
 
@@ -105,7 +131,7 @@ def walk_slice(problem, token: str, prefixes: list, seconds: float) -> dict:
     pats = np.array(found, np.uint8).reshape(len(found), eng.N)
     return {"prefixes": list(prefixes), "packed": np.packbits(pats, axis=1), "n": len(found),
             "frontier": list(frontier), "stats": eng.stats, "seconds": time.monotonic() - t0, "start": w0,
-            "pid": os.getpid(), "host": socket.gethostname()}
+            "pid": os.getpid(), "host": socket.gethostname(), "node": current_node()}
 
 
 class _Item:
@@ -198,22 +224,34 @@ def group_size(waiting: int, workers: int) -> int:
 
 
 def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoint, trace) -> SearchOutcome:
-    """The walk as time slices on `session` (src.parallel.Session), emitted in lexicographic order."""
+    """The walk as time slices on `session` (src.parallel.Session), emitted in lexicographic order.
+
+    The checkpoint (when given) is saved whenever it is due or SIGUSR1 asks, with the frontier this driver
+    holds: the patterns emitted so far and every subtree not yet emitted (running, waiting, or done but held
+    back behind an earlier one). When the cluster is lost (src.parallel.ClusterLost: the last node, the
+    raylet of this driver's node), the patterns that can be emitted are, the checkpoint is saved once more
+    with that frontier, and ClusterLost is raised with `patterns_kept` (patterns before the frontier) and
+    `checkpoint_saved` set: nothing but the running slices is lost.
+    """
     work = OrderedWork([""] if roots is None else roots)
-    data = session.put(problem)
     token = uuid.uuid4().hex
     n_units = eng.N
     stats: dict = {}
     running: dict = {}
     slices = 0
+    emitted = 0
+    nodes: set = set()
 
     def emit_packed(packed):
+        nonlocal emitted
         for row in np.unpackbits(packed, axis=1, count=n_units).astype(np.int8):
             emit(row)
+            emitted += 1
 
-    with _SigintFlag() as sig:
+    with _SigintFlag() as sig, _CheckpointSignal() as ask:
         stop_at = None
         try:
+            data = session.put(problem)
             while True:
                 if stop_at is None and (sig.hit or (stop_flag is not None and stop_flag())
                                         or (t_end is not None and time.monotonic() >= t_end)):
@@ -241,18 +279,29 @@ def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoi
                     r = session.result(h)
                     work.finish(group, r["packed"], r["n"], r["frontier"])
                     merge_stats(stats, r["stats"])
+                    nodes.add(r.get("node", r["host"]))
                     slices += 1
                     if trace is not None:
                         trace({**r, "dispatched": dispatched, "returned": time.time()})
                 work.flush(emit_packed)
-                if checkpoint is not None and checkpoint.due():
+                if checkpoint is not None and (ask.take() or checkpoint.due()):
                     checkpoint.save(work.frontier())
+        except ClusterLost as lost:
+            running.clear()                  # nothing of it comes back; its subtrees stay in the frontier
+            work.flush(emit_packed)
+            lost.patterns_kept = emitted
+            lost.checkpoint_saved = False
+            if checkpoint is not None:
+                checkpoint.save(work.frontier())
+                lost.checkpoint_saved = True
+            raise
         finally:
             if running:                      # an error: abandon what still runs
                 session.cancel(list(running))
         work.flush(emit_packed)
     frontier = work.frontier()
     complete = not frontier
+    stats["nodes"] = len(nodes)
     return SearchOutcome(complete, frontier, stats, interrupted=sig.hit and not complete, tasks=slices)
 
 
@@ -268,7 +317,8 @@ def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, 
     workers > 1 or a Ray address (src/parallel.py) walks the tree in time slices of prefix subtrees on Ray
     workers; a slice hands back its patterns and the unexplored rest of its subtree, which is queued again.
     The emission order is lexicographic either way. trace(event), when given, gets every finished slice
-    (prefix, seconds, frontier, n, packed, pid, host, start, dispatched, returned).
+    (prefix, seconds, frontier, n, packed, pid, host, node (the Ray node id), start, dispatched, returned).
+    A lost cluster raises src.parallel.ClusterLost after a last checkpoint (see _run_parallel).
     """
 
     options = options or EngineOptions()

@@ -707,6 +707,156 @@ def plot_local_regions(records: list[RunRecord], out_base, title: str | None = N
         return save(fig, out_base, formats)
 
 
+# ---- the study's figures: medians with intervals, and the paired differences ----------------------------
+FACTOR_COLOURS = {"l1": "#6a3d9a", "adv": "#d62728", "dropout": "#1f78b4"}
+
+
+def study_measures(records) -> list[tuple]:
+    """[(title, y label, values(run) -> list, log scale)]: the exact local counts per box width (complete boxes)
+    and the regions per unit of L2 length along segments, for the runs that have them."""
+    widths = sorted({w for r in records for w in r.local_widths})
+    out = [(f"exact local count, width {w:g}", "linear regions in the box", lambda r, w=w: list(
+        r.local_counts_by_center(w).values()), True) for w in widths]
+    if any(r.segment_values for r in records):
+        out.append(("regions along segments", "regions crossed per unit\nof L2 length", lambda r: r.segment_values,
+                    False))
+    return out
+
+
+def plot_regions_ci(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS,
+                    n_boot: int = 2000):
+    """Regions against l1, one line per (adv, dropout): for each setting the median over its images (segments)
+    of every working run of every seed pooled, with its percentile-bootstrap 95% interval as a bar; the test
+    accuracy in a panel beside them (mean over the seeds, bar = min-max). Broken runs: a grey x apart."""
+    from src.report.stats import bootstrap_median_ci
+
+    recs = [r for r in records if r.l1 is not None]
+    measures = [m for m in study_measures(recs) if any(m[2](r) for r in recs)]
+    if not measures:
+        raise ToolError("regions-with-intervals figure: no run has exact local counts (regions_sweep_*.json) or "
+                        "segments.json")
+    good, broken = _split_broken(recs)
+    style = GroupStyle(recs)
+    l1s = sorted({r.l1 for r in recs})
+    xpos = {v: i for i, v in enumerate(l1s)}
+    off = style.offsets()
+    n = len(measures) + 1
+    ncol = 2 if n > 1 else 1
+    nrow = math.ceil(n / ncol)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(7.0, 2.5 * nrow + 0.5), squeeze=False)
+        axs = list(axes.ravel())
+        for ax, (name, ylabel, values, log) in zip(axs, measures):
+            counts = []
+            for g in style.groups:
+                kw = style.kw(g)
+                xs, med, lo, hi = [], [], [], []
+                for v in l1s:
+                    vals = [x for r in good if r.group == g and r.l1 == v for x in values(r)]
+                    if not vals:
+                        continue
+                    ci = bootstrap_median_ci(vals, n_boot=n_boot)
+                    xs.append(xpos[v] + off[g])
+                    med.append(ci.median)
+                    lo.append(ci.median - ci.low)
+                    hi.append(ci.high - ci.median)
+                    counts.append(len(vals))
+                if xs:
+                    ax.errorbar(xs, med, yerr=[lo, hi], color=kw["color"], marker=kw["marker"],
+                                linestyle=kw["linestyle"], markersize=5, markeredgecolor="k", markeredgewidth=0.4,
+                                linewidth=1.1, elinewidth=1.0, capsize=2.5)
+            for r in broken:
+                vals = values(r)
+                if vals:
+                    ax.plot(xpos[r.l1] + off[r.group], np.median(vals), **BROKEN_STYLE, zorder=4)
+            if log:
+                ax.set_yscale("log")
+                _log_axis(ax.yaxis)
+            _l1_axis(ax, l1s)
+            ax.set_ylabel(ylabel)
+            span = f"{min(counts)}" if counts and min(counts) == max(counts) else \
+                f"{min(counts)}-{max(counts)}" if counts else "0"
+            ax.set_title(f"{name}\n(median, 95% CI; {span} values per point)")
+        ax = axs[len(measures)]
+        for g in style.groups:
+            kw = style.kw(g)
+            xs, mean, lo, hi = [], [], [], []
+            for v in l1s:
+                acc = [r.test_accuracy for r in good if r.group == g and r.l1 == v and r.test_accuracy is not None]
+                if acc:
+                    xs.append(xpos[v] + off[g])
+                    mean.append(float(np.mean(acc)))
+                    lo.append(mean[-1] - min(acc))
+                    hi.append(max(acc) - mean[-1])
+            if xs:
+                ax.errorbar(xs, mean, yerr=[lo, hi], color=kw["color"], marker=kw["marker"],
+                            linestyle=kw["linestyle"], markersize=5, markeredgecolor="k", markeredgewidth=0.4,
+                            linewidth=1.1, elinewidth=1.0, capsize=2.5)
+        for r in broken:
+            if r.test_accuracy is not None:
+                ax.plot(xpos[r.l1] + off[r.group], r.test_accuracy, **BROKEN_STYLE, zorder=4)
+        _l1_axis(ax, l1s)
+        ax.set_ylabel("test accuracy")
+        ax.set_title("test accuracy\n(mean over seeds, bar = min-max)")
+        for extra in axs[len(measures) + 1:]:
+            extra.axis("off")
+        handles = _group_handles(style, good, markersize=5, markeredgecolor="k", markeredgewidth=0.4)
+        handles += [_broken_handle()] if broken else []
+        fig.legend(handles=handles, loc="lower center", ncol=min(3, len(handles)), frameon=False,
+                   bbox_to_anchor=(0.5, -0.01))
+        fig.suptitle(title or "Linear regions against l1, seeds pooled (exact measures)")
+        fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) > 3), 1, 1))
+        _skipped_note(fig, [], "", broken)
+        return save(fig, out_base, formats)
+
+
+def plot_paired_differences(paired, out_base, title: str | None = None, formats=FORMATS, seed: int = 0):
+    """The paired differences behind the verdict: per measure (one panel each) and factor, log2(treated /
+    baseline) of every pair (the same image or segment in the two runs that differ in that factor), as a box
+    with the points; 0 = no change, below = fewer regions. Above each: fewer/n, the median ratio and p."""
+    from src.report.trend import fmt_p
+
+    panels = [(m, [v for v in vs if v.a.size]) for m, vs in paired]
+    panels = [(m, vs) for m, vs in panels if vs]
+    if not panels:
+        raise ToolError("paired-differences figure: no pair of runs that differ in one factor has values at the "
+                        "same images or segments")
+    rng = np.random.default_rng(seed)
+    n_f = max(len(vs) for _, vs in panels)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(panels), 1, figsize=(min(7.0, 1.4 + 1.25 * n_f), 2.5 * len(panels) + 0.3),
+                                 squeeze=False)
+        for ax, (m, vs) in zip(axes[:, 0], panels):
+            data = []
+            for v in vs:
+                keep = (v.a > 0) & (v.b > 0)
+                data.append(np.log2(v.b[keep] / v.a[keep]))
+            pos = np.arange(len(vs))
+            bp = ax.boxplot(data, positions=pos, widths=0.5, patch_artist=True, showfliers=False,
+                            medianprops=dict(color="k", linewidth=1.2), manage_ticks=False)
+            for k, (v, d) in enumerate(zip(vs, data)):
+                c = FACTOR_COLOURS.get(v.factor, "0.4")
+                bp["boxes"][k].set_facecolor(matplotlib.colors.to_rgba(c, 0.25))
+                bp["boxes"][k].set_edgecolor(c)
+                ax.plot(k + rng.uniform(-0.18, 0.18, d.size), d, ".", color=c, markersize=2.5, alpha=0.55)
+                top = float(np.max(d)) if d.size else 0.0
+                ax.annotate(f"{v.fewer}/{v.n} fewer\nratio {v.ratio:.2g}\n{fmt_p(v.test.pvalue)}",
+                            (k, top), xytext=(0, 4), textcoords="offset points", ha="center", va="bottom",
+                            fontsize=6.5)
+            ax.axhline(0, color="0.3", linewidth=0.8, linestyle="--")
+            ax.set_xticks(pos)
+            ax.set_xticklabels([v.label for v in vs])
+            ax.set_xlim(-0.6, len(vs) - 0.4)
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(lo, hi + 0.35 * (hi - lo))
+            ax.set_ylabel(f"log2(treated / baseline)\nper {m.unit[:-1]}")
+            ax.set_title(m.name)
+            ax.grid(False, axis="x")
+        fig.suptitle(title or "Paired differences per factor (below 0: fewer regions; broken runs left out)")
+        fig.tight_layout()
+        return save(fig, out_base, formats)
+
+
 # ---- drivers (used by the thin scripts in plots/) ------------------------------------
 FIGURES = {
     "regions": ("regions_vs_l1", plot_regions_vs_l1),

@@ -290,6 +290,8 @@ class FactorVerdict:
     seeds: int                  # seeds with pairs
     seeds_holding: int          # seeds whose own test points the pooled way with p < ALPHA
     run_pairs: list = field(default_factory=list)   # [(baseline run id, treated run id)]
+    a: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)   # baseline values
+    b: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)   # treated values
 
     def summary(self) -> str:
         """'l1 2e-4 vs 0: fewer regions in 93/100 images, median ratio 0.41 (95% CI 0.38-0.45), p < 1e-6,
@@ -352,7 +354,7 @@ def factor_verdicts(records, measure: PairedMeasure, n_boot: int = N_BOOT, alpha
             measure.name, measure.unit, factor, label, int(a.size), int(np.sum(b < a)), int(np.sum(b > a)),
             int(np.sum(b == a)), float(np.median(ratios)) if ratios.size else math.nan,
             bootstrap_median_ci(ratios, n_boot=n_boot) if ratios.size else None, test, len(seeds), int(holding),
-            run_pairs))
+            run_pairs, a, b))
     return out
 
 

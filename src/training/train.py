@@ -3,11 +3,19 @@ train_bulk_script.py.
 
 One run: SGD (lr 0.01, momentum 0.9), batch 128, StepLR(50, 0.1), NLL on log-softmax plus
 l1 = lambda * sum |W| over every Linear and Conv2d weight (biases excluded); optional adversarial
-training (PGD with random start, or FGSM) on the batch, inputs clipped to [0, 1]; optional
-dropout after the last hidden layer. The whole data set is one in-memory tensor and batches
-are slices of a seeded permutation (no DataLoader).
+training, inputs clipped to [0, 1]; optional dropout after the last hidden layer. The whole data
+set is one in-memory tensor and batches are slices of a seeded permutation (no DataLoader).
 
-A sweep is the product l1 (outer) x adv x dropout (inner); run ids are start, start+1, ...
+Two recipes of adversarial training (RECIPES, docs/training.md):
+* "seed": each batch is replaced by its adversarial batch (PGD with random start at eps 0.1, or FGSM,
+  attacked in eval mode) and one SGD step is taken on it, l1 over every layer;
+* "authors": the authors' later code (yuxwind/ExactCompression, train_fcnn.py): one SGD step on the
+  clean batch (l1 over every layer), whose input gradient then gives the adversarial batch
+  (`authors_attack`: signed steps of 0.1 with that one fixed gradient, projected on the eps = 0.15 ball
+  and [0, 1], i.e. FGSM at 0.15), and a second SGD step on it with l1 over the first layer only.
+
+A sweep is the product l1 (outer) x adv x dropout (inner), repeated per seed (outermost); run ids are
+start, start+1, ...
 Each run writes `fcnn_run_<id>/` with config.json, model.pt, model.onnx, weights.dat (the dense
 equivalent: from_torch_module of the trained model), train.log and metrics.json (docs/formats.md);
 metrics.json gets `"complete": true` last, and a complete run is skipped on re-run unless force=True.
@@ -46,9 +54,20 @@ ADV_METHODS = ("pgd", "fgsm")
 
 ADV_CHOICES = ("none",) + ADV_METHODS
 
+RECIPES = ("seed", "authors")
+
+# the attack each recipe trains with when adv_eps, adv_steps, adv_step_size are not given: the seed's PGD
+# (eps 0.1, 10 steps of 0.02) and the authors' constants (train_fcnn.py: adversarial_epsilon 0.15,
+# adversarial_step_size 0.1, adversarial_iterations 200)
+RECIPE_ATTACK = {"seed": {"adv_eps": 0.1, "adv_steps": 10, "adv_step_size": 0.02},
+                 "authors": {"adv_eps": 0.15, "adv_steps": 200, "adv_step_size": 0.1}}
+
 # config keys that must agree for an existing complete run to be reused (not the machine ones)
 _IDENTITY_KEYS = ("arch", "hidden_sizes", "l1", "adv", "adv_eps", "adv_steps", "adv_step_size", "dropout",
-                  "epochs", "seed", "lr", "momentum", "batch_size", "lr_step", "lr_gamma", "train_subset")
+                  "epochs", "seed", "lr", "momentum", "batch_size", "lr_step", "lr_gamma", "train_subset", "recipe")
+
+# what a config.json (or checkpoint) written before an identity key existed means by its absence
+_IDENTITY_DEFAULTS = {"recipe": "seed"}
 
 
 @dataclass
@@ -59,9 +78,9 @@ class TrainConfig:
     hidden_sizes: list = field(default_factory=list)
     l1: float = 0.0
     adv: str = "none"            # none | pgd | fgsm
-    adv_eps: float = 0.1
-    adv_steps: int = 10
-    adv_step_size: float = 0.02
+    adv_eps: float | None = None  # None: the recipe's (RECIPE_ATTACK); config.json always holds the value used
+    adv_steps: int | None = None
+    adv_step_size: float | None = None
     dropout: float = 0.0
     epochs: int = 120
     seed: int = 0
@@ -73,8 +92,13 @@ class TrainConfig:
     train_subset: int = 0         # first N training images; 0 = all 60000
     device: str = "cpu"
     threads: int = 1
+    recipe: str = "seed"          # seed | authors (RECIPES)
 
     def __post_init__(self):
+        if self.recipe in RECIPE_ATTACK:
+            for k, v in RECIPE_ATTACK[self.recipe].items():
+                if getattr(self, k) is None:
+                    setattr(self, k, v)
         widths = parse_arch(self.arch)
         if not self.hidden_sizes:
             self.hidden_sizes = widths
@@ -86,7 +110,11 @@ class TrainConfig:
         def need(ok, msg):
             if not ok:
                 raise ToolError(msg)
+        need(self.recipe in RECIPES, f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         need(self.adv in ADV_CHOICES, f"adv must be one of {', '.join(ADV_CHOICES)}, got {self.adv!r}")
+        need(not (self.recipe == "authors" and self.adv == "fgsm"),
+             "--adv: 'fgsm' is not a setting of --recipe authors (its adversarial step is the authors' attack, "
+             "an FGSM-like step: use none or pgd)")
         need(math.isfinite(self.l1) and self.l1 >= 0, f"--l1 values must be finite and >= 0, got {self.l1}")
         need(0.0 <= self.dropout < 1.0, f"--dropout values must be in [0, 1), got {self.dropout}")
         need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
@@ -142,6 +170,12 @@ def _identity(cfg: TrainConfig) -> dict:
     return {k: d[k] for k in _IDENTITY_KEYS}
 
 
+def stored_identity(stored: dict) -> dict:
+    """The identity keys of a stored config.json or checkpoint identity; a key it predates reads as its
+    _IDENTITY_DEFAULTS value (a config without "recipe" is a run of the seed recipe)."""
+    return {k: stored.get(k, _IDENTITY_DEFAULTS.get(k)) for k in _IDENTITY_KEYS}
+
+
 def save_checkpoint(run_dir: Path, cfg: TrainConfig, epoch: int, model, opt, sched, gen, metrics: dict) -> None:
     """checkpoint.pt after `epoch`: model, optimizer, scheduler and every RNG state, written atomically."""
     import torch
@@ -168,7 +202,8 @@ def load_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict | None:
     except Exception as e:                  # a damaged checkpoint costs the epochs, never the run
         print(f"notice: {p}: unreadable checkpoint ({e.__class__.__name__}); training from epoch 1", file=sys.stderr)
         return None
-    if not isinstance(state, dict) or state.get("identity") != _identity(cfg) or \
+    if not isinstance(state, dict) or not isinstance(state.get("identity"), dict) or \
+            stored_identity(state["identity"]) != _identity(cfg) or \
             not 1 <= int(state.get("epoch", 0)) <= cfg.epochs:
         return None
     return state
@@ -176,9 +211,9 @@ def load_checkpoint(run_dir: Path, cfg: TrainConfig) -> dict | None:
 
 def _config_mismatch(run_dir: Path, cfg: TrainConfig) -> list[str]:
     p = run_dir / CONFIG
-    old = read_config(p) if p.is_file() else {}
-    new = asdict(cfg)
-    return [f"{k}: {old.get(k)!r} there, {new[k]!r} requested" for k in _IDENTITY_KEYS if old.get(k) != new[k]]
+    old = stored_identity(read_config(p) if p.is_file() else {})
+    new = _identity(cfg)
+    return [f"{k}: {old[k]!r} there, {new[k]!r} requested" for k in _IDENTITY_KEYS if old[k] != new[k]]
 
 # ---- the training step ------------------------------------------------------------------
 
@@ -217,9 +252,39 @@ def adversarial_batch(model, x, y, method: str, eps: float, steps: int, step_siz
         model.train(was_training)
 
 
+def authors_attack(x, grad, eps: float, step_size: float, steps: int):
+    """The authors' adversarial batch (ExactCompression train_fcnn.py, `pgd_attack`): `steps` times
+    v <- v + step_size * sign(grad) with the one input gradient `grad` of the clean training pass (never
+    recomputed), each result clipped in their order: max with x - eps, max with 0, min with x + eps, min
+    with 1 (the L_inf ball of radius eps around x, and [0, 1]).
+
+    With a fixed gradient every coordinate moves one way until it sits at its bound, after which a step
+    changes nothing; the loop stops at that fixed point, so the tensor is the one all `steps` iterations
+    give (their 200 steps of 0.1 at eps 0.15 end after 2: min(x + 0.15, 1) where grad > 0,
+    max(x - 0.15, 0) where grad < 0, x where grad == 0, i.e. FGSM at 0.15)."""
+    import torch
+
+    x = x.detach()
+    lo, hi = x - eps, x + eps
+    step = step_size * grad.detach().sign()
+    v = x.clone()
+    for _ in range(steps):
+        new = torch.clamp_max(torch.minimum(torch.clamp_min(torch.maximum(v + step, lo), 0.0), hi), 1.0)
+        if torch.equal(new, v):
+            break
+        v = new
+    return v
+
+
 def l1_penalty(model):
     """sum |W| over every Linear and Conv2d weight tensor (biases excluded; src.training.models.linear_weights)."""
     return sum(w.abs().sum() for w in linear_weights(model))
+
+
+def first_layer_l1(model):
+    """sum |W| of the first Linear or Conv2d weight only: the authors' l1 on adversarial batches (their loop over
+    model.modules() breaks after the first nn.Linear; for a CNN here, its first Conv2d)."""
+    return linear_weights(model)[0].abs().sum()
 
 
 def evaluate(model, X, y, batch: int = 10000) -> float:
@@ -236,54 +301,97 @@ def evaluate(model, X, y, batch: int = 10000) -> float:
     return correct / max(len(X), 1)
 
 
+ROBUST_STEPS_AUTHORS = 10          # PGD of the authors' recipe's robust accuracy: 10 steps of eps / 5
+
+
+def robust_attack(cfg: TrainConfig) -> tuple[float, int, float]:
+    """(eps, steps, step_size) of the PGD behind metrics.json's robust_accuracy: always the run's training eps;
+    the seed recipe's own PGD steps and step size; the authors' recipe, whose training attack is no PGD
+    (one fixed gradient), gets 10 steps of eps / 5, the seed's ratio (0.03 at 0.15)."""
+    if cfg.recipe == "authors":
+        return cfg.adv_eps, ROBUST_STEPS_AUTHORS, cfg.adv_eps / 5
+    return cfg.adv_eps, cfg.adv_steps, cfg.adv_step_size
+
+
 def robust_accuracy(model, X, y, cfg: TrainConfig, batch: int = 1000) -> dict:
-    """Accuracy under PGD at the run's ε (cfg.adv_eps, cfg.adv_steps steps of cfg.adv_step_size, a random start
-    seeded by cfg.seed), whatever the run trained with: the record that adversarial training worked, and the
-    same attack on the clean runs beside them."""
+    """Accuracy under PGD at the run's ε (robust_attack(cfg): cfg.adv_eps; with the seed recipe cfg.adv_steps
+    steps of cfg.adv_step_size; a random start seeded by cfg.seed), whatever the run trained with: the record
+    that adversarial training worked, and the same attack on the clean runs beside them."""
     import torch
 
+    eps, steps, step_size = robust_attack(cfg)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     was_training = model.training
     model.eval()
     correct = 0
     for i in range(0, len(X), batch):
-        xa = adversarial_batch(model, X[i:i + batch], y[i:i + batch], "pgd", cfg.adv_eps, cfg.adv_steps,
-                               cfg.adv_step_size, generator=gen)
+        xa = adversarial_batch(model, X[i:i + batch], y[i:i + batch], "pgd", eps, steps, step_size, generator=gen)
         with torch.inference_mode():
             correct += int((model(xa).argmax(1) == y[i:i + batch]).sum())
     model.train(was_training)
-    return {"attack": "pgd", "eps": cfg.adv_eps, "steps": cfg.adv_steps, "step_size": cfg.adv_step_size,
+    return {"attack": "pgd", "eps": eps, "steps": steps, "step_size": step_size,
             "accuracy": correct / max(len(X), 1)}
 
 
-def train_epoch(model, opt, X, y, cfg: TrainConfig, generator, bar=None) -> float:
-    """One epoch over X (in-memory, seeded permutation); returns the mean training objective."""
-    import torch
+def _sgd_step(opt, loss) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def authors_steps(model, opt, xb, yb, cfg: TrainConfig):
+    """The authors' two SGD steps on one batch (train_fcnn.py, `train` with -v), the model in train mode
+    throughout (dropout on): (1) the clean batch, loss NLL + l1 * (|W| of every layer); (2) its adversarial
+    batch, made by `authors_attack` from the input gradient of step (1)'s loss (the parameters before
+    that step, its dropout mask), loss NLL + l1 * (|W| of the first layer only). Returns the two losses'
+    sum (detached)."""
     import torch.nn.functional as F
+
+    xb = xb.detach().clone().requires_grad_(True)
+    loss = F.nll_loss(F.log_softmax(model(xb), dim=1), yb)
+    if cfg.l1 > 0:
+        loss = loss + cfg.l1 * l1_penalty(model)
+    _sgd_step(opt, loss)
+    x_adv = authors_attack(xb.detach(), xb.grad, cfg.adv_eps, cfg.adv_step_size, cfg.adv_steps)
+    adv_loss = F.nll_loss(F.log_softmax(model(x_adv), dim=1), yb)
+    if cfg.l1 > 0:
+        adv_loss = adv_loss + cfg.l1 * first_layer_l1(model)
+    _sgd_step(opt, adv_loss)
+    return loss.detach() + adv_loss.detach()
+
+
+def train_epoch(model, opt, X, y, cfg: TrainConfig, generator, bar=None) -> float:
+    """One epoch over X (in-memory, seeded permutation); returns the mean training objective over the
+    epoch's SGD steps (two per batch with the authors' recipe and adversarial training: clean, adversarial)."""
+    import torch.nn.functional as F
+    import torch
 
     model.train()
     n = len(X)
     perm = torch.randperm(n, generator=generator).to(X.device)
-    total, batches = 0.0, 0
+    authors = cfg.recipe == "authors" and cfg.adv != "none"
+    total, steps = 0.0, 0
     for i in range(0, n, cfg.batch_size):
         idx = perm[i:i + cfg.batch_size]
         xb, yb = X[idx], y[idx]
-        if cfg.adv != "none":
-            xb = adversarial_batch(model, xb, yb, cfg.adv, cfg.adv_eps, cfg.adv_steps, cfg.adv_step_size)
-        loss = F.nll_loss(F.log_softmax(model(xb), dim=1), yb)
-        if cfg.l1 > 0:
-            loss = loss + cfg.l1 * l1_penalty(model)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total = total + loss.detach()  # stays on the device: no per-batch sync
-        batches += 1
+        if authors:
+            total = total + authors_steps(model, opt, xb, yb, cfg)
+            steps += 2
+        else:
+            if cfg.adv != "none":
+                xb = adversarial_batch(model, xb, yb, cfg.adv, cfg.adv_eps, cfg.adv_steps, cfg.adv_step_size)
+            loss = F.nll_loss(F.log_softmax(model(xb), dim=1), yb)
+            if cfg.l1 > 0:
+                loss = loss + cfg.l1 * l1_penalty(model)
+            _sgd_step(opt, loss)
+            total = total + loss.detach()  # stays on the device: no per-batch sync
+            steps += 1
         if bar is not None:
             bar.update(1)
     total = float(total)
     if not math.isfinite(total):
         raise ToolError(f"run {cfg.run_id}: training loss became {total} (diverged); lower --lr or --l1")
-    return total / max(batches, 1)
+    return total / max(steps, 1)
 
 # ---- one run ----------------------------------------------------------------------------
 
@@ -335,7 +443,7 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
     if ckpt is not None and (run_dir / TRAIN_LOG).is_file():
         log.lines = (run_dir / TRAIN_LOG).read_text(errors="replace").splitlines()
     log(f"run {cfg.run_id}: arch {cfg.arch} {cfg.hidden_sizes}, l1 {cfg.l1:g}, adv {cfg.adv}, dropout {cfg.dropout:g}, "
-        f"{cfg.epochs} epochs, seed {cfg.seed}, device {device}, threads {cfg.threads}, "
+        f"{cfg.epochs} epochs, seed {cfg.seed}, recipe {cfg.recipe}, device {device}, threads {cfg.threads}, "
         f"pid {os.getpid()} on {socket.gethostname()}")
     if ckpt is not None:
         log(f"resuming after epoch {ckpt['epoch']} from {TRAIN_CHECKPOINT}")
@@ -410,11 +518,19 @@ def train_run(cfg: TrainConfig, run_dir, quiet: bool = False, bars: bool = True,
 # ---- the sweep --------------------------------------------------------------------------
 
 
-def sweep_configs(start: int, arch: str, l1s, advs, dropouts, **common) -> list[TrainConfig]:
-    """One TrainConfig per (l1, adv, dropout), l1 outermost; ids start, start+1, ..."""
+def sweep_configs(start: int, arch: str, l1s, advs, dropouts, seeds=None, **common) -> list[TrainConfig]:
+    """One TrainConfig per (l1, adv, dropout), l1 outermost; ids start, start+1, ...
+
+    With seeds [s0, s1, ...] the whole sweep is repeated per seed: the n combos for s0 get ids
+    start .. start+n-1, those for s1 start+n .. start+2n-1, and so on (common then holds no seed)."""
     hidden = parse_arch(arch)
-    return [TrainConfig(run_id=start + i, arch=arch, hidden_sizes=list(hidden), l1=l1, adv=adv, dropout=p, **common)
-            for i, (l1, adv, p) in enumerate(itertools.product(l1s, advs, dropouts))]
+    combos = list(itertools.product(l1s, advs, dropouts))
+    if seeds is None:
+        return [TrainConfig(run_id=start + i, arch=arch, hidden_sizes=list(hidden), l1=l1, adv=adv, dropout=p,
+                            **common) for i, (l1, adv, p) in enumerate(combos)]
+    return [TrainConfig(run_id=start + k * len(combos) + i, arch=arch, hidden_sizes=list(hidden), l1=l1, adv=adv,
+                        dropout=p, seed=s, **common)
+            for k, s in enumerate(seeds) for i, (l1, adv, p) in enumerate(combos)]
 
 
 def _status(cfg: TrainConfig, models_dir, force: bool) -> str:
@@ -434,8 +550,8 @@ def _status(cfg: TrainConfig, models_dir, force: bool) -> str:
 
 
 def format_table(configs, statuses) -> str:
-    rows = [("id", "arch", "l1", "adv", "dropout", "epochs", "status")]
-    rows += [(str(c.run_id), c.arch, f"{c.l1:g}", c.adv, f"{c.dropout:g}", str(c.epochs), s)
+    rows = [("id", "arch", "l1", "adv", "dropout", "epochs", "seed", "recipe", "status")]
+    rows += [(str(c.run_id), c.arch, f"{c.l1:g}", c.adv, f"{c.dropout:g}", str(c.epochs), str(c.seed), c.recipe, s)
              for c, s in zip(configs, statuses)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
@@ -454,10 +570,15 @@ def train_task(cfg_dict: dict, run_dir: str, data_root) -> dict:
 def longest_first(configs) -> list:
     """The order in which a sweep's runs are handed to workers: the longest first, so that the last
     run to start is a short one. A run's cost is its epochs times the forward-backward passes per
-    batch (1, plus the attack's steps on adversarial batches; 2 for FGSM's single step); ties keep the
-    sweep's order."""
+    batch (1, plus the attack's steps on adversarial batches; 2 for FGSM's single step and for the authors'
+    recipe, whose attack reuses the clean step's gradient); ties keep the sweep's order."""
     def cost(c):
-        passes = 1 + (0 if c.adv == "none" else (1 if c.adv == "fgsm" else c.adv_steps))
+        if c.adv == "none":
+            passes = 1
+        elif c.adv == "fgsm" or c.recipe == "authors":
+            passes = 2
+        else:
+            passes = 1 + c.adv_steps
         return c.epochs * passes
     return sorted(configs, key=lambda c: -cost(c))
 
@@ -561,19 +682,42 @@ def _adv_value(t: str) -> str:
     return t
 
 
+def _parse_seeds(seeds) -> list[int]:
+    """--seeds as a comma-separated string or a list of ints: distinct integers >= 0, at least one."""
+    if isinstance(seeds, str):
+        return _parse_list(seeds, "--seeds", int, lambda v: v >= 0, "must be an integer >= 0")
+    vals = list(seeds)
+    if not vals:
+        raise ToolError("--seeds: expected at least one seed")
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ToolError(f"--seeds: bad value {v!r} (must be an integer >= 0)")
+    if len(set(vals)) != len(vals):
+        raise ToolError(f"--seeds: a seed is listed twice in {vals}")
+    return [int(v) for v in vals]
+
+
 def train_sweep(start: int = 100, arch: str = "fcnn4b", l1="0,2e-4,1e-3", adv=None, dropout="0,0.3", *,
-                models_dir=DEFAULT_MODELS_DIR, force: bool = False, epochs: int = 120, seed: int = 0,
+                models_dir=DEFAULT_MODELS_DIR, force: bool = False, epochs: int = 120, seed: int | None = None,
+                seeds: list[int] | str | None = None, recipe: str = "seed",
                 lr: float = 0.01, momentum: float = 0.9, batch_size: int = 128, lr_step: int = 50,
-                lr_gamma: float = 0.1, train_subset: int = 0, adv_method: str = "pgd", adv_eps: float = 0.1,
-                adv_steps: int = 10, adv_step_size: float = 0.02, workers: int = 1, jobs: int | None = None,
-                ray_address: str | None = None, threads: int = 1, device: str = "cpu", quiet: bool = False,
-                out=None) -> list[dict]:
+                lr_gamma: float = 0.1, train_subset: int = 0, adv_method: str = "pgd", adv_eps: float | None = None,
+                adv_steps: int | None = None, adv_step_size: float | None = None, workers: int = 1,
+                jobs: int | None = None, ray_address: str | None = None, threads: int = 1, device: str = "cpu",
+                quiet: bool = False, out=None) -> list[dict]:
     """The training step (train_bulk_script.py): one run per (l1, adv, dropout), ids start, start+1, ...
 
     l1, adv, dropout: comma-separated lists (as the flags take them); adv None means "none,<adv_method>".
+    seed: one seed for every run (default 0); seeds [s0, s1, ...] (or "0,1,2"): the sweep once per seed,
+    the n combos for s0 with ids start .. start+n-1, for s1 start+n .. start+2n-1, ...; not both.
+    recipe: "seed" or "authors" (RECIPES; docs/training.md); adv_eps, adv_steps, adv_step_size None take
+    the recipe's (RECIPE_ATTACK). Each run's config.json records its seed and recipe.
     Checks every value first (ToolError), then trains with `run_sweep` (the run table and one line per
     trained run go to `out`, default stdout). Returns run_sweep's summary, one dict per run.
     """
+    if seed is not None and seeds is not None:
+        raise ToolError("--seed and --seeds: give one of them, not both (--seeds 0,1,2 repeats the sweep per seed)")
+    seed_list = _parse_seeds(seeds) if seeds is not None else None
     l1s = _parse_list(l1, "--l1", float, lambda v: math.isfinite(v) and v >= 0, "must be finite and >= 0")
     advs = _parse_list(f"none,{adv_method}" if adv is None else adv, "--adv", _adv_value)
     dropouts = _parse_list(dropout, "--dropout", float, lambda v: 0 <= v < 1, "must be in [0, 1)")
@@ -585,11 +729,12 @@ def train_sweep(start: int = 100, arch: str = "fcnn4b", l1="0,2e-4,1e-3", adv=No
         print("notice: --jobs is deprecated, use --workers", file=sys.stderr)
 
     check_address(ray_address)
+    per_seed = {"seeds": seed_list} if seed_list is not None else {"seed": 0 if seed is None else seed}
     configs = sweep_configs(
         start, arch, l1s, advs, dropouts, adv_eps=adv_eps, adv_steps=adv_steps,
-        adv_step_size=adv_step_size, epochs=epochs, seed=seed, lr=lr, momentum=momentum,
+        adv_step_size=adv_step_size, epochs=epochs, lr=lr, momentum=momentum,
         batch_size=batch_size, lr_step=lr_step, lr_gamma=lr_gamma, train_subset=train_subset,
-        device=device, threads=threads)
+        device=device, threads=threads, recipe=recipe, **per_seed)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     return run_sweep(configs, models_dir, workers=workers, force=force, quiet=quiet, ray_address=ray_address,
                      out=out)
