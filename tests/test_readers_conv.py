@@ -619,3 +619,32 @@ def test_seed_commands_on_a_cnn_onnx_transform_compress_export(tmp_path):
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     want = torch_forward(model, x.reshape(500, 1, 4, 4))
     close(got, want)
+
+
+def test_zoo_run_model_pt_is_read_with_its_config(tmp_path):
+    """A zoo CNN run's model.pt: the model is rebuilt from config.json beside it and read like the module;
+    without config.json, or with a config of another architecture, one line refuses it."""
+    from src.io.records import write_config
+    from src.training.models import build_model
+
+    model = build_model("cnn:c2k5s4-fc8", dropout=0.3, seed=5)
+    with torch.no_grad():                                            # biases that are not all zero
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.copy_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    refused = one_line(load_net, tmp_path / "model.pt")               # no config.json yet
+    assert "a Conv2d weight?" in refused and "config.json" in refused
+    conf = {"run_id": 100, "arch": "cnn:c2k5s4-fc8", "hidden_sizes": [72, 8], "l1": 0.0, "adv": "none",
+            "dropout": 0.3}
+    write_config(tmp_path / "config.json", conf)
+    net = load_net(tmp_path / "model.pt")
+    ref = from_torch_module(model.double().eval())
+    assert net.layer_sizes == ref.layer_sizes == [784, 72, 8, 10]
+    for a, b in zip(net.weights + net.biases, ref.weights + ref.biases):
+        assert np.array_equal(a, b)
+    x = np.random.default_rng(7).random((200, 784))
+    close(net.forward(x), torch_forward(model, x))
+    write_config(tmp_path / "config.json", dict(conf, arch="cnn:c3k5s4-fc8"))
+    msg = one_line(load_net, tmp_path / "model.pt")
+    assert msg.startswith(f"{tmp_path / 'model.pt'}: does not fit the architecture 'cnn:c3k5s4-fc8'"), msg

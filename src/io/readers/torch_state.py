@@ -16,6 +16,10 @@ State-dict rules (the keys of model.state_dict() of an MLP, in their order):
   * the layers must chain: in-features of each layer = out-features of the one before;
   * the net is Linear -> ReLU -> ... -> Linear: a ReLU after every layer but the last (a state_dict
     does not record activations; this is the fcnn zoo's layout, src/training/models.py).
+
+A state_dict of a conv net records no layer types, strides or paddings; the zoo's own runs keep them
+in config.json beside model.pt: `load` rebuilds the run's model from its "arch" and "dropout"
+(src/training/models.build_model), loads the state_dict into it strictly and reads the module.
 """
 from __future__ import annotations
 
@@ -98,9 +102,9 @@ def from_state_dict(state_dict, source: str = "state_dict"):
             conv = len(tuple(t.shape)) >= 3
             raise ToolError(f"{source}: {k!r} ({_shape(t)}, {_guess(tuple(t.shape))}) is not part of a Linear "
                             f"layer; supported: Linear layers only (2-D '.weight', 1-D '.bias')"
-                            + ("; a state_dict records no layer types, strides or paddings, so read a conv net "
-                               "from its model.onnx or its dense equivalent weights.dat (a training run writes "
-                               "both beside model.pt), or with from_torch_module in Python" if conv else ""))
+                            + ("; a state_dict records no layer types, strides or paddings: a zoo run's model.pt is read "
+                               "with the config.json beside it; read any other conv net from its ONNX export, "
+                               "or with from_torch_module in Python" if conv else ""))
     if not layers:
         raise ToolError(f"{source}: no Linear layer (no 2-D '.weight' tensor)")
     ws, bs = [], []
@@ -137,8 +141,36 @@ def load(path):
                         "torch.save(model.state_dict(), FILE)") from None
     except Exception as e:
         raise ToolError(f"{path}: not a readable PyTorch file ({e.__class__.__name__})") from None
-    net = from_state_dict(sd, source=str(path))
+    conv = isinstance(sd, Mapping) and any(len(tuple(getattr(t, "shape", ()))) >= 3 for t in sd.values())
+    config = path.parent / "config.json"
+    if conv and config.is_file():
+        net = _from_zoo_run(path, sd, config)
+    else:
+        net = from_state_dict(sd, source=str(path))
     net.meta["path"] = str(path)
+    return net
+
+
+def _from_zoo_run(path: Path, state_dict, config: Path) -> ReluNet:
+    """The net of a zoo run's model.pt: its model rebuilt from config.json, the state_dict loaded strictly."""
+    import torch
+
+    from src.io.records import read_config
+    from src.training.models import build_model
+
+    cfg = read_config(config)
+    arch = cfg.get("arch")
+    if not isinstance(arch, str):
+        raise ToolError(f"{config}: no 'arch' to rebuild the conv net of {path.name} from")
+    model = build_model(arch, dropout=float(cfg.get("dropout", 0.0)), seed=0)   # seeded: no global RNG use
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1].strip() if str(e).strip() else e.__class__.__name__
+        raise ToolError(f"{path}: does not fit the architecture {arch!r} of {config} ({first})") from None
+    with torch.no_grad():
+        net = from_torch_module(model.double().eval())
+    net.meta.update({"format": "zoo run (model.pt + config.json)", "arch": arch})
     return net
 
 # ---- nn.Sequential (Python API) ----------------------------------------------------------
