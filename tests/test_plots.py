@@ -178,3 +178,59 @@ def test_collinear_points_rejected():
     p = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.5, 0.5]])
     with pytest.raises(ToolError, match="collinear"):
         orthonormal_plane(points=p)
+
+
+# ---- the study's figures (src/report/study.py draws them) ------------------------------------------------
+def _seeded_sweep(models):
+    """Two seeds x l1 {0, 1e-3} x adv {none, pgd} x dropout 0, 6 images, 4 segments; run 1 broken (near chance).
+    The l1 runs have half the counts; returns {run id: (seed, l1, adv, counts)}."""
+    from run_fixtures import write_local_table, write_segment_table
+
+    runs, rid = {}, 1
+    for seed in (0, 1):
+        for l1 in (0.0, 1e-3):
+            for adv in ("none", "pgd"):
+                d = write_run(models, rid, l1, adv, 0.0, hidden=(4, 4), train_seed=seed,
+                              files=("config", "metrics", "stable"), accuracy=0.1 if rid == 1 else None)
+                counts = {f"test{k}": (40 + 10 * k + seed) // (2 if l1 else 1) for k in range(6)}
+                write_local_table(d, counts, width=(0.01, 0.02))
+                write_segment_table(d, {(k, k + 1): (30 + k + 5 * seed, 2.0) for k in range(4)})
+                runs[rid] = (seed, l1, adv, counts)
+                rid += 1
+    return runs
+
+
+def test_study_figures_values(tmp_path, monkeypatch):
+    """The errorbar points of regions_ci_vs_l1 are the medians of the pooled working runs; the paired-differences
+    boxes hold log2(treated / baseline) of every pair the verdict used."""
+    from src.report import figures
+    from src.report.trend import factor_verdicts, paired_measures
+
+    drawn = []
+    save = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, *a, **k: (drawn.append(fig), save(fig, *a, **k))[1])
+    models = tmp_path / "m"
+    runs = _seeded_sweep(models)
+    recs = load_runs(models, "1-8")
+    figures.plot_regions_ci(recs, tmp_path / "a", formats=("png",))
+    ax = drawn[-1].axes[0]                                       # width 0.01
+    ys = sorted(round(float(y), 6) for ln in ax.get_lines() if ln.get_marker() not in ("x", "None", "", "_")
+                for y in ln.get_ydata())
+    want = []
+    for l1 in (0.0, 1e-3):
+        for adv in ("none", "pgd"):
+            pooled = [v for rid, (s, a, b, c) in runs.items() if (a, b) == (l1, adv) and rid != 1 for v in c.values()]
+            want.append(round(float(np.median(pooled)), 6))
+    assert ys == sorted(want)
+    paired = [(m, factor_verdicts(recs, m, n_boot=200)) for m in paired_measures(recs)]
+    figures.plot_paired_differences(paired, tmp_path / "b", formats=("png",))
+    fig = drawn[-1]
+    assert len(fig.axes) == 3                                    # two widths and the segments
+    v = {x.label: x for x in paired[0][1]}["l1 1e-3 vs 0"]
+    assert v.a.size == v.n == 18 and np.all(v.b < v.a)          # 3 run pairs (run 1 broken) x 6 images
+    pts = [ln.get_ydata() for ln in fig.axes[0].get_lines() if ln.get_marker() == "."]
+    assert any(np.allclose(np.sort(p), np.sort(np.log2(v.b / v.a))) for p in pts)
+    with pytest.raises(ToolError, match="no pair of runs"):
+        figures.plot_paired_differences([], tmp_path / "c")
+    with pytest.raises(ToolError, match="no run has exact local counts"):
+        figures.plot_regions_ci([], tmp_path / "d")

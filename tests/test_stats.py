@@ -315,6 +315,7 @@ def test_factor_verdicts_on_a_sweep_with_seeds_and_broken_runs(tmp_path):
     assert (v.n, v.fewer, v.more) == (a.size, int(np.sum(b < a)), int(np.sum(b > a))) == (320, 220, 100)
     assert v.test.pvalue == pytest.approx(ref.pvalue, rel=1e-12) and v.test.direction == -1
     assert v.ratio == 0.8 and v.seeds == 3 and v.seeds_holding == 2
+    assert sorted(zip(v.a, v.b)) == sorted(zip(a, b))          # the pairs kept for the figure are the tested ones
     assert v.summary() == (f"dropout 0.3 vs none: fewer regions in 220/320 images of 16 run pairs, median ratio 0.8 "
                            f"(95% CI 0.8-0.8), {fmt_p(ref.pvalue)}, 2/3 seeds")
     # segments: keyed by their endpoints

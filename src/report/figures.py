@@ -839,16 +839,14 @@ def plot_paired_differences(paired, out_base, title: str | None = None, formats=
                 bp["boxes"][k].set_facecolor(matplotlib.colors.to_rgba(c, 0.25))
                 bp["boxes"][k].set_edgecolor(c)
                 ax.plot(k + rng.uniform(-0.18, 0.18, d.size), d, ".", color=c, markersize=2.5, alpha=0.55)
-                top = float(np.max(d)) if d.size else 0.0
-                ax.annotate(f"{v.fewer}/{v.n} fewer\nratio {v.ratio:.2g}\n{fmt_p(v.test.pvalue)}",
-                            (k, top), xytext=(0, 4), textcoords="offset points", ha="center", va="bottom",
-                            fontsize=6.5)
+                ax.text(k, 0.985, f"{v.fewer}/{v.n} fewer\nratio {v.ratio:.2g}\n{fmt_p(v.test.pvalue)}",
+                        transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=6.5)
             ax.axhline(0, color="0.3", linewidth=0.8, linestyle="--")
             ax.set_xticks(pos)
             ax.set_xticklabels([v.label for v in vs])
             ax.set_xlim(-0.6, len(vs) - 0.4)
             lo, hi = ax.get_ylim()
-            ax.set_ylim(lo, hi + 0.35 * (hi - lo))
+            ax.set_ylim(lo, hi + 0.45 * (hi - lo))
             ax.set_ylabel(f"log2(treated / baseline)\nper {m.unit[:-1]}")
             ax.set_title(m.name)
             ax.grid(False, axis="x")
