@@ -496,7 +496,11 @@ def measure_phases(study: Study, session: Session) -> None:
               f"({time.perf_counter() - t0:.0f} s)" + "".join(f"\n  error: {e}" for e in _errors(res)))
 
     # pilot: the widths
-    widths = tuple(r.widths) if r.widths is not None else pilot_phase(study, session, dirs)
+    if r.widths is not None:
+        widths = tuple(r.widths)
+        study.state["pilot"] = None                 # given, not chosen
+    else:
+        widths = pilot_phase(study, session, dirs)
     study.state["widths"] = list(widths)
     _save_state(study)
 
