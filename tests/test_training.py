@@ -46,8 +46,8 @@ def test_one_epoch_beats_chance(tmp_path):
 @pytest.mark.slow
 def test_cnn_run_writes_its_dense_equivalent_and_onnx(tmp_path):
     """A CNN run (adversarial training and dropout on): weights.dat is the dense equivalent of model.pt's CNN,
-    the same function as torch's float64 forward pass on MNIST test images; model.onnx reads back as the same
-    net; model.pt alone is refused with a pointer to both."""
+    the same function as torch's float64 forward pass on MNIST test images; model.onnx and model.pt (with its
+    config.json) read back as the same net; model.pt without its config.json is refused."""
     cfg = TrainConfig(run_id=3, arch="cnn_tiny", epochs=1, train_subset=500, l1=1e-4, adv="pgd", adv_steps=2,
                       dropout=0.3, seed=0)
     m = train_run(cfg, tmp_path / "run", quiet=True)
@@ -72,8 +72,14 @@ def test_cnn_run_writes_its_dense_equivalent_and_onnx(tmp_path):
     for a, b in zip(onnx_net.weights + onnx_net.biases, net.weights + net.biases):
         assert np.abs(a - b).max() <= 1e-6 * max(1.0, np.abs(b).max())
     np.testing.assert_allclose(onnx_net.forward(X[:500].astype(np.float64)), out[:500], rtol=1e-6, atol=1e-6)
-    with pytest.raises(ToolError, match=r"'1\.weight' \(4x1x7x7, a Conv2d weight\?\).*model\.onnx.*weights\.dat"):
-        load_net(d / "model.pt")
+    pt_net = load_net(d / "model.pt")             # read with the config.json beside it: the same net
+    for a, b in zip(pt_net.weights + pt_net.biases, net.weights + net.biases):
+        assert np.array_equal(a, b)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "model.pt").write_bytes((d / "model.pt").read_bytes())
+    with pytest.raises(ToolError, match=r"'1\.weight' \(4x1x7x7, a Conv2d weight\?\).*config\.json.*ONNX"):
+        load_net(alone / "model.pt")
 
 
 @pytest.mark.slow
@@ -322,9 +328,9 @@ def test_authors_recipe_epoch_is_their_training_step(dropout):
     (clean SGD step with l1 over every layer, their attack from that step's input gradient, adversarial step
     with l1 over the first layer only); their l1 over every layer on the adversarial step would differ."""
     g = torch.Generator().manual_seed(1)          # MNIST-like rows: bytes / 255, most pixels 0, some 1
-    X = torch.randint(0, 256, (96, 784), generator=g).float().div(255) * (torch.rand(96, 784, generator=g) < 0.3)
+    X = torch.randint(0, 256, (64, 784), generator=g).float().div(255) * (torch.rand(64, 784, generator=g) < 0.3)
     X[:, ::50] = 1.0
-    y = torch.randint(0, 10, (96,), generator=g)
+    y = torch.randint(0, 10, (64,), generator=g)
     cfg = TrainConfig(run_id=0, arch="mlp:5-4", l1=1e-2, adv="pgd", dropout=dropout, batch_size=32,
                       recipe="authors")
     assert (cfg.adv_eps, cfg.adv_steps, cfg.adv_step_size) == (0.15, 200, 0.1)
