@@ -112,6 +112,8 @@ def _check_config(c: _Checker, d: dict) -> None:
     c.need(d, "l1", nonneg_num)
     c.need(d, "adv", lambda v: None if v in ("none", "pgd", "fgsm") else f"expected none, pgd or fgsm, got {v!r:.40}")
     c.need(d, "dropout", lambda v: None if _is_num(v) and 0 <= v < 1 else f"expected a number in [0, 1), got {v!r:.40}")
+    c.need(d, "recipe", lambda v: None if v in ("seed", "authors") else f"expected seed or authors, got {v!r:.40}",
+           optional=True)                                   # absent in runs trained before recipes: "seed"
     for key in ("epochs", "batch_size", "lr_step", "adv_steps"):
         c.need(d, key, pos_int, optional=True)
     for key in ("seed", "train_subset"):
