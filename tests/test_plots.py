@@ -41,6 +41,8 @@ def _assert_figure(out, stem):
     ("plot_transform_sizes", "transform_sizes"),
     ("plot_segments", "segment_regions_vs_l1"),
     ("plot_local_regions", "local_regions_vs_l1"),
+    ("plot_regions_ci", "regions_ci_vs_l1"),
+    ("plot_paired_differences", "paired_differences"),
 ])
 @pytest.mark.slow
 def test_figure_scripts(sweep_dir, tmp_path, script, stem):
@@ -92,6 +94,7 @@ def test_figures_survive_missing_files(tmp_path):
     write_run(models, 3, 1e-3, "pgd", 0.0, hidden=(4, 4), files=("config", "regions", "weights"))
     out = tmp_path / "out"
     done = draw_all(models, "1-4", out, slice_kw={"mode": "random"}, log=lambda m: None)
+    assert "no pair of runs" in done.pop("paired_differences")     # run 1 is the only one with local counts
     assert all(isinstance(v, list) for v in done.values()), done
     recs = load_runs(models, "1-4")
     assert recs[3].missing == ["<run directory>"]

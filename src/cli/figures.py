@@ -87,6 +87,14 @@ FIGURE_HELP = {
                      "count_linear_regions.py --center-test-index A:B --width L; smallest width), one box per "
                      "(adversarial training, dropout) group against l1: the answer where global counts are out "
                      "of reach (fcnn4b).",
+    "regions_ci": "The exact measures (local counts per box width, regions per unit of L2 length along segments) "
+                  "against l1, one line per (adversarial training, dropout): per setting the median over the images "
+                  "(segments) of its working runs, every seed pooled, with its percentile-bootstrap 95% interval; "
+                  "the test accuracy in a panel beside them.",
+    "paired_differences": "The pairs behind the verdict: per measure and factor (each l1 step, adversarial "
+                          "training vs none, dropout vs none), log2(treated / baseline) at every image (segment) "
+                          "of two runs of the same seed that differ in that factor, with fewer/n, the median ratio "
+                          "and the Wilcoxon p.",
 }
 
 
@@ -145,7 +153,8 @@ def make_all_main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=(
         "Draw every figure (regions_vs_l1, stable_units_vs_l1, accuracy_vs_regions, transform_sizes, "
-        "segment_regions_vs_l1, input_slice) for the runs into --out, and write the results table "
+        "segment_regions_vs_l1, local_regions_vs_l1, regions_ci_vs_l1, paired_differences, input_slice) for the "
+        "runs into --out, and write the results table "
         "(results.csv, results.md). "
         "A figure whose input files are missing in every run is skipped with a message."))
     add_run_arguments(p)

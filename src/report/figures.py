@@ -855,6 +855,13 @@ def plot_paired_differences(paired, out_base, title: str | None = None, formats=
         return save(fig, out_base, formats)
 
 
+def plot_paired_differences_of_runs(records: list[RunRecord], out_base, title: str | None = None, formats=FORMATS):
+    """plot_paired_differences of the runs' own paired tests per factor (src.report.trend.l1_trend)."""
+    from src.report.trend import l1_trend
+
+    return plot_paired_differences(l1_trend(records).paired, out_base, title, formats)
+
+
 # ---- drivers (used by the thin scripts in plots/) ------------------------------------
 FIGURES = {
     "regions": ("regions_vs_l1", plot_regions_vs_l1),
@@ -863,6 +870,8 @@ FIGURES = {
     "transform_sizes": ("transform_sizes", plot_transform_sizes),
     "segments": ("segment_regions_vs_l1", plot_segment_regions),
     "local_regions": ("local_regions_vs_l1", plot_local_regions),
+    "regions_ci": ("regions_ci_vs_l1", plot_regions_ci),
+    "paired_differences": ("paired_differences", plot_paired_differences_of_runs),
 }
 
 
