@@ -207,3 +207,32 @@ def test_data_pass_stops_at_its_deadline_with_a_sound_subset():
     assert not whole.stopped_by_time_limit and whole.n_points == 20_000
     assert cut.stopped_by_time_limit and cut.n_points == 0 and cut.keys <= whole.keys
     assert {tuple(p) for p in whole.patterns().tolist()} <= set(truth)
+
+
+def test_count_gives_the_data_pass_half_of_its_time_limit(tmp_path, monkeypatch):
+    """Under --time-limit T the data pass stops at T/2 after the count started (DATA_SHARE), so the search always
+    keeps half of T however slow the data are; the count still ends complete and exact."""
+    import time
+
+    import src.counting.driver as driver
+    from src.io.weights_file import save_net
+
+    net_spec = CATALOGUE["region_bounds"][0]
+    net, box, truth = brute(net_spec)
+    save_net(net, tmp_path / "weights.dat")
+    seen = []
+    real = driver.data_patterns
+
+    def spy(*a, deadline=None, **kw):
+        seen.append((deadline, time.perf_counter()))
+        return real(*a, deadline=deadline, **kw)
+
+    monkeypatch.setattr(driver, "data_patterns", spy)
+    t_call = time.perf_counter()
+    out = driver.count_run(tmp_path / "weights.dat", box=box, backend="lp", time_limit=40.0, progress=False)
+    (deadline, t_seen), = seen
+    assert t_call + 20.0 <= deadline <= t_seen + 20.0
+    assert out["complete"] and out["count"] == len(truth)
+    seen.clear()
+    driver.count_run(tmp_path / "weights.dat", box=box, backend="lp", progress=False, out_dir=tmp_path / "b")
+    assert seen[0][0] is None                                         # no limit, no deadline

@@ -170,6 +170,16 @@ def check_count_settings(tol, time_limit, threads, workers=1, checkpoint_every=N
         raise ToolError(f"--workers must be >= 1, got {workers}")
 
 
+DATA_SHARE = 0.5    # at most this share of --time-limit goes to the data pass; the search gets the rest
+
+
+def data_deadline(t_start: float, time_limit: float | None) -> float | None:
+    """When the data pass must stop: it only adds a lower bound and stability witnesses, so under a
+    time limit it may use at most DATA_SHARE of it (a loaded machine or a huge data set never leaves
+    the search itself without time)."""
+    return None if time_limit is None else t_start + DATA_SHARE * time_limit
+
+
 def count_data(net: ReluNet, box: Box, tol: float, data_root=None, n_samples: int = N_DATA_SAMPLES, seed: int = 0,
                mnist: bool | None = None, deadline: float | None = None):
     """(DataPatterns of the MNIST images in the box and of n_samples seeded samples, notes).
@@ -185,8 +195,8 @@ def count_data(net: ReluNet, box: Box, tol: float, data_root=None, n_samples: in
         notes.append(f"MNIST not used for data-first stability ({e})")
     data = data_patterns(net, points, tol, box, deadline=deadline)
     if data.stopped_by_time_limit:
-        notes.append(f"the time limit cut the data pass short after {data.n_points} points (sound: fewer "
-                     "patterns certified by data)")
+        notes.append(f"the data pass used its share of the time limit ({DATA_SHARE:.0%}) and stopped after "
+                     f"{data.n_points} points (sound: fewer patterns certified by data)")
     return data, notes
 
 
@@ -277,7 +287,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     # ---- data, bounds and stable units ----------------------------------------------------------
     t0 = time.perf_counter()
     deadline = None if time_limit is None else t_start + time_limit
-    data, data_notes = count_data(net, box, tol, data_root, data_samples, mnist=mnist, deadline=deadline)
+    data, data_notes = count_data(net, box, tol, data_root, data_samples, mnist=mnist,
+                                  deadline=data_deadline(t_start, time_limit))
     notes += data_notes
     candidates = backend_candidates(backend)
     stability = count_stability(net, box, backend=backend, tol=tol, exact=exact_stability, progress=progress,
@@ -418,7 +429,7 @@ class SideRun:
         self.deadline = None if time_limit is None else self.t_start + time_limit
         self.data, self.notes = count_data(self.net, self.box, tol, data_root,
                                            N_DATA_SAMPLES if data_samples is None else data_samples, mnist=mnist,
-                                           deadline=self.deadline)
+                                           deadline=data_deadline(self.t_start, time_limit))
         self.stability = count_stability(self.net, self.box, backend=backend, tol=tol, exact=exact_stability,
                                          progress=progress, data=self.data, deadline=self.deadline)
         write_stability_files(self.out_dir, self.stability, self.box, self.weights, sha=self.sha)
