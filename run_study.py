@@ -49,6 +49,43 @@ def _limit(text, flag):
     return v
 
 
+def _rd(field: str) -> str:
+    """' (X / Y / Z)': a recipe field's value in the recipes full, medium and tiny."""
+    def f(v):
+        if v is None:
+            return "auto" if field == "widths" else "none"
+        if isinstance(v, tuple):
+            return ",".join(f"{x:g}" for x in v)
+        return f"{v:g}" if isinstance(v, float) else str(v)
+    return " (" + " / ".join(f(getattr(RECIPES[n], field)) for n in ("full", "medium", "tiny")) + ")"
+
+
+# the recipe fields a flag overrides: (flag, metavar, type, help)
+OVERRIDES = [
+    ("--arch", None, str, "zoo name or mlp:W1-W2-..."),
+    ("--epochs", None, int, "training epochs"),
+    ("--l1", None, str, "comma list of l1 coefficients"),
+    ("--adv", None, str, "comma list of none, pgd, fgsm"),
+    ("--dropout", None, str, "comma list of dropout p"),
+    ("--seeds", None, str, "training seeds, e.g. 0,1,2 (run ids seed-major)"),
+    ("--train-subset", "N", int, "first N training images (0 = all)"),
+    ("--adv-eps", "EPS", float, "attack radius; none: the training recipe's"),
+    ("--images", "K", int, "local boxes around test images 0..K-1"),
+    ("--segments", "M", int, "segments between test images"),
+    ("--widths", "L1,L2|auto", str, "the two box widths (auto: the pilot)"),
+    ("--width-candidates", "L,...", str, "the pilot's widths, growing"),
+    ("--pilot-images", "P", int, "test images of the pilot"),
+    ("--handful", "H", int, "the pilot's target: regions the median pilot box holds at the first width"),
+    ("--box-time-limit", "S", float, "seconds per local box"),
+    ("--local-time-limit", "S|none", str, "seconds for all local boxes"),
+    ("--pilot-time-limit", "S|none", str, "seconds for the pilot"),
+    ("--global-time-limit", "S", float, "seconds of the global count, per run"),
+    ("--estimate", "N", int, "probes of the estimate (0: none)"),
+    ("--estimate-time-limit", "S", float, "seconds of the estimate, per run"),
+    ("--min-accuracy", "A", float, "a run below this test accuracy is broken"),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     m, f = RECIPES["medium"], RECIPES["full"]
     p = argparse.ArgumentParser(
@@ -61,45 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
                     "killed or time-limited study. Recipes: "
                     f"full = the seed's ({f.epochs} epochs, K={f.images}, M={f.segments}, --estimate {f.estimate}); "
                     f"medium = about an hour on 2 cores ({m.epochs} epochs, K={m.images}, M={m.segments}, no "
-                    f"estimate, the local phase limited to {m.local_time_limit:g} s); tiny = a test (mlp:8-8, "
-                    "seconds). Any field of the recipe can be overridden by its flag.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--recipe", default="medium", choices=list(RECIPES), help="the starting settings")
-    p.add_argument("--models-dir", default=str(DEFAULT_MODELS_DIR), help="where the run directories are (or go)")
+                    f"estimate, the local phase limited to {m.local_time_limit:g} s); tiny = the test's (mlp:6-6, "
+                    "about a minute). Any field of the recipe can be overridden by its flag. docs/paper.md.")
+    p.add_argument("--recipe", default="medium", choices=list(RECIPES),
+                   help="the starting settings (default medium)")
+    p.add_argument("--models-dir", default=str(DEFAULT_MODELS_DIR),
+                   help=f"where the run directories are (or go) (default {DEFAULT_MODELS_DIR})")
     p.add_argument("--out", default=None, help="report, table and figures (default plots/out/study_<recipe>)")
-    p.add_argument("-s", "--start", type=int, default=100, help="id of the first run (seed-major ids)")
+    p.add_argument("-s", "--start", type=int, default=100, help="id of the first run; ids seed-major (default 100)")
     p.add_argument("--workers", type=int, default=1,
-                   help="train and measure on N Ray workers (a local Ray started here); 1: in this process")
+                   help="train and measure on N Ray workers (a local Ray started here); 1 (default): in this process")
     p.add_argument("--ray-address", default=None, help="join this Ray cluster (also $RAY_ADDRESS)")
     p.add_argument("--no-train", action="store_true",
                    help="do not train: measure the runs whose training is complete (e.g. while a sweep trains)")
-    p.add_argument("--formats", default="png,pdf", help="figure formats: a comma list of png, pdf, svg")
+    p.add_argument("--formats", default="png,pdf",
+                   help="figure formats: a comma list of png, pdf, svg (default png,pdf)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only errors and the last lines")
-    g = p.add_argument_group("recipe overrides (default: the recipe's)")
-    g.add_argument("--arch", default=None)
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--l1", default=None, help="comma list, e.g. 0,2e-4,1e-3")
-    g.add_argument("--adv", default=None, help="comma list of none, pgd, fgsm")
-    g.add_argument("--dropout", default=None, help="comma list, e.g. 0,0.3")
-    g.add_argument("--seeds", default=None, help="training seeds, e.g. 0,1,2 (run ids seed-major)")
-    g.add_argument("--train-subset", type=int, default=None, help="first N training images (0 = all)")
+    g = p.add_argument_group("recipe overrides (default: the recipe's; shown as full / medium / tiny)")
+    for flag, metavar, typ, text in OVERRIDES:
+        g.add_argument(flag, type=typ, default=None, metavar=metavar, help=text + _rd(flag[2:].replace("-", "_")))
     g.add_argument("--training-recipe", choices=("seed", "authors"), default=None,
-                   help="train_sweep's recipe: the seed's PGD, or the authors' later code's attack and l1")
-    g.add_argument("--adv-eps", type=float, default=None)
-    g.add_argument("--images", type=int, default=None, metavar="K", help="local boxes around test images 0..K-1")
-    g.add_argument("--segments", type=int, default=None, metavar="M", help="segments between test images")
-    g.add_argument("--widths", default=None, metavar="L1,L2|auto", help="the two box widths (auto: the pilot)")
-    g.add_argument("--width-candidates", default=None, metavar="L,...", help="the pilot's widths, growing")
-    g.add_argument("--pilot-images", type=int, default=None, metavar="P")
-    g.add_argument("--handful", type=int, default=None,
-                   help="the pilot's target: regions the median pilot box holds at the first width")
-    g.add_argument("--box-time-limit", type=float, default=None, metavar="S", help="seconds per local box")
-    g.add_argument("--local-time-limit", default=None, metavar="S|none", help="seconds for all local boxes")
-    g.add_argument("--pilot-time-limit", default=None, metavar="S|none")
-    g.add_argument("--global-time-limit", type=float, default=None, metavar="S", help="global count, per run")
-    g.add_argument("--estimate", type=int, default=None, metavar="N", help="probes (0: no estimate)")
-    g.add_argument("--estimate-time-limit", type=float, default=None, metavar="S")
-    g.add_argument("--min-accuracy", type=float, default=None, help="below it a run is broken")
+                   help="train_sweep's recipe: the seed's PGD, or the authors' later code's attack and l1"
+                        + _rd("training_recipe"))
     return p
 
 
