@@ -26,6 +26,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from src.core.errors import ToolError
@@ -39,6 +40,8 @@ PROBE_TIMEOUT_S = 5.0
 TASK_RETRIES = 3         # a task whose worker process dies runs again (on another worker)
 
 LOCAL = "local"          # --ray-address local: the embedded Ray, whatever RAY_ADDRESS says
+
+WATCH_EVERY_S = 0.5      # how often the driver checks that its raylet and the cluster's GCS still listen
 
 
 class ClusterLost(ToolError):
@@ -64,18 +67,17 @@ def resolve_address(address: str | None) -> str | None:
     return None if env in ("", LOCAL) else env
 
 
-def _address_name(address: str) -> str:
-    """How the user gave the address: the flag, or the environment variable (a stale one is a common cause)."""
-    env = os.environ.get("RAY_ADDRESS", "").strip()
-    return f"RAY_ADDRESS={address} (from the environment)" if env == address else f"--ray-address {address}"
+def _from_env(address) -> bool:
+    """Was the address to join taken from $RAY_ADDRESS (no --ray-address given)?"""
+    return not (address is not None and str(address).strip())
 
 
-def _unreachable(address: str, reason: str, hint: str = "") -> ToolError:
-    name = _address_name(address)
-    tail = ""
-    if name.startswith("RAY_ADDRESS"):
-        tail = "; unset RAY_ADDRESS (or pass --ray-address local) to run on this machine"
-    return ToolError(f"{name}: cannot reach a Ray cluster there ({reason}){hint}{tail}")
+def _unreachable(address: str, reason: str, hint: str = "", from_env: bool = False) -> ToolError:
+    """The one line for a cluster address that cannot be joined; a stale RAY_ADDRESS is named as such."""
+    if from_env:
+        return ToolError(f"RAY_ADDRESS={address} (from the environment): cannot reach a Ray cluster there "
+                         f"({reason}){hint}; unset RAY_ADDRESS (or pass --ray-address local) to run on this machine")
+    return ToolError(f"--ray-address {address}: cannot reach a Ray cluster there ({reason}){hint}")
 
 
 def _host_port(address: str):
@@ -96,24 +98,56 @@ def check_address(address: str | None) -> None:
     Called before any output file is written: ray.init on a dead address waits for minutes.
     'auto' (a cluster started on this machine by `ray start`) is checked by ray.init itself.
     """
+    env = _from_env(address)
     address = resolve_address(address)
     if address is None or address == "auto":
         return
     hp = _host_port(address)
     if hp is None:
-        raise _unreachable(address, "expected HOST:PORT, e.g. 10.0.0.5:6379")
+        raise _unreachable(address, "expected HOST:PORT, e.g. 10.0.0.5:6379", from_env=env)
     try:
-        with socket.create_connection(hp, timeout=PROBE_TIMEOUT_S):
-            pass
+        with socket.create_connection(hp, timeout=PROBE_TIMEOUT_S) as sock:
+            grpc = _speaks_grpc(sock)
     except OSError as e:
-        raise _unreachable(address, e.strerror or e.__class__.__name__) from None
+        raise _unreachable(address, e.strerror or e.__class__.__name__, from_env=env) from None
+    if not grpc:                            # ray.init would wait there forever
+        raise _unreachable(address, "a program listens on that port, but it does not answer as a Ray cluster's "
+                                    "GCS (gRPC) does: is it the head's port (6379 unless `ray start --head --port` "
+                                    "said otherwise)?", from_env=env)
+
+
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _speaks_grpc(sock) -> bool:
+    """Does the server on `sock` answer an HTTP/2 preface with a SETTINGS frame, as every gRPC server (a Ray
+    GCS, a Ray client server) does? Ray's own connection attempt to anything else never ends."""
+    try:
+        sock.settimeout(PROBE_TIMEOUT_S)
+        sock.sendall(_HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:
+        return False
+    return head[3] == 0x04                  # frame type SETTINGS
 
 
 def runtime_env() -> dict:
-    """The job's runtime_env: one BLAS/OpenMP thread per task and this repository importable."""
+    """The job's runtime_env: one BLAS/OpenMP thread per task and this repository importable. A kill test's
+    pause at the count's checkpoints asked of this driver (patterns:K, src/core/fault_hooks.py) is this
+    driver's: its tasks do not inherit it (a pause of one node's slices is set on that node's `ray start`
+    instead); a training pause (epochs:K) is for the tasks, which train."""
+    from src.core.fault_hooks import PAUSE_AFTER
+
     env = {k: "1" for k in THREAD_VARS}
     path = os.environ.get("PYTHONPATH", "")
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
+    if os.environ.get(PAUSE_AFTER, "").strip().startswith("patterns"):
+        env[PAUSE_AFTER] = ""
     return {"env_vars": env}
 
 
@@ -142,11 +176,13 @@ class RayLog:
         self._fh = open(self.path, "a", buffering=1, encoding="utf-8", errors="replace")
         handler = logging.StreamHandler(self._fh)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s -- %(message)s"))
+        self._handler = handler
         logger = logging.getLogger("ray")
         self._saved = (logger.handlers[:], logger.propagate, logger.level, None)
-        logger.handlers[:] = [handler]
-        logger.propagate = False
-        logger.setLevel(logging.INFO)
+        self._last_resort = logging.lastResort
+        logging.lastResort = handler        # ray.init(configure_logging=False) empties the "ray" logger
+        self.attach()
+        self._c_stderr = _CStderr(self._fh)
         try:                                # the driver's printer of cluster errors and worker output
             import ray._private.worker as rw
 
@@ -162,9 +198,21 @@ class RayLog:
             pass
         return self
 
+    def restore_c_stderr(self) -> None:
+        self._c_stderr.restore()
+
+    def attach(self) -> None:
+        """(Again) send the "ray" logger to the log file only."""
+        logger = logging.getLogger("ray")
+        logger.handlers[:] = [self._handler]
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+
     def close(self, keep: bool) -> None:
         if self._fh is None:
             return
+        self._c_stderr.restore()
+        logging.lastResort = self._last_resort
         handlers, propagate, level, printer = self._saved
         logger = logging.getLogger("ray")
         logger.handlers[:] = handlers
@@ -182,6 +230,36 @@ class RayLog:
     def __exit__(self, *exc):
         self.close(keep=exc[0] is not None)
         return False
+
+
+class _CStderr:
+    """Point the C library's `stderr` (FILE *) at the log file while Ray's core worker starts in this process:
+    its logger keeps that stream for its messages of level ERROR ("Attempting to recover 1 lost objects ...").
+    File descriptor 2, and so Python's sys.stderr (progress bars, error lines), stay on the terminal."""
+
+    def __init__(self, fh):
+        self._var = self._old = self._file = None
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None)
+            libc.fdopen.restype = ctypes.c_void_p
+            libc.fdopen.argtypes = [ctypes.c_int, ctypes.c_char_p]
+            var = ctypes.c_void_p.in_dll(libc, "stderr")
+            new = libc.fdopen(os.dup(fh.fileno()), b"a")
+            if new:
+                libc.setvbuf.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_size_t]
+                libc.setvbuf(new, None, 1, 0)          # line buffered
+                self._var, self._old, self._file = var, var.value, new
+                var.value = new
+        except (OSError, AttributeError, ValueError):  # not glibc: C-level messages stay on stderr
+            pass
+
+    def restore(self) -> None:
+        """Give the C library its stderr back (the file stays open: Ray's logger may still hold it)."""
+        if self._var is not None:
+            self._var.value = self._old
+            self._var = None
 
 
 def start_local(num_cpus: int):
@@ -228,6 +306,45 @@ def current_node() -> str:
     return socket.gethostname()
 
 
+def _listening(hp, timeout: float = 2.0) -> bool | None:
+    """True if a TCP connection to (host, port) succeeds, False if refused (nothing listens), None if unsure."""
+    try:
+        with socket.create_connection(hp, timeout=timeout):
+            return True
+    except ConnectionRefusedError:
+        return False
+    except OSError:
+        return None
+
+
+class _Watchdog(threading.Thread):
+    """Notices, within about a second, that the raylet of this driver's node or the cluster's GCS stopped
+    listening. Ray itself notices only when the node misses its heartbeats (15-30 s), and its core worker
+    may then end this process at once ("The connection to the plasma store is failed. Terminate the
+    process.", exit 1, no word to the user); the driver stops using Ray before that."""
+
+    def __init__(self, ray):
+        super().__init__(name="relu-toolkit-ray-watchdog", daemon=True)
+        node = ray._private.worker._global_node
+        self.targets = [("the raylet of this driver's node died", (node.node_ip_address, int(node.node_manager_port))),
+                        ("the cluster's head (its GCS) stopped answering", _host_port(node.gcs_address))]
+        self.reason = None
+        self._stop_event = threading.Event()
+
+    def run(self):
+        unsure = 0
+        while not self._stop_event.wait(WATCH_EVERY_S):
+            for what, hp in self.targets:
+                up = _listening(hp)
+                unsure = unsure + 1 if up is None else 0
+                if up is False or unsure >= 5:
+                    self.reason = what
+                    return
+
+    def stop(self):
+        self._stop_event.set()
+
+
 def _lost_cause(e: BaseException) -> str:
     name = e.__class__.__name__
     words = {"LocalRayletDiedError": "the raylet of this driver's node died",
@@ -255,6 +372,7 @@ class Session:
             raise ToolError(f"--workers must be >= 1, got {workers}")
         self.workers = workers
         self.address = resolve_address(address)
+        self._address_from_env = _from_env(address)
         self.parallel = workers > 1 or self.address is not None
         self.slots = workers
         self.started = False
@@ -263,6 +381,7 @@ class Session:
         self._log = RayLog(log_path) if self.parallel else None
         self.log_path = None if self._log is None else self._log.path
         self.lost = False
+        self._watchdog = None
 
     def __enter__(self):
         if not self.parallel:
@@ -273,18 +392,25 @@ class Session:
             if ray.is_initialized():
                 pass
             elif self.address is not None:
-                check_address(self.address)
+                check_address(None if self._address_from_env else self.address)
                 _use_token_if_available()
                 try:
                     ray.init(address=self.address, runtime_env=runtime_env(), log_to_driver=False,
                              logging_level=logging.WARNING, configure_logging=False)
                 except Exception as e:          # ConnectionError, RuntimeError, ValueError from Ray
                     reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-                    raise _unreachable(self.address, reason, _auth_hint()) from None
+                    raise _unreachable(self.address, reason, _auth_hint(), self._address_from_env) from None
                 self.started = True
             else:
                 start_local(self.workers)
                 self.started = True
+            self._log.attach()
+            self._log.restore_c_stderr()
+            try:
+                self._watchdog = _Watchdog(ray)
+                self._watchdog.start()
+            except (AttributeError, TypeError, ValueError):      # Ray's internals moved: no watchdog
+                self._watchdog = None
             if self.workers == 1:               # joined a cluster without --workers: use all of its CPUs
                 self.slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
         except BaseException:
@@ -298,10 +424,16 @@ class Session:
         self.lost = True
         return ClusterLost(_lost_cause(e), self.log_path)
 
+    def _check(self) -> None:
+        if self._watchdog is not None and self._watchdog.reason is not None:
+            self.lost = True
+            raise ClusterLost(self._watchdog.reason, self.log_path)
+
     def _guard(self, fn, *args, **kw):
         """fn(*args) with Ray's system failures (node, raylet, cluster lost) turned into ClusterLost; an
         exception raised by the task's own code (RayTaskError) goes through unchanged."""
         ray = self.ray
+        self._check()
         try:
             return fn(*args, **kw)
         except ray.exceptions.RayTaskError:
@@ -348,12 +480,30 @@ class Session:
                 pass
 
     def _shutdown(self) -> None:
-        if self.started:
-            self.started = False
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        if not self.started:
+            return
+        self.started = False
+        try:
+            self.ray.shutdown()
+        except Exception:                   # nothing left to disconnect from
+            pass
+
+    def _abandon(self) -> None:
+        """After a lost cluster: ray.shutdown() would talk to the dead raylet, and Ray's core worker ends the
+        process when it cannot (exit 1). Kill what this session started instead (an embedded Ray's processes)
+        and keep Ray's exit hook from trying again."""
+        import atexit
+
+        rw = self.ray._private.worker
+        node = getattr(rw, "_global_node", None)
+        if node is not None and getattr(node, "head", False):
             try:
-                self.ray.shutdown()
-            except Exception:               # a lost cluster: nothing left to disconnect from
+                node.kill_all_processes(check_alive=False, allow_graceful=False)
+            except Exception:
                 pass
+        atexit.unregister(rw.shutdown)
 
     def __exit__(self, *exc):
         if not self.parallel:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from src.core.fault_hooks import pause_point
 from src.core.patterns import check_prefixes
 from src.counting.tree_walk import EngineOptions, make_engine
 from src.parallel import ClusterLost, Session, current_node
@@ -120,6 +121,9 @@ def walk_slice(problem, token: str, prefixes: list, seconds: float) -> dict:
     problem = (net, box, fixed_bits, tol, options); the engine is built once per token and process.
     Returns the patterns found (packbits rows, lexicographic order), the unexplored frontier of the
     subtrees (prefixes in order; empty when they are done), the stats and where and how long it ran.
+    A worker whose environment asks for it (RELU_TOOLKIT_PAUSE_AFTER=patterns:K, src/core/fault_hooks.py;
+    e.g. set on one node's `ray start`) pauses before handing back a slice of >= K patterns, so that a
+    test can kill that node while the slice is in flight.
     """
     eng = _ENGINE.get(token)
     if eng is None:
@@ -129,6 +133,7 @@ def walk_slice(problem, token: str, prefixes: list, seconds: float) -> dict:
     w0, t0 = time.time(), time.monotonic()
     _, frontier = eng.run(lambda bits: found.append(bits.copy()), roots=list(prefixes), deadline=t0 + seconds)
     pats = np.array(found, np.uint8).reshape(len(found), eng.N)
+    pause_point("patterns", len(found))     # kill tests only: a worker whose slice found >= K patterns pauses
     return {"prefixes": list(prefixes), "packed": np.packbits(pats, axis=1), "n": len(found),
             "frontier": list(frontier), "stats": eng.stats, "seconds": time.monotonic() - t0, "start": w0,
             "pid": os.getpid(), "host": socket.gethostname(), "node": current_node()}
