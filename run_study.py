@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "killed or time-limited study. Recipes: "
                     f"full = the seed's ({f.epochs} epochs, K={f.images}, M={f.segments}, --estimate {f.estimate}); "
                     "medium = about 40 minutes on 2 idle cores, 1 h 39 min measured on a loaded one "
-                    f"({m.epochs} epochs, K={m.images}, M={m.segments}, no estimate, the local phase limited to {m.local_time_limit:g} s); tiny = the test's (mlp:6-6, "
+                    f"({m.epochs} epochs, K={m.images}, M={m.segments}, no estimate, the local phase limited to "
+                    f"{m.local_time_limit:g} s); tiny = the test's (mlp:6-6, "
                     "about a minute). Any field of the recipe can be overridden by its flag. docs/paper.md.")
     p.add_argument("--recipe", default="medium", choices=list(RECIPES),
                    help="the starting settings (default medium)")
