@@ -70,7 +70,7 @@ class Cluster:
         (root / "token").write_text(os.urandom(16).hex())
         self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token",
                         RAY_AUTH_TOKEN_PATH=str(root / "token"), OMP_NUM_THREADS="1")
-        for k in ("RAY_ADDRESS", "RELU_TOOLKIT_PAUSE_AFTER", "RELU_TOOLKIT_PAUSE_MARKER"):
+        for k in ("RAY_ADDRESS", "RELU_TOOLKIT_PAUSE_AFTER", "RELU_TOOLKIT_PAUSE_MARKER", "RELU_TOOLKIT_HOLD_WHILE"):
             self.env.pop(k, None)
         self.nodes: dict[str, subprocess.Popen] = {}
         self.address = None

@@ -23,6 +23,7 @@ import pytest
 from conftest import pause_env, random_net, run_cli, wait_for_pause
 from local_cluster import RAY, Cluster, _children, _free_port, _kill_session
 
+from src.core.fault_hooks import HOLD_WHILE
 from src.counting.driver import count_run
 from src.io.weights_file import save_net
 
@@ -33,6 +34,7 @@ DOMAIN = "input_0_1"
 PATTERNS = f"activation_pattern_abhinav_{DOMAIN}.dat"
 CHECKPOINT = f"checkpoint_{DOMAIN}.json"
 CLI = "count_linear_regions.py"
+HEAD_HOLD = "hold-head"                  # while this file (in the cluster's root) exists, the head holds its slices
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def cluster():
     root = Path(tempfile.mkdtemp(prefix="rtk-ray-", dir="/tmp"))     # short: Ray's socket paths have a limit
     c = Cluster(root)
     try:
-        c.start("head")
+        c.start("head", env={HOLD_WHILE: str(c.root / HEAD_HOLD)})    # idle until a test creates the file
         c.start("node2")
         yield c
     finally:
@@ -90,23 +92,28 @@ def test_a_count_through_the_address_is_identical(tmp_path, cluster, reference):
 
 def test_a_node_killed_mid_count_the_other_finishes_it(tmp_path, cluster, reference):
     """node2's workers pause before handing back their first slice (the fault hook of walk_slice, armed on
-    node2's `ray start` only): the count cannot end while that slice is held. node2 is killed there (raylet
-    first, then every process of it), so the slice is lost in flight: Ray runs it again on the head, which
-    finishes the count with the identical pattern file. (That node2 gets a slice at all depends on Ray's
-    scheduler placing one there before the head alone has finished the count: so far it always has.)"""
+    node2's `ray start` only): the count cannot end while that slice is held. The head's workers hold every
+    slice below the root until node2 has paused (the hold file of the head's `ray start`), so the head cannot
+    finish the count alone: with the head's one CPU busy, Ray must place a slice on node2. node2 is killed
+    there (raylet first, then every process of it), so the slice is lost in flight: Ray runs it again on the
+    head, which finishes the count with the identical pattern file."""
     if cluster.alive("node2"):
         cluster.kill("node2")
     marker = tmp_path / "node2-paused.json"
     cluster.start("node2", env=pause_env(marker, "patterns:0"))
     d = _run_dir(tmp_path, reference)
+    hold = cluster.root / HEAD_HOLD
+    hold.write_text("")
     proc = run_cli(CLI, "-w", d / "weights.dat", "-q", "--ray-address", cluster.address, "--workers", "2",
                    "--checkpoint-every", "1", env=cluster.driver_env(), background=True)
     try:
         paused = wait_for_pause(proc, marker, timeout=300)
+        hold.unlink()
         assert paused["pid"] in _children(cluster.raylet("node2"), "")       # a worker of node2
         cluster.kill("node2")
         out, err = proc.communicate(timeout=600)
     finally:
+        hold.unlink(missing_ok=True)
         if proc.poll() is None:
             proc.kill()
             proc.communicate()

@@ -1,12 +1,12 @@
 """The kill tests' pause point (src/core/fault_hooks.py): inert unless asked, pauses once per marker file,
-until a signal."""
+until a signal; the hold point waits while its file exists."""
 import json
 import signal
 
 import pytest
 from conftest import ROOT, pause_env, run_cli, wait_for_pause
 
-from src.core.fault_hooks import PAUSE_AFTER, PAUSE_MARKER, pause_point
+from src.core.fault_hooks import HOLD_WHILE, PAUSE_AFTER, PAUSE_MARKER, hold_point, pause_point
 
 
 def test_inert_unless_both_variables_ask_for_this_kind(monkeypatch, tmp_path):
@@ -55,3 +55,23 @@ for epoch in range(1, 5):
     assert proc.returncode == 0, err
     assert out.split() == ["after", "1", "after", "2", "after", "3", "after", "4"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["paused.json", "paused.py"]
+
+
+def test_holds_while_its_file_exists(monkeypatch, tmp_path):
+    """Inert without the variable or the file; with both it returns only once another thread removes the file."""
+    import threading
+
+    hold = tmp_path / "hold"
+    monkeypatch.delenv(HOLD_WHILE, raising=False)
+    hold.write_text("")
+    hold_point()                                           # no variable
+    monkeypatch.setenv(HOLD_WHILE, str(tmp_path / "absent"))
+    hold_point()                                           # no file
+    monkeypatch.setenv(HOLD_WHILE, str(hold))
+    released = threading.Event()
+    t = threading.Thread(target=lambda: (hold_point(), released.set()))
+    t.start()
+    assert not released.wait(0.3)                          # still held while the file exists
+    hold.unlink()
+    assert released.wait(30)
+    t.join()

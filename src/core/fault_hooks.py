@@ -16,6 +16,13 @@ SIGINT, say) ends the pause and the process carries on and sees it; a handler th
 (KeyboardInterrupt) raises from here. The pause happens at most once per marker file: when PATH
 already exists (another process, or an earlier run that was killed, paused there) it does nothing,
 so a resumed or retried run is not stopped again. Without both variables it does nothing.
+
+A second, independent hook holds work back without stopping it:
+
+  RELU_TOOLKIT_HOLD_WHILE=PATH          `hold_point()` waits (polling, 0.05 s) as long as PATH exists
+
+It lets a test keep one node's workers busy (so that Ray must place work on another node) until the
+test removes PATH. Without the variable, or while PATH does not exist, it returns at once.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import time
 
 PAUSE_AFTER = "RELU_TOOLKIT_PAUSE_AFTER"
 PAUSE_MARKER = "RELU_TOOLKIT_PAUSE_MARKER"
+HOLD_WHILE = "RELU_TOOLKIT_HOLD_WHILE"
 KINDS = ("patterns", "epochs")
 
 
@@ -70,3 +78,10 @@ def pause_point(kind: str, done: int) -> None:
         return
     while True:                              # another thread cannot receive signals: wait to be killed
         time.sleep(3600)
+
+
+def hold_point() -> None:
+    """Wait while the file named by $RELU_TOOLKIT_HOLD_WHILE exists (see the module docstring)."""
+    path = os.environ.get(HOLD_WHILE, "").strip()
+    while path and os.path.exists(path):
+        time.sleep(0.05)

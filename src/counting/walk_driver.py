@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.core.fault_hooks import pause_point
+from src.core.fault_hooks import hold_point, pause_point
 from src.core.patterns import check_prefixes
 from src.counting.tree_walk import EngineOptions, make_engine
 from src.parallel import ClusterLost, Session, current_node
@@ -123,7 +123,9 @@ def walk_slice(problem, token: str, prefixes: list, seconds: float) -> dict:
     subtrees (prefixes in order; empty when they are done), the stats and where and how long it ran.
     A worker whose environment asks for it (RELU_TOOLKIT_PAUSE_AFTER=patterns:K, src/core/fault_hooks.py;
     e.g. set on one node's `ray start`) pauses before handing back a slice of >= K patterns, so that a
-    test can kill that node while the slice is in flight.
+    test can kill that node while the slice is in flight. A worker whose environment names a hold file
+    (RELU_TOOLKIT_HOLD_WHILE) keeps a slice below the root while that file exists, so that a test can make
+    Ray place the next slices on another node.
     """
     eng = _ENGINE.get(token)
     if eng is None:
@@ -134,6 +136,8 @@ def walk_slice(problem, token: str, prefixes: list, seconds: float) -> dict:
     _, frontier = eng.run(lambda bits: found.append(bits.copy()), roots=list(prefixes), deadline=t0 + seconds)
     pats = np.array(found, np.uint8).reshape(len(found), eng.N)
     pause_point("patterns", len(found))     # kill tests only: a worker whose slice found >= K patterns pauses
+    if prefixes != [""]:
+        hold_point()                         # kill tests only: hold while $RELU_TOOLKIT_HOLD_WHILE exists
     return {"prefixes": list(prefixes), "packed": np.packbits(pats, axis=1), "n": len(found),
             "frontier": list(frontier), "stats": eng.stats, "seconds": time.monotonic() - t0, "start": w0,
             "pid": os.getpid(), "host": socket.gethostname(), "node": current_node()}

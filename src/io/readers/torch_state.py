@@ -103,7 +103,8 @@ def from_state_dict(state_dict, source: str = "state_dict"):
             raise ToolError(f"{source}: {k!r} ({_shape(t)}, {_guess(tuple(t.shape))}) is not part of a Linear "
                             f"layer; supported: Linear layers only (2-D '.weight', 1-D '.bias')"
                             + ("; a state_dict records no layer types, strides or paddings: a zoo run's model.pt is read "
-                               "with the config.json beside it; read any other conv net from its ONNX export, "
+                               "with the config.json beside it (its weights.dat and model.onnx hold the same net); read any other "
+                               "conv net from its ONNX export, "
                                "or with from_torch_module in Python" if conv else ""))
     if not layers:
         raise ToolError(f"{source}: no Linear layer (no 2-D '.weight' tensor)")
