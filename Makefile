@@ -19,10 +19,10 @@ demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) demo.py
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest -q
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest -q -n 2 --dist loadfile --durations=10
 
 test-fast: $(STAMP)
-	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)
