@@ -12,21 +12,26 @@ Part 3 (replay): a third count with --workers 2 and short time slices (--trace-s
 slice (prefixes, seconds, frontier, patterns). The measured slices give each pattern a cost (the
 seconds of the slice that found it, shared by its patterns); on that cost model the count is
 replayed with 16, 64 and 256 simulated workers: the dynamic splitting (the scheduler of
-src/counting/walk_driver.py: OrderedWork, first waiting subtree next, slices of slice_seconds(),
-a slice stops before the first pattern past its time and hands back that pattern and the right
-siblings on its path) against the static cut of earlier versions (the tree cut at the first depth
+src/counting/walk_driver.py: OrderedWork, waiting prefixes split while workers are free, the first
+waiting subtree(s) next, slices of slice_seconds() at the simulated clock, a slice stops before the
+first pattern past its time and hands back that pattern and the right siblings on its path) against
+the static cut of earlier versions (the tree cut at the first depth
 with >= 8 subtrees per worker, handed out in order to the next free worker). Every dispatch costs
 the per-slice overhead measured in part 3. Reported: busy and idle fraction of the workers and the
 speed-up over the sum of all slice times (the sequential work).
 
     python benchmarks/bench_parallel.py                       # about 10 minutes on 2 cores
     python benchmarks/bench_parallel.py --skip-sweep --time-limit 120
+    python benchmarks/bench_parallel.py --trace-only --weights W --time-limit 660   # a long trace of a big count
+    python benchmarks/bench_parallel.py --replay-only         # replay the recorded trace (slices.json) again
+
+The trace is written to <work-dir>/slices.json (JSON, the patterns as hex of their packed rows).
 """
 import argparse
 import bisect
 import heapq
 import os
-import pickle
+import json
 import sys
 import time
 from pathlib import Path
@@ -90,6 +95,18 @@ class CostModel:
         self.c = c[order] * (total / c.sum())
         self.C = np.r_[0.0, np.cumsum(self.c)]
         self.total = float(self.C[-1])
+        self.n_units = n_units
+
+    def walk_group(self, prefixes: list, seconds: float):
+        """One slice over consecutive prefixes (as walk_slice): each walked in turn until the time is used;
+        the frontier is the unfinished rest of the one it stopped in, then the prefixes not started."""
+        used, n = 0.0, 0
+        for i, p in enumerate(prefixes):
+            u, m, fr = self.walk(p, max(0.0, seconds - used)) if used < seconds or i == 0 else (0.0, 0, [p])
+            used, n = used + u, n + m
+            if fr:
+                return used, n, fr + list(prefixes[i + 1:])
+        return used, n, []
 
     def range(self, prefix: str):
         return bisect.bisect_left(self.P, prefix), bisect.bisect_left(self.P, prefix + "2")
@@ -120,27 +137,30 @@ class CostModel:
 
 
 def replay_dynamic(model: CostModel, k: int, overhead: float) -> dict:
-    """k simulated workers under the scheduler of src/counting/walk_driver.py: OrderedWork, first waiting subtree next,
-    slices of lp_enum.slice_seconds()."""
+    """k simulated workers under the scheduler of src/counting/walk_driver.py (_run_parallel): OrderedWork,
+    waiting prefixes split while workers would wait (OrderedWork.split), the first waiting subtree (or a
+    group of consecutive ones, group_size()) next, slices of slice_seconds() at the simulated clock."""
     work = OrderedWork([""])
     clock, heap, free, seq, slices = 0.0, [], k, 0, 0
     while True:
+        if free:
+            work.split(free, model.n_units)
         while free:
-            group = work.take(1)
+            waiting = work.waiting()
+            group = work.take(lp_enum.group_size(waiting, k))
             if not group:
                 break
-            item = group[0]
-            s = lp_enum.slice_seconds(work.waiting(), k) * item.grow
-            used, n, fr = model.walk(item.prefix, s)
-            heapq.heappush(heap, (clock + overhead + used, seq, item, n, fr))
+            s = lp_enum.slice_seconds(waiting - len(group), k, clock) * group[0].grow
+            used, n, fr = model.walk_group([it.prefix for it in group], s)
+            heapq.heappush(heap, (clock + overhead + used, seq, group, n, fr))
             seq += 1
             slices += 1
             free -= 1
         if not heap:
             break
-        clock, _, item, n, fr = heapq.heappop(heap)
+        clock, _, group, n, fr = heapq.heappop(heap)
         free += 1
-        work.finish([item], np.zeros((n, 1), np.uint8), n, fr)
+        work.finish(group, np.zeros((n, 1), np.uint8), n, fr)
         work.flush(lambda rows: None)
     return _row("dynamic", k, model.total, clock, tasks=slices)
 
@@ -194,6 +214,77 @@ def print_replay(events, overhead, n_units, sim_workers) -> list:
     return sims
 
 
+TRACE = "slices.json"
+
+
+def _problem(args, work: Path):
+    """(weights path, net, box, stable bits) of the count: --weights, or the net trained for --arch."""
+    if args.weights:
+        w = Path(args.weights)
+    else:
+        w = train_nets(work, [args.arch], [args.l1], args.epochs, args.train_subset, args.seed)[0]
+    net = load_net(w)
+    box = Box.uniform(net.n_inputs)
+    fixed = analyse_stability(net, box, tol=1e-6, progress=False).fixed_bits()
+    print(f"net {w}: {net.hidden_sizes}, {int((fixed < 0).sum())} unstable units", file=sys.stderr)
+    return w, net, box, fixed
+
+
+def traced_count(net, box, fixed, slice_s: float, time_limit):
+    """A --workers 2 count (Ray already up) whose slices all last slice_s seconds, every slice recorded."""
+    events = []
+    old = lp_enum.SLICE_MIN, lp_enum.SLICE_SHORT, lp_enum.SLICE_LONG
+    lp_enum.SLICE_MIN = lp_enum.SLICE_SHORT = lp_enum.SLICE_LONG = slice_s
+    try:
+        traced = count(net, box, fixed, 2, time_limit, trace=events.append)
+    finally:
+        lp_enum.SLICE_MIN, lp_enum.SLICE_SHORT, lp_enum.SLICE_LONG = old
+    print(f"  traced (slices of {slice_s:g}s): {traced['regions']} regions, {traced['slices']} slices in "
+          f"{traced['wall_s']:.1f}s", file=sys.stderr)
+    return traced, events
+
+
+def save_trace(path: Path, events, n_units: int) -> float:
+    """The recorded slices as JSON (patterns as hex of their packed rows); returns the median overhead per
+    slice (dispatch to return, minus the slice's own seconds)."""
+    overhead = float(np.median([e["returned"] - e["dispatched"] - e["seconds"] for e in events]))
+    keep = ("prefixes", "n", "frontier", "seconds", "start", "dispatched", "returned", "pid", "host")
+    rows = [{**{k: e[k] for k in keep if k in e}, "packed": np.asarray(e["packed"], np.uint8).tobytes().hex()}
+            for e in events]
+    atomic_write_json(path, {"n_units": n_units, "overhead": overhead, "events": rows})
+    return overhead
+
+
+def load_trace(path: Path) -> dict:
+    """What save_trace wrote, with each slice's packed rows as a uint8 array again."""
+    rec = json.loads(Path(path).read_text())
+    width = (rec["n_units"] + 7) // 8
+    for e in rec["events"]:
+        e["packed"] = np.frombuffer(bytes.fromhex(e["packed"]), np.uint8).reshape(-1, width)
+    return rec
+
+
+def trace_only(args, work: Path, sim_workers) -> int:
+    """--trace-only: the traced count alone (the long trace of a big count) and its replay."""
+    from src.parallel import start_local
+
+    w, net, box, fixed = _problem(args, work)
+    ray = start_local(2)
+    try:
+        traced, events = traced_count(net, box, fixed, args.trace_slice, args.time_limit)
+    finally:
+        ray.shutdown()
+    overhead = save_trace(work / TRACE, events, net.n_hidden_units)
+    print(f"\n## Traced count ({w}: {traced['regions']} regions in {traced['wall_s']:.1f} s, "
+          f"{'complete' if traced['complete'] else 'stopped by --time-limit'})")
+    sims = print_replay(events, overhead, net.n_hidden_units, sim_workers)
+    atomic_write_json(work / "bench_parallel_trace.json",
+                      {"date": time.strftime("%Y-%m-%d %H:%M"), "weights": str(w), "load_avg_end": os.getloadavg(),
+                       "traced": {x: v for x, v in traced.items() if x != "rows"}, "overhead_per_slice_s": overhead,
+                       "replay": sims})
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="mlp:12-12", help="net of the count (trained with benchmarks/common.train_nets)")
@@ -209,23 +300,23 @@ def main(argv=None) -> int:
     p.add_argument("--sweep-subset", type=int, default=20000)
     p.add_argument("--skip-sweep", action="store_true")
     p.add_argument("--replay-only", action="store_true", help="only replay the slices recorded by an earlier run")
+    p.add_argument("--weights", default=None, help="count this weights file instead of training --arch")
+    p.add_argument("--trace-only", action="store_true",
+                   help="only the traced count (--workers 2, --trace-slice slices, up to --time-limit) and its replay")
     p.add_argument("--work-dir", default="benchmarks/out/parallel")
     args = p.parse_args(argv)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     sim_workers = [int(x) for x in args.sim_workers.split(",") if x.strip()]
     if args.replay_only:
-        with open(work / "slices.pkl", "rb") as fh:
-            rec = pickle.load(fh)
+        rec = load_trace(work / TRACE)
         print_replay(rec["events"], rec["overhead"], rec["n_units"], sim_workers)
         return 0
+    if args.trace_only:
+        return trace_only(args, work, sim_workers)
     res = {"cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg(), "date": time.strftime("%Y-%m-%d")}
 
-    w = train_nets(work, [args.arch], [args.l1], args.epochs, args.train_subset, args.seed)[0]
-    net = load_net(w)
-    box = Box.uniform(net.n_inputs)
-    fixed = analyse_stability(net, box, tol=1e-6, progress=False).fixed_bits()
-    print(f"net {w.parent.name}: {net.hidden_sizes}, {int((fixed < 0).sum())} unstable units", file=sys.stderr)
+    w, net, box, fixed = _problem(args, work)
 
     one = count(net, box, fixed, 1, args.time_limit)
     print(f"  workers 1: {one['regions']} regions in {one['wall_s']:.1f}s", file=sys.stderr)
@@ -242,24 +333,14 @@ def main(argv=None) -> int:
         two = count(net, box, fixed, 2, args.time_limit)
         print(f"  workers 2: {two['regions']} regions in {two['wall_s']:.1f}s (Ray start-up "
               f"{res['ray_startup_s']:.1f}s)", file=sys.stderr)
-        events = []
-        old = lp_enum.SLICE_MIN, lp_enum.SLICE_SHORT, lp_enum.SLICE_LONG
-        lp_enum.SLICE_MIN = lp_enum.SLICE_SHORT = lp_enum.SLICE_LONG = args.trace_slice
-        try:
-            traced = count(net, box, fixed, 2, args.time_limit, trace=events.append)
-        finally:
-            lp_enum.SLICE_MIN, lp_enum.SLICE_SHORT, lp_enum.SLICE_LONG = old
-        print(f"  traced (slices of {args.trace_slice:g}s): {traced['slices']} slices in {traced['wall_s']:.1f}s",
-              file=sys.stderr)
+        traced, events = traced_count(net, box, fixed, args.trace_slice, args.time_limit)
         if not args.skip_sweep:
             t1 = sweep(work / "sweep1", 1, args.sweep_runs, args.sweep_epochs, args.sweep_subset)
             t2 = sweep(work / "sweep2", 2, args.sweep_runs, args.sweep_epochs, args.sweep_subset)
             res["sweep"] = {"runs": args.sweep_runs, "workers1_s": t1, "workers2_s": t2, "ratio": t1 / t2}
     finally:
         ray.shutdown()
-    overhead = float(np.median([e["returned"] - e["dispatched"] - e["seconds"] for e in events]))
-    with open(work / "slices.pkl", "wb") as fh:
-        pickle.dump({"events": events, "overhead": overhead, "n_units": net.n_hidden_units}, fh)
+    overhead = save_trace(work / TRACE, events, net.n_hidden_units)
 
     cap = "" if one["complete"] else f", capped at {args.time_limit:g} s per count: speed-up = ratio of regions/s"
     print(f"\n## Count ({w.parent.name}: {max(one['regions'], two['regions'])} regions{cap})\n")

@@ -216,7 +216,7 @@ def test_bad_frontier_is_refused():
 def test_two_workers_give_the_same_sequence(ray_session, monkeypatch):
     import src.counting.walk_driver as lp_enum
 
-    monkeypatch.setattr(lp_enum, "slice_seconds", lambda waiting, workers: 0.001)   # many slices: much reordering
+    monkeypatch.setattr(lp_enum, "slice_seconds", lambda waiting, workers, elapsed=None: 0.001)   # many slices: much reordering
     net = random_net([4, 8, 6, 1], seed=5, bias_scale=0.4)      # a few thousand nodes: many slices
     box = Box.uniform(4)
     fixed = interval_bounds(net, box).fixed_bits()

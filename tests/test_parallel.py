@@ -111,6 +111,25 @@ def test_ordered_work_frontier_covers_unflushed_patterns():
     assert work.frontier() == ["0110", "0111", "10", "11"]
 
 
+def test_ordered_work_splits_the_shortest_waiting_prefix_until_enough_wait():
+    """split(): children in place (order kept), the stable bit only where one is fixed, never past a full
+    pattern, nothing running or done is touched."""
+    work = OrderedWork([""])
+    assert work.split(4, 5) == 3 and [it.prefix for it in work.items] == ["00", "01", "10", "11"]
+    work.take(2)
+    assert work.split(3, 5) == 1                              # "10" (the shortest waiting, first) is split
+    assert [it.prefix for it in work.items] == ["00", "01", "100", "101", "11"]
+    assert [it.state for it in work.items] == ["run", "run", "todo", "todo", "todo"]
+    fixed = np.array([-1, -1, 1, 0, -1], np.int8)             # units 2 and 3 are stable (on, off)
+    work = OrderedWork(["01"])
+    assert work.split(2, 5, fixed) == 3 and [it.prefix for it in work.items] == ["01100", "01101"]
+    work = OrderedWork(["0110", "11111"])
+    assert work.split(10, 5) == 1 and [it.prefix for it in work.items] == ["01100", "01101", "11111"]
+    assert work.split(10, 5) == 0                             # only full patterns wait: nothing to split
+    fr = work.frontier()
+    assert fr == sorted(fr)
+
+
 # ---- unreachable cluster (no Ray started) -------------------------------------------------------------------
 @pytest.mark.slow
 def test_unreachable_address_one_line_exit_2_nothing_written(tmp_path):

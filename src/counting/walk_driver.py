@@ -102,14 +102,21 @@ SLICE_SHORT = 0.5        # ... while fewer than 4 per worker wait
 
 SLICE_LONG = 2.0         # ... while more wait (least overhead per pattern)
 
+SLICE_SHARE = 0.02       # ... and never more than this share of the time the count has run (but >= SLICE_MIN):
+                         # the last slices, which leave workers idle at the end, stay short in a short count
+
 STOP_WAIT = 60.0         # after a stop, how long running slices may take to hand back their state
 
 
-def slice_seconds(waiting: int, workers: int) -> float:
-    """Length of the next slice: short while few subtrees wait (they split into more), long when many do."""
+def slice_seconds(waiting: int, workers: int, elapsed: float | None = None) -> float:
+    """Length of the next slice: short while few subtrees wait (they split into more), long when many do;
+    at most SLICE_SHARE of `elapsed` (the seconds the count has run) when given, and never under SLICE_MIN."""
     if waiting < workers:
         return SLICE_MIN
-    return SLICE_SHORT if waiting < 4 * workers else SLICE_LONG
+    s = SLICE_SHORT if waiting < 4 * workers else SLICE_LONG
+    if elapsed is not None:
+        s = min(s, max(SLICE_MIN, SLICE_SHARE * elapsed))
+    return s
 
 
 _ENGINE: dict = {}       # per worker process: the engine of the current problem (token -> CompiledSearch)
@@ -179,6 +186,26 @@ class OrderedWork:
     def waiting(self) -> int:
         return sum(1 for it in self.items if it.state == "todo")
 
+    def split(self, target: int, n_units: int, fixed=None) -> int:
+        """While fewer than `target` items wait, replace the shortest waiting prefix by its children (in
+        place, so the order stays lexicographic): both bits, or only the stable bit where fixed[j] >= 0 (the
+        other child is empty). Nothing is decided here: a child whose region is empty costs its slice one
+        LP. Workers that would otherwise wait for a running slice to hand back its frontier get work at
+        once. Returns how many items were split."""
+        splits = 0
+        while self.waiting() < target:
+            cands = [(len(it.prefix), k) for k, it in enumerate(self.items)
+                     if it.state == "todo" and len(it.prefix) < n_units]
+            if not cands:
+                break
+            _, k = min(cands)
+            p = self.items[k].prefix
+            j = len(p)
+            bits = "01" if fixed is None or fixed[j] < 0 else str(int(fixed[j]))
+            self.items[k:k + 1] = [_Item(p + b) for b in bits]
+            splits += 1
+        return splits
+
     def _index(self, item) -> int:
         return next(k for k, it in enumerate(self.items) if it is item)
 
@@ -243,6 +270,7 @@ def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoi
     `checkpoint_saved` set: nothing but the running slices is lost.
     """
     work = OrderedWork([""] if roots is None else roots)
+    t_start = time.monotonic()
     token = uuid.uuid4().hex
     n_units = eng.N
     stats: dict = {}
@@ -265,12 +293,15 @@ def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoi
                 if stop_at is None and (sig.hit or (stop_flag is not None and stop_flag())
                                         or (t_end is not None and time.monotonic() >= t_end)):
                     stop_at = time.monotonic()
+                if stop_at is None and len(running) < session.slots:
+                    work.split(session.slots - len(running), n_units, eng.fixed)   # no worker waits for a split
                 while stop_at is None and len(running) < session.slots:
                     waiting = work.waiting()
                     group = work.take(group_size(waiting, session.slots))
                     if not group:
                         break
-                    s = slice_seconds(waiting - len(group), session.slots) * group[0].grow
+                    s = slice_seconds(waiting - len(group), session.slots, time.monotonic() - t_start) \
+                        * group[0].grow
                     if t_end is not None:
                         s = max(0.0, min(s, t_end - time.monotonic()))
                     h = session.submit(walk_slice, data, token, [it.prefix for it in group], s)
