@@ -136,21 +136,36 @@ class CostModel:
         return used, j - lo, fr
 
 
-def replay_dynamic(model: CostModel, k: int, overhead: float) -> dict:
+def _group_before(waiting: int, workers: int) -> int:
+    """group_size() before 2026-12-04 (for the ablation): groups only once 4 subtrees per worker wait."""
+    return max(1, min(64, waiting // (4 * workers)))
+
+
+VARIANTS = {                             # name: (split waiting prefixes, SLICE_SHARE, group size rule)
+    "dynamic": (True, lp_enum.SLICE_SHARE, lp_enum.group_size),
+    "dynamic, no split": (False, lp_enum.SLICE_SHARE, lp_enum.group_size),
+    "dynamic, groups as before": (True, lp_enum.SLICE_SHARE, _group_before),
+    "dynamic before 2026-12-04": (False, None, _group_before),
+}
+
+
+def replay_dynamic(model: CostModel, k: int, overhead: float, variant: str = "dynamic") -> dict:
     """k simulated workers under the scheduler of src/counting/walk_driver.py (_run_parallel): OrderedWork,
     waiting prefixes split while workers would wait (OrderedWork.split), the first waiting subtree (or a
-    group of consecutive ones, group_size()) next, slices of slice_seconds() at the simulated clock."""
+    group of consecutive ones, group_size()) next, slices of slice_seconds() at the simulated clock.
+    `variant` (VARIANTS) turns one of these off, for the ablation (--variants)."""
+    split, share, group_rule = VARIANTS[variant]
     work = OrderedWork([""])
     clock, heap, free, seq, slices = 0.0, [], k, 0, 0
     while True:
-        if free:
+        if free and split:
             work.split(free, model.n_units)
         while free:
             waiting = work.waiting()
-            group = work.take(lp_enum.group_size(waiting, k))
+            group = work.take(group_rule(waiting, k))
             if not group:
                 break
-            s = lp_enum.slice_seconds(waiting - len(group), k, clock) * group[0].grow
+            s = lp_enum.slice_seconds(waiting - len(group), k, clock if share else None) * group[0].grow
             used, n, fr = model.walk_group([it.prefix for it in group], s)
             heapq.heappush(heap, (clock + overhead + used, seq, group, n, fr))
             seq += 1
@@ -162,7 +177,7 @@ def replay_dynamic(model: CostModel, k: int, overhead: float) -> dict:
         free += 1
         work.finish(group, np.zeros((n, 1), np.uint8), n, fr)
         work.flush(lambda rows: None)
-    return _row("dynamic", k, model.total, clock, tasks=slices)
+    return _row(variant, k, model.total, clock, tasks=slices)
 
 
 def replay_static(model: CostModel, k: int, overhead: float, per_worker: int = 8) -> dict:
@@ -196,11 +211,11 @@ def sweep(models_dir, workers, runs, epochs, subset):
     return time.perf_counter() - t0
 
 
-def print_replay(events, overhead, n_units, sim_workers) -> list:
+def print_replay(events, overhead, n_units, sim_workers, variants=("dynamic",)) -> list:
     model = CostModel(events, n_units)
     sims = []
     for k in sim_workers:
-        sims += [replay_dynamic(model, k, overhead), replay_static(model, k, overhead)]
+        sims += [replay_dynamic(model, k, overhead, v) for v in variants] + [replay_static(model, k, overhead)]
     print(f"\n## Replay of {len(events)} recorded slices ({model.total:.1f} s of work, {len(model.P)} patterns, "
           f"overhead {1000 * overhead:.0f} ms per slice)\n")
     print("| simulated workers | scheduler | busy | idle | speed-up | makespan s (ideal) |\n"
@@ -300,6 +315,8 @@ def main(argv=None) -> int:
     p.add_argument("--sweep-subset", type=int, default=20000)
     p.add_argument("--skip-sweep", action="store_true")
     p.add_argument("--replay-only", action="store_true", help="only replay the slices recorded by an earlier run")
+    p.add_argument("--variants", action="store_true",
+                   help="with --replay-only: also replay the scheduler without each of its parts (ablation)")
     p.add_argument("--weights", default=None, help="count this weights file instead of training --arch")
     p.add_argument("--trace-only", action="store_true",
                    help="only the traced count (--workers 2, --trace-slice slices, up to --time-limit) and its replay")
@@ -310,7 +327,8 @@ def main(argv=None) -> int:
     sim_workers = [int(x) for x in args.sim_workers.split(",") if x.strip()]
     if args.replay_only:
         rec = load_trace(work / TRACE)
-        print_replay(rec["events"], rec["overhead"], rec["n_units"], sim_workers)
+        print_replay(rec["events"], rec["overhead"], rec["n_units"], sim_workers,
+                     tuple(VARIANTS) if args.variants else ("dynamic",))
         return 0
     if args.trace_only:
         return trace_only(args, work, sim_workers)

@@ -254,9 +254,11 @@ class OrderedWork:
 
 
 def group_size(waiting: int, workers: int) -> int:
-    """How many consecutive waiting subtrees one slice takes: one while few wait, more (small ones, fewer
-    round trips) while many do."""
-    return max(1, min(64, waiting // (4 * workers)))
+    """How many consecutive waiting subtrees one slice takes: one while fewer wait than twice the workers,
+    else each worker's share (up to 64): a slice hands back dozens of small sibling subtrees, and one
+    round trip each would cost more than their walk (the replay of a 10-minute trace, benchmarks/README.md:
+    the median slice of one subtree took 5-16 ms against 7 ms of overhead per slice)."""
+    return max(1, min(64, waiting // workers))
 
 
 def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoint, trace) -> SearchOutcome:
