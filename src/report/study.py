@@ -469,6 +469,16 @@ def _records(study: Study):
     return load_runs(study.models_dir, study.run_ids, DEFAULT_DOMAIN, study.recipe.min_accuracy)
 
 
+def _per_run_phase(study, session, phase: str, label: str, verb: str, dirs: dict, r, progress) -> None:
+    """One measuring phase over every ready run (tasks ("phase", run dir, (recipe,))), timed and logged."""
+    t0 = time.perf_counter()
+    res = run_tasks(session, [(phase, d, (r,)) for d in dirs.values()], label, progress)
+    worked = any(not x.get("skipped") for x in res)
+    _phase(study, phase, time.perf_counter() - t0, worked, errors=_errors(res))
+    study.log(f"{phase}: {sum(not x.get('skipped') for x in res)} run(s) {verb} "
+              f"({time.perf_counter() - t0:.0f} s)" + "".join(f"\n  error: {e}" for e in _errors(res)))
+
+
 def measure_phases(study: Study, session: Session) -> None:
     r = study.recipe
     progress = not study.quiet
@@ -479,21 +489,8 @@ def measure_phases(study: Study, session: Session) -> None:
     study.state["measured_runs"] = ready
     dirs = {i: str(study.run_dir(i)) for i in ready}
 
-    # segments: cheap, exact, all runs
-    t0 = time.perf_counter()
-    res = run_tasks(session, [("segments", dirs[i], (r,)) for i in ready], "segments", progress)
-    worked = any(not x.get("skipped") for x in res)
-    _phase(study, "segments", time.perf_counter() - t0, worked, errors=_errors(res))
-    study.log(f"segments: {sum(not x.get('skipped') for x in res)} run(s) measured "
-              f"({time.perf_counter() - t0:.0f} s)" + "".join(f"\n  error: {e}" for e in _errors(res)))
-
-    # global count, stable units, estimate
-    t0 = time.perf_counter()
-    res = run_tasks(session, [("global", dirs[i], (r,)) for i in ready], "global counts", progress)
-    worked = any(not x.get("skipped") for x in res)
-    _phase(study, "global", time.perf_counter() - t0, worked, errors=_errors(res))
-    study.log(f"global: {sum(not x.get('skipped') for x in res)} run(s) counted "
-              f"({time.perf_counter() - t0:.0f} s)" + "".join(f"\n  error: {e}" for e in _errors(res)))
+    _per_run_phase(study, session, "segments", "segments", "measured", dirs, r, progress)  # cheap, exact
+    _per_run_phase(study, session, "global", "global counts", "counted", dirs, r, progress)  # + stable, estimate
 
     # pilot: the widths
     if r.widths is not None:
