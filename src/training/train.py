@@ -234,7 +234,9 @@ def adversarial_batch(model, x, y, method: str, eps: float, steps: int, step_siz
         x = x.detach()
         lo, hi = (x - eps).clamp_(0.0, 1.0), (x + eps).clamp_(0.0, 1.0)
         if method == "pgd":
-            noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) if generator is not None \
+            # a seeded start is drawn on the generator's own device (the CPU) and moved: the same start on
+            # every device, and no 'generator of another device' error when x is on a GPU
+            noise = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device) if generator is not None \
                 else torch.rand_like(x)
             x_adv = torch.max(torch.min(x + (2 * noise - 1) * eps, hi), lo)
             n_steps, size = steps, step_size
