@@ -319,6 +319,18 @@ def wait_for_pause(proc, marker, timeout: float = 300) -> dict:
 
 # ---- fixtures ---------------------------------------------------------------------------------------------
 @pytest.fixture
+def default_sigint():
+    """Python's own Ctrl-C handler for the test, whatever pytest inherited: a suite started in the background
+    (nohup, `cmd &` in a script) inherits SIGINT ignored, and a test of handler restoration must know the
+    handler it started with."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield signal.default_int_handler
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(12345)
 

@@ -148,7 +148,7 @@ def test_time_limit_zero_returns_the_whole_tree_as_frontier():
     assert out2.complete and set(more) == brute_force_patterns(net, box, TOL)
 
 
-def test_ctrl_c_stops_with_frontier_and_resume_completes():
+def test_ctrl_c_stops_with_frontier_and_resume_completes(default_sigint):
     net = random_net([3, 4, 3, 1], seed=11, bias_scale=0.4)
     box = Box.uniform(3)
     fixed = interval_bounds(net, box).fixed_bits()
@@ -161,14 +161,14 @@ def test_ctrl_c_stops_with_frontier_and_resume_completes():
 
     out = run_search(net, box, fixed, TOL, emit)
     assert out.interrupted and not out.complete and out.frontier
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handler restored
+    assert signal.getsignal(signal.SIGINT) is default_sigint   # handler restored
     everything = _resume_until_done(net, box, fixed, found, out.frontier)
     assert len(everything) == len(set(everything))
     assert set(everything) == brute_force_patterns(net, box, TOL)
 
 
 @pytest.mark.slow
-def test_ctrl_c_with_two_workers(ray_session):
+def test_ctrl_c_with_two_workers(ray_session, default_sigint):
     net = random_net([3, 8, 8, 1], seed=9, bias_scale=0.4)
     box = Box.uniform(3)
     fixed = interval_bounds(net, box).fixed_bits()
@@ -181,7 +181,7 @@ def test_ctrl_c_with_two_workers(ray_session):
             os.kill(os.getpid(), signal.SIGINT)
 
     out = run_search(net, box, fixed, TOL, emit, workers=2)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is default_sigint
     if out.complete:                 # every subtree had finished before the workers saw the stop
         assert sorted(found) == sorted(full)
         return
