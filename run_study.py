@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "<out>/report.md. Every phase skips outputs that are current, so the same command resumes a "
                     "killed or time-limited study. Recipes: "
                     f"full = the seed's ({f.epochs} epochs, K={f.images}, M={f.segments}, --estimate {f.estimate}); "
-                    "medium = about 40 minutes on 2 idle cores, 1 h 39 min measured on a loaded one "
+                    "medium = about 20 minutes per seed on 2 idle cores (1 h 39 min for one seed on a loaded machine) "
                     f"({m.epochs} epochs, K={m.images}, M={m.segments}, no estimate, the local phase limited to "
                     f"{m.local_time_limit:g} s); tiny = the test's (mlp:6-6, "
                     "about a minute). Any field of the recipe can be overridden by its flag. docs/paper.md.")

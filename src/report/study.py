@@ -111,7 +111,8 @@ class Recipe:
 RECIPES = {
     # the seed's recipe: 120 epochs, the 12-run sweep, K = 100 images, M = 100 segments, estimates
     "full": Recipe("full"),
-    # about 40 minutes on 2 idle cores, 1 h 39 min on the loaded one (docs/paper.md): 20 epochs, K = 30, no estimate
+    # about 20 minutes per seed on 2 idle cores, 1 h 39 min for one seed on a loaded one (docs/paper.md):
+    # 20 epochs, K = 30, no estimate
     "medium": Recipe("medium", epochs=20, images=30, segments=100, box_time_limit=60.0, pilot_time_limit=600.0,
                      local_time_limit=1500.0, global_time_limit=30.0, estimate=0,
                      width_candidates=(0.0005, 0.001, 0.002, 0.005)),
