@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,13 +27,14 @@ from src.core.defaults import DEFAULT_TOL
 from src.core.errors import ToolError
 from src.core.fault_hooks import pause_point
 from src.core.network import ReluNet
+from src.core.patterns import row_keys
 from src.counting.count import count_domain, count_stability
 from src.counting.count_bounds import data_patterns, lower_bound, upper_bounds
 from src.counting.problem import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink,
-                                  backend_candidates, get_backend, run_backends)
+                                  ResumedPatterns, backend_candidates, backend_class, get_backend, run_backends)
 from src.io.current import record_is_current
 from src.io.files import file_sha256, remove_stale_temps
-from src.io.pattern_file import PatternWriter, read_pattern_header, read_patterns
+from src.io.pattern_file import PatternWriter, count_patterns, iter_pattern_blocks, read_pattern_header, read_patterns
 from src.io.readers import load_net
 from src.io.records import read_checkpoint, read_frontier, read_regions, write_checkpoint, write_frontier, write_regions
 from src.io.run_dir import (checkpoint_file_name, frontier_file_name, partial_pattern_file_name, pattern_file_name,
@@ -100,16 +103,90 @@ class _Progress:
             self.bar = None
 
 
+def _contradicting(rows: np.ndarray, fixed_bits: np.ndarray) -> np.ndarray:
+    """Indices of the patterns (rows) that contradict a stable unit."""
+    m = fixed_bits >= 0
+    if rows.size == 0 or not m.any():
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.any(rows[:, m] != fixed_bits[m].astype(np.uint8), axis=1))
+
+
+def _refuse_contradicting(path, n_bad: int, n_all: int, first: int) -> None:
+    raise ToolError(f"--resume {path}: {n_bad} of its {n_all} patterns contradict the stable units of this "
+                    f"net on this domain (first: pattern {first}); it was not written for this net/domain/tol — "
+                    f"remove it or run without --resume")
+
+
 def check_known_patterns(known: np.ndarray, fixed_bits: np.ndarray, path) -> None:
     """Refuse resumed patterns that contradict a stable unit (they cannot be patterns of this net/domain)."""
-    if known.size == 0:
-        return
-    m = fixed_bits >= 0
-    bad = np.flatnonzero(np.any(known[:, m] != fixed_bits[m].astype(np.uint8), axis=1))
+    bad = _contradicting(known, fixed_bits)
     if bad.size:
-        raise ToolError(f"--resume {path}: {bad.size} of its {len(known)} patterns contradict the stable units of this "
-                        f"net on this domain (first: pattern {bad[0] + 1}); it was not written for this net/domain/tol — "
-                        f"remove it or run without --resume")
+        _refuse_contradicting(path, bad.size, len(known), bad[0] + 1)
+
+
+def scan_resumed_patterns(path, layer_sizes, fixed_bits: np.ndarray, watch=None,
+                          max_bytes: int | None = None) -> ResumedPatterns:
+    """The patterns an ordered count (the lp backend) wrote to `path` (its first max_bytes), read in blocks
+    and never held: their number, the last one's key and the `watch`ed patterns among them. Checks each
+    block as check_known_patterns does and that the patterns increase strictly (the order of the lp
+    backend, which continues after the last one); ToolError naming the file otherwise."""
+    count, n_bad, first_bad = 0, 0, 0
+    last, hits, nbytes = None, set(), None
+    watched = None
+    for rows in iter_pattern_blocks(path, layer_sizes, max_bytes=max_bytes):
+        bad = _contradicting(rows, fixed_bits)
+        if bad.size:
+            first_bad = first_bad or count + int(bad[0]) + 1
+            n_bad += bad.size
+        packed = np.ascontiguousarray(np.packbits(rows, axis=1))     # the keys of src.core.patterns, in rows
+        nbytes = packed.shape[1]
+        keys = packed.view(f"S{nbytes}").reshape(-1)                 # compare as bytes: lexicographic order
+        prev = keys if last is None else np.concatenate([np.array([last], keys.dtype), keys])
+        worse = np.flatnonzero(prev[1:] <= prev[:-1])
+        if worse.size:
+            at = count + int(worse[0]) + (1 if last is None else 0) + 1
+            raise ToolError(f"--resume {path}: pattern {at} does not come after the one before it (the lp "
+                            f"backend writes them strictly increasing); this file was not written by the count "
+                            f"its frontier belongs to — remove it or run without --resume")
+        if watch is not None and len(watch):
+            if watched is None:
+                watched = np.array(sorted(row_keys(watch)), f"S{nbytes}")
+            for i in np.flatnonzero(np.isin(keys, watched)):
+                hits.add(packed[i].tobytes())
+        last = packed[-1].tobytes()
+        count += len(rows)
+    if n_bad:
+        _refuse_contradicting(path, n_bad, count, first_bad)
+    return ResumedPatterns(count=count, last=last, hits=frozenset(hits))
+
+
+def _continues_in_order(resume_state: dict | None, backend: str) -> bool:
+    """True when a resumed count goes on from the frontier of the lp backend (ordered output) with that
+    backend: the patterns found so far then need not be read into memory (scan_resumed_patterns)."""
+    if resume_state is None or resume_state.get("frontier") is None or resume_state.get("backend") not in (None, "lp"):
+        return False
+    if backend_candidates(backend)[0] != "lp":
+        return False
+    try:
+        backend_class("lp").check_available()
+    except ToolError:
+        return False
+    return True
+
+
+def _continue_in_partial(pattern_path: Path, partial_path: Path) -> int:
+    """Copy the pattern file of a finished, incomplete count to the partial file that the resumed count
+    appends to (the pattern file stays until the new one replaces it); returns the partial file's size."""
+    with contextlib.suppress(FileNotFoundError):
+        partial_path.unlink()
+    shutil.copyfile(pattern_path, partial_path)
+    with open(partial_path, "rb+") as fh:
+        end = fh.seek(0, 2)
+        if end and (fh.seek(end - 1), fh.read(1))[1] != b"\n":
+            fh.write(b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+        return fh.tell()
 
 
 def prev_complete(json_path, n_patterns: int, sha, tol: float, domain_name: str) -> bool:
@@ -242,19 +319,19 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     for p in (pattern_path, json_path, frontier_path, checkpoint_path):
         remove_stale_temps(p)
 
-    # ---- resume: the patterns already found -------------------------------------------------
-    known = None
+    # ---- resume: where the patterns already found are (read after the stable units are known) -----------
+    known_path, known_bytes = None, None     # the file and its checkpointed length
     resume_state = None
     resume_bytes = None
     if resume and checkpoint_path.exists():
         ck = _usable_checkpoint(checkpoint_path, partial_path, net, sha, tol, box.name)
         if ck is not None:
-            known = read_patterns(partial_path, net.layer_sizes, allow_empty=True, max_bytes=ck["bytes"])
+            known_path, known_bytes = partial_path, ck["bytes"]
             resume_bytes = ck["bytes"]
             if ck.get("frontier") is not None:
                 resume_state = {"backend": ck["backend"], "frontier": ck["frontier"]}
             _log(f"resuming from the checkpoint {checkpoint_path.name} of {ck['written']} "
-                 f"({len(known)} patterns)", not progress)
+                 f"({ck['patterns']} patterns)", not progress)
     if not resume:
         for p in (checkpoint_path, partial_path):      # a fresh count discards an earlier one's state
             with contextlib.suppress(FileNotFoundError):
@@ -273,16 +350,19 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
                 if "tol" in prev and float(prev["tol"]) != float(tol):
                     raise ToolError(f"--resume {pattern_path}: the earlier run used --tol {prev['tol']}, this one "
                                     f"--tol {tol}; use the same tol or run without --resume")
-            known = read_patterns(pattern_path, net.layer_sizes, allow_empty=True)
-            if prev_complete(json_path, len(known), sha, tol, box.name) and not frontier_path.exists():
+            if frontier_path.exists():
+                resume_state = read_frontier(frontier_path)
+            elif json_path.exists() and read_regions(json_path).get("complete") is True and prev_complete(
+                    json_path, count_patterns(pattern_path, net.layer_sizes), sha, tol, box.name):
                 prev = read_regions(json_path)
                 _log(f"{json_path.name}: already complete ({prev['count']} regions); nothing to resume", not progress)
                 return prev
-            if frontier_path.exists():
-                resume_state = read_frontier(frontier_path)
-            _log(f"resuming from {pattern_path} ({len(known)} patterns)", not progress)
+            known_path = pattern_path
+            _log(f"resuming from {pattern_path}", not progress)
         else:
             _log(f"--resume: no {pattern_path.name} in {out_dir} yet; starting from scratch", not progress)
+    # an ordered backend continuing from its frontier never needs the known patterns in memory
+    streamed = known_path is not None and _continues_in_order(resume_state, backend)
 
     # ---- data, bounds and stable units ----------------------------------------------------------
     t0 = time.perf_counter()
@@ -299,8 +379,16 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     write_stability_files(out_dir, stability, box, weights, sha=sha)
     t_bounds = time.perf_counter() - t0
     fixed = stability.fixed_bits()
-    if known is not None:
-        check_known_patterns(known, fixed, pattern_path)
+    known, resumed = None, None
+    watch = None if data is None or not data.keys else data.patterns()
+    if streamed:
+        resumed = scan_resumed_patterns(known_path, net.layer_sizes, fixed, watch, max_bytes=known_bytes)
+        if resume_bytes is None:        # the file of a finished, incomplete count: the new one continues a copy
+            resume_bytes = _continue_in_partial(pattern_path, partial_path)
+        _log(f"{resumed.count} patterns found before, continuing after the last one", not progress)
+    elif known_path is not None:
+        known = read_patterns(known_path, net.layer_sizes, allow_empty=True, max_bytes=known_bytes)
+        check_known_patterns(known, fixed, known_path)
     problem = EnumerationProblem(net, box, stability, tol)
     model_size = formulation_size(net, stability, tol)      # only MILP backends build the MILP itself
     counts = stability.counts()
@@ -309,13 +397,13 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
          f"{model_size['constraints']} constraints, {model_size['binaries']} binaries", not progress)
 
     # ---- enumeration ----------------------------------------------------------------------------
-    bar = _Progress(progress, 0 if known is None else len(known))
+    bar = _Progress(progress, resumed.count if resumed is not None else 0 if known is None else len(known))
     writer = PatternWriter(pattern_path, net.layer_sizes, partial=partial_path, resume_bytes=resume_bytes)
     interrupted = False
     t_enum0 = time.perf_counter()
     try:
         sink = PatternSink(writer, known, progress=bar, write_known=resume_bytes is None, flat_memory=True,
-                           watch=None if data is None or not data.keys else data.patterns())
+                           watch=watch, resumed=resumed)
         ckpt = Checkpointer(checkpoint_path, writer, sink, checkpoint_every or None,
                             {"weights_sha256": sha, "tol": float(tol), "domain": box.name,
                              "layer_sizes": net.layer_sizes})

@@ -72,6 +72,16 @@ class ProblemTooLarge(BackendUnavailable):
     """The solver is installed but refuses this problem (e.g. Gurobi's size-limited pip licence)."""
 
 
+@dataclass(frozen=True)
+class ResumedPatterns:
+    """What an ordered count needs of the patterns a resumed count already wrote, without holding them:
+    how many, the last one's key (they are strictly increasing) and the keys of the watched patterns
+    among them (src.counting.driver.scan_resumed_patterns reads them off the file in blocks)."""
+    count: int
+    last: bytes | None
+    hits: frozenset = frozenset()
+
+
 class PatternSink:
     """Receives patterns from a backend: de-duplicates, streams new ones to `writer`, counts.
 
@@ -80,14 +90,19 @@ class PatternSink:
     ordered (`Backend.ordered_output`: strictly increasing, lexicographic) is de-duplicated against
     the last pattern only, so memory stays flat in the count; membership is then answered only for
     the patterns listed in `watch` (the data-certified ones), and patterns() is not available.
+    `resumed` (instead of `known`): the summary of the patterns an ordered backend already wrote before
+    the frontier it continues from; only an ordered backend can then run (flat memory at any count).
     """
 
     def __init__(self, writer=None, known: np.ndarray | None = None, progress=None, write_known: bool = True,
-                 flat_memory: bool = False, watch=None):
+                 flat_memory: bool = False, watch=None, resumed: ResumedPatterns | None = None):
+        if resumed is not None and (known is not None or not flat_memory):
+            raise ValueError("resumed= replaces known= and needs flat_memory=True")
         self.writer = writer
         self.progress = progress            # callable(count) or None
         self.on_new = None                  # callable() after each new pattern (checkpoints), or None
         self._seen: set[bytes] = set()         # pattern keys (src.core.patterns)
+        self._skip: set[bytes] = set()         # ordered, no frontier: the known keys, emitted again and skipped
         self._n_units = 0
         self.flat_memory = flat_memory
         self._ordered = False
@@ -95,22 +110,36 @@ class PatternSink:
         self._n = 0
         self._watch = None if watch is None else pattern_keys(watch)
         self._hits: set[bytes] = set()
+        self._resumed = resumed
         self.known = np.zeros((0, 0), np.uint8) if known is None else np.asarray(known, np.uint8)
         w, self.writer = self.writer, (self.writer if write_known else None)
         for p in self.known:
             self.add(p)
         self.writer = w
-        self.n_known = len(self._seen)
+        self.n_known = len(self._seen) if resumed is None else resumed.count
 
-    def start_backend(self, ordered: bool) -> None:
-        """Told by run_backends before a backend runs: switch to ordered streaming when it applies."""
+    def start_backend(self, ordered: bool, continues: bool = True) -> None:
+        """Told by run_backends before a backend runs: switch to ordered streaming when it applies.
+
+        continues: the backend goes on from the frontier of the count that found the known patterns,
+        so all it emits comes after them; otherwise it emits them again and they are skipped."""
+        if self._resumed is not None and not (ordered and continues):
+            raise RuntimeError("a count resumed without its patterns in memory needs the ordered backend that "
+                               "wrote them, continuing from its frontier")
         if not (ordered and self.flat_memory) or self._ordered:
             return
         self._ordered = True
+        if self._resumed is not None:
+            self._n, self._last = self._resumed.count, self._resumed.last
+            self._hits = set(self._resumed.hits) & (self._watch or set())
+            return
         self._n = len(self._seen)
-        self._last = max(self._seen) if self._seen else None
         if self._watch is not None:
             self._hits = self._watch & self._seen
+        if continues:
+            self._last = max(self._seen) if self._seen else None
+        else:
+            self._skip = self._seen
         self._seen = set()
 
     def add(self, pattern) -> bool:
@@ -124,6 +153,8 @@ class PatternSink:
                     return False
                 raise RuntimeError("an ordered backend emitted a pattern out of lexicographic order (a bug)")
             self._last = key
+            if key in self._skip:
+                return False
             self._n += 1
             if self._watch is not None and key in self._watch:
                 self._hits.add(key)
@@ -299,7 +330,7 @@ def run_backends(problem: EnumerationProblem, sink: PatternSink, backend: str = 
             be.check_problem(problem)
             state = resume_state if resume_state is None or resume_state.get("backend") in (None, name) else None
             kw = prepare(name, be, state) if prepare is not None else {}
-            sink.start_backend(be.ordered_output)
+            sink.start_backend(be.ordered_output, continues=state is not None and state.get("frontier") is not None)
             left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t0))
             return be.enumerate(problem, sink, time_limit=left, threads=int(threads), resume_state=state, **kw), \
                 name, notes

@@ -154,13 +154,42 @@ def read_pattern_header(path) -> list[int]:
     return _parse_header(path, first)
 
 
-def read_patterns(path, layer_sizes=None, dedupe: bool = True, allow_empty: bool = False,
-                  max_bytes: int | None = None) -> np.ndarray:
-    """Patterns of a file as uint8 (P, N), in file order.
+CHUNK_BYTES = 1 << 26        # bytes of a pattern file parsed at a time: memory stays flat however large the file
 
-    Checks the header against `layer_sizes` (when given), the token count and that every
-    token is 0 or 1. Duplicates are dropped with a warning. An empty list is an error unless
-    allow_empty. max_bytes: read only that many bytes (a checkpointed partial file).
+
+def _parse_block(path, block: bytes, n_units: int, sizes, lineno: int) -> np.ndarray:
+    """The patterns of `block` (whole lines of a pattern file; its first line is line lineno + 1) as uint8 rows.
+
+    The writer's own layout (n tokens of one character, single spaces, "\n") is parsed with array
+    operations; anything else (tabs, CRLF, blank lines) line by line, with the same checks."""
+    a = np.frombuffer(block, np.uint8)
+    width = 2 * n_units
+    if a.size and a.size % width == 0:
+        m = a.reshape(-1, width)
+        bits = m[:, 0:width - 1:2]
+        if (m[:, -1] == 10).all() and (m[:, 1:width - 1:2] == 32).all() and ((bits == 48) | (bits == 49)).all():
+            return bits - np.uint8(48)
+    rows = []
+    for k, raw in enumerate(block.split(b"\n"), lineno + 1):
+        toks = _tokens(_decode(path, raw, k))
+        if not toks:
+            continue
+        if len(toks) != n_units:
+            raise ToolError(f"{path}:{k}: {len(toks)} values, expected {n_units} (one per hidden unit of n = {sizes})")
+        if not all(t in ("0", "1") for t in toks):
+            bad = next(t for t in toks if t not in ("0", "1"))
+            raise ToolError(f"{path}:{k}: tokens must be 0 or 1, got {bad[:20]!r}")
+        rows.append(np.fromiter((t == "1" for t in toks), dtype=np.uint8, count=n_units))
+    return np.vstack(rows) if rows else np.zeros((0, n_units), np.uint8)
+
+
+def iter_pattern_blocks(path, layer_sizes=None, max_bytes: int | None = None, chunk_bytes: int = CHUNK_BYTES):
+    """The patterns of a file as uint8 blocks (rows, N), in file order, about `chunk_bytes` of the file at a
+    time (memory flat in the file's size; duplicates are kept).
+
+    Checks the header against `layer_sizes` (when given), the token count and that every token is 0 or
+    1, naming the line. max_bytes: read only that many bytes (a checkpointed partial file), which must
+    end with a whole line.
     """
     path = Path(path)
     sizes = read_pattern_header(path)
@@ -168,27 +197,55 @@ def read_patterns(path, layer_sizes=None, dedupe: bool = True, allow_empty: bool
         raise ToolError(f"{path}:1: pattern file is for a net with n = {sizes}, "
                         f"but the network has n = {list(layer_sizes)}")
     n_units = sum(sizes[1:-1])
-    rows = []
     with open(path, "rb") as fh:
-        data = fh.read() if max_bytes is None else fh.read(max_bytes)
-    lines = data.split(b"\n")
-    if max_bytes is not None and lines and lines[-1]:
-        raise ToolError(f"{path}:{len(lines)}: the checkpointed part ends inside a line")
-    for lineno, raw in enumerate(lines[1:], 2):
-        toks = _tokens(_decode(path, raw, lineno))
-        if not toks:
-            continue
-        if len(toks) != n_units:
-            raise ToolError(f"{path}:{lineno}: {len(toks)} values, expected {n_units} (one per hidden unit of n = {sizes})")
-        if not all(t in ("0", "1") for t in toks):
-            bad = next(t for t in toks if t not in ("0", "1"))
-            raise ToolError(f"{path}:{lineno}: tokens must be 0 or 1, got {bad[:20]!r}")
-        rows.append(np.fromiter((t == "1" for t in toks), dtype=np.uint8, count=n_units))
-    if not rows:
+        header = fh.readline()
+        left = None if max_bytes is None else max_bytes - len(header)
+        if left is not None and left < 0:
+            raise ToolError(f"{path}:1: the checkpointed part ends inside a line")
+        lineno, rest = 1, b""
+        while True:
+            buf = fh.read(chunk_bytes if left is None else min(chunk_bytes, left))
+            if not buf:
+                break
+            if left is not None:
+                left -= len(buf)
+            data = rest + buf
+            cut = data.rfind(b"\n") + 1
+            block, rest = data[:cut], data[cut:]
+            if block:
+                rows = _parse_block(path, block, n_units, sizes, lineno)
+                lineno += block.count(b"\n")
+                if len(rows):
+                    yield rows
+        if rest:
+            if max_bytes is not None:
+                raise ToolError(f"{path}:{lineno + 1}: the checkpointed part ends inside a line")
+            rows = _parse_block(path, rest, n_units, sizes, lineno)
+            if len(rows):
+                yield rows
+
+
+def count_patterns(path, layer_sizes=None) -> int:
+    """The number of patterns in a file (checked as iter_pattern_blocks does; duplicates counted)."""
+    return sum(len(rows) for rows in iter_pattern_blocks(path, layer_sizes))
+
+
+def read_patterns(path, layer_sizes=None, dedupe: bool = True, allow_empty: bool = False,
+                  max_bytes: int | None = None) -> np.ndarray:
+    """Patterns of a file as uint8 (P, N), in file order.
+
+    Checks the header against `layer_sizes` (when given), the token count and that every
+    token is 0 or 1. Duplicates are dropped with a warning. An empty list is an error unless
+    allow_empty. max_bytes: read only that many bytes (a checkpointed partial file).
+    Holds every pattern: a count's resume streams the file with iter_pattern_blocks instead.
+    """
+    path = Path(path)
+    blocks = list(iter_pattern_blocks(path, layer_sizes, max_bytes=max_bytes))
+    if not blocks:
         if allow_empty:
-            return np.zeros((0, n_units), dtype=np.uint8)
+            return np.zeros((0, sum(read_pattern_header(path)[1:-1])), dtype=np.uint8)
         raise ToolError(f"{path}:1: no patterns in the file (only the header)")
-    pats = np.vstack(rows)
+    pats = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
     if dedupe:
         _, first = np.unique(pats, axis=0, return_index=True)
         if first.size < len(pats):
