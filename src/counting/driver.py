@@ -131,8 +131,7 @@ def scan_resumed_patterns(path, layer_sizes, fixed_bits: np.ndarray, watch=None,
     block as check_known_patterns does and that the patterns increase strictly (the order of the lp
     backend, which continues after the last one); ToolError naming the file otherwise."""
     count, n_bad, first_bad = 0, 0, 0
-    last, hits, nbytes = None, set(), None
-    watched = None
+    last, hits, watched = None, set(), None
     for rows in iter_pattern_blocks(path, layer_sizes, max_bytes=max_bytes):
         bad = _contradicting(rows, fixed_bits)
         if bad.size:
@@ -141,10 +140,11 @@ def scan_resumed_patterns(path, layer_sizes, fixed_bits: np.ndarray, watch=None,
         packed = np.ascontiguousarray(np.packbits(rows, axis=1))     # the keys of src.core.patterns, in rows
         nbytes = packed.shape[1]
         keys = packed.view(f"S{nbytes}").reshape(-1)                 # compare as bytes: lexicographic order
-        prev = keys if last is None else np.concatenate([np.array([last], keys.dtype), keys])
-        worse = np.flatnonzero(prev[1:] <= prev[:-1])
+        worse = np.flatnonzero(keys[1:] <= keys[:-1]) + 1            # index in the block of a row not after its own
+        if last is not None and packed[0].tobytes() <= last:
+            worse = np.zeros(1, np.int64)
         if worse.size:
-            at = count + int(worse[0]) + (1 if last is None else 0) + 1
+            at = count + int(worse[0]) + 1
             raise ToolError(f"--resume {path}: pattern {at} does not come after the one before it (the lp "
                             f"backend writes them strictly increasing); this file was not written by the count "
                             f"its frontier belongs to — remove it or run without --resume")
@@ -161,17 +161,18 @@ def scan_resumed_patterns(path, layer_sizes, fixed_bits: np.ndarray, watch=None,
 
 
 def _continues_in_order(resume_state: dict | None, backend: str) -> bool:
-    """True when a resumed count goes on from the frontier of the lp backend (ordered output) with that
-    backend: the patterns found so far then need not be read into memory (scan_resumed_patterns)."""
-    if resume_state is None or resume_state.get("frontier") is None or resume_state.get("backend") not in (None, "lp"):
-        return False
-    if backend_candidates(backend)[0] != "lp":
+    """True when a resumed count goes on from the frontier of an ordered backend (`ordered_output`: the lp
+    backend) with that backend: the patterns found so far then need not be read into memory
+    (scan_resumed_patterns)."""
+    first = backend_candidates(backend)[0]
+    if resume_state is None or resume_state.get("frontier") is None or resume_state.get("backend") not in (None, first):
         return False
     try:
-        backend_class("lp").check_available()
+        klass = backend_class(first)
+        klass.check_available()
     except ToolError:
         return False
-    return True
+    return klass.ordered_output
 
 
 def _continue_in_partial(pattern_path: Path, partial_path: Path) -> int:
@@ -342,8 +343,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
             if sizes != net.layer_sizes:
                 raise ToolError(f"--resume {pattern_path}: the pattern file is for a net with n = {sizes}, but "
                                 f"{weights} has n = {net.layer_sizes}; remove it or run without --resume")
-            if json_path.exists():
-                prev = read_regions(json_path)
+            prev = read_regions(json_path) if json_path.exists() else None
+            if prev is not None:
                 if prev.get("weights_sha256") and sha and prev["weights_sha256"] != sha:
                     raise ToolError(f"--resume {pattern_path}: {json_path.name} was written for different weights "
                                     f"(sha256 differs from {weights}); remove the old outputs or run without --resume")
@@ -352,9 +353,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
                                     f"--tol {tol}; use the same tol or run without --resume")
             if frontier_path.exists():
                 resume_state = read_frontier(frontier_path)
-            elif json_path.exists() and read_regions(json_path).get("complete") is True and prev_complete(
+            elif prev is not None and prev.get("complete") is True and prev_complete(   # counts only then
                     json_path, count_patterns(pattern_path, net.layer_sizes), sha, tol, box.name):
-                prev = read_regions(json_path)
                 _log(f"{json_path.name}: already complete ({prev['count']} regions); nothing to resume", not progress)
                 return prev
             known_path = pattern_path
