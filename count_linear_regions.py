@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of counting: estimate the number of regions with N Knuth probes of the lp "
                         "region tree and a 95%% interval (docs/counting.md, Estimates); writes the \"estimate\" "
                         "record into regions_<domain>.json and no pattern file")
+    p.add_argument("--remaining", type=int, default=None, metavar="N",
+                   help="instead of counting: for an incomplete --backend lp count of these arguments (running now, "
+                        "killed, or stopped by --time-limit), estimate the regions it has still to find with N Knuth "
+                        "probes below its frontier (checkpoint_<domain>.json, else frontier_<domain>.json), the "
+                        "total with a 95%% interval, and when it should end at its own rate; reads its files, writes "
+                        "nothing (docs/counting.md, Estimates)")
     p.add_argument("--mipbound", action="store_true",
                    help="instead of counting: a probabilistic lower bound 'regions >= 2^r with probability p' by "
                         "MIPBound (Serra & Ramalingam, AAAI 2020): random XOR constraints on the MILP's binaries, "
@@ -116,6 +122,19 @@ def main(argv=None) -> int:
         status, path = sweep_status(args.weights, domains, out_dir) if sweep else \
             count_status(args.weights, box, args.tol, out_dir)
         print(f"{status} {path}")
+        return 0
+    if args.remaining is not None:
+        if args.estimate is not None or args.mipbound:
+            raise ToolError("--remaining estimates what an incomplete count has left; it does not take --estimate "
+                            "or --mipbound")
+        if sweep or args.slice is not None or args.segments is not None or args.resume:
+            raise ToolError("--remaining reads one incomplete count of one box; it does not take a sweep, --slice, "
+                            "--segments or --resume")
+        from src.counting.estimate import estimate_remaining, remaining_lines
+
+        rec = estimate_remaining(args.weights, box, probes=args.remaining, tol=args.tol, seed=args.seed,
+                                 time_limit=args.time_limit, out_dir=out_dir, net=net, progress=not args.quiet)
+        print("\n".join(remaining_lines(rec)))
         return 0
     if args.mipbound:
         if args.estimate is not None:

@@ -89,15 +89,17 @@ class Analysis:
         return enumerate_regions(self.net, self.box, st, backend=backend, tol=self.tol, time_limit=time_limit,
                                  threads=threads, **options)
 
-    def estimate_regions(self, probes: int = 200, time_limit: float | None = None, seed: int = 0) -> RegionEstimate:
+    def estimate_regions(self, probes: int = 200, time_limit: float | None = None, seed: int = 0,
+                         roots=None) -> RegionEstimate:
         """An estimate of the number of regions with a 95 % interval, without enumerating (stratified Knuth
         probes of the lp region tree; docs/counting.md, "Estimates"). A time limit (stable units included)
-        runs fewer probes and says so (`stopped = "time limit"`)."""
+        runs fewer probes and says so (`stopped = "time limit"`). roots: only the regions below these prefixes
+        (e.g. the "frontier" of an incomplete count's checkpoint_<domain>.json: what it has still to find)."""
         t0 = time.perf_counter()
         count_domain(self.net, self.box)
         st = self.stability(time_limit=time_limit)
         return estimate_regions(self.net, self.box, st, probes=probes, tol=self.tol, seed=seed,
-                                deadline=None if time_limit is None else t0 + time_limit)
+                                deadline=None if time_limit is None else t0 + time_limit, roots=roots)
 
     def mipbound(self, trials: int = DEFAULT_TRIALS, xor_size: int | None = None, time_limit: float | None = None,
                  seed: int = 0, *, backend: str = "auto", alpha: float = DEFAULT_ALPHA, threads: int = 1) -> MipBound:

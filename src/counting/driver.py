@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,12 @@ class Checkpointer:
 
     def save(self, frontier=None) -> None:
         nbytes = self.writer.sync()
+        now = datetime.now().isoformat(timespec="milliseconds")
+        if self.saves == 0:         # this process's start: the rate since then gives `--remaining` its ETA
+            self.meta = dict(self.meta, started=now, patterns_at_start=len(self.sink))
         write_checkpoint(self.path, {"format": "region-count-checkpoint", **self.meta, "backend": self.backend,
                                       "patterns": len(self.sink), "bytes": nbytes,
-                                      "frontier": None if frontier is None else list(frontier),
-                                      "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                      "frontier": None if frontier is None else list(frontier), "written": now})
         self.saves += 1
         if self.every:
             self._next = time.monotonic() + self.every
@@ -233,6 +236,51 @@ def count_status(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None) -> t
             and prev_complete(json_path, count_pattern_lines(pattern_path), sha, tol, box.name)):
         return "complete", json_path
     return "incomplete", json_path
+
+
+def incomplete_count_state(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None, net: ReluNet | None = None,
+                           flag: str = "--remaining") -> dict:
+    """Where an incomplete lp count of these weights, tol and domain stands, read from its files (nothing is
+    written): its checkpoint (a count running now, or killed) or else its frontier_<domain>.json and summary
+    (a count stopped by a time limit or Ctrl-C). Returns {"found": patterns found so far, "frontier": the
+    prefixes whose subtrees hold exactly the patterns not found yet, "source": the file read, "backend",
+    "written", "started", "patterns_at_start"} (the last three from a checkpoint: None when unknown).
+    One ToolError naming `flag` when there is no such count, when it is complete, or when its state has no
+    frontier (a MILP backend's checkpoint holds patterns only)."""
+    weights = Path(weights)
+    net = load_net(weights) if net is None else net
+    out_dir = Path(out_dir) if out_dir is not None else weights.parent
+    sha = file_sha256(weights) if weights.is_file() else None
+    ck_path = out_dir / checkpoint_file_name(box.name)
+    fr_path = out_dir / frontier_file_name(box.name)
+    json_path = out_dir / regions_file_name(box.name)
+    if ck_path.exists():
+        ck = _checkpoint_of(ck_path, net, sha, tol, box.name, flag)
+        if ck.get("frontier") is None:
+            raise ToolError(f"{flag} {ck_path}: the count's backend ({ck['backend']}) keeps no search frontier "
+                            f"(only --backend lp does), so what it has left cannot be estimated; --estimate N "
+                            f"estimates the whole count")
+        return {"found": int(ck["patterns"]), "frontier": list(ck["frontier"]), "source": ck_path,
+                "backend": ck["backend"], "written": ck.get("written"), "started": ck.get("started"),
+                "patterns_at_start": ck.get("patterns_at_start")}
+    prev = read_regions(json_path) if json_path.exists() else None
+    if prev is not None and record_is_current(prev, sha, tol=tol, domain=box) and prev.get("complete") is True:
+        raise ToolError(f"{flag}: the count in {json_path} is complete ({prev['count']} regions); nothing is left "
+                        f"to estimate")
+    if not fr_path.exists():
+        raise ToolError(f"{flag}: no incomplete lp count of {weights} on {box.name} in {out_dir} (neither "
+                        f"{ck_path.name} nor {fr_path.name}); start one with count_linear_regions.py "
+                        f"--checkpoint-every S, or use --estimate N for the whole count")
+    fr = read_frontier(fr_path)
+    if fr["layer_sizes"] != net.layer_sizes or (sha and fr.get("weights_sha256") and fr["weights_sha256"] != sha) \
+            or float(fr["tol"]) != float(tol):
+        raise ToolError(f"{flag} {fr_path}: written for other weights or another --tol; give the weights and "
+                        f"--tol of its count")
+    if prev is None or not record_is_current(prev, sha, tol=tol, domain=box):
+        raise ToolError(f"{flag} {fr_path}: {json_path.name} beside it is missing or of another count, so the "
+                        f"number of patterns found before the frontier is unknown")
+    return {"found": int(prev["count"]), "frontier": list(fr["frontier"]), "source": fr_path,
+            "backend": fr.get("backend", "lp"), "written": None, "started": None, "patterns_at_start": None}
 
 
 def check_count_settings(tol, time_limit, threads, workers=1, checkpoint_every=None) -> None:
@@ -569,18 +617,26 @@ def _data_patterns_missing(data, sink: PatternSink) -> int:
     return int(sum(1 for p in data.patterns() if p not in sink))
 
 
+def _checkpoint_of(checkpoint_path: Path, net: ReluNet, sha, tol, domain_name, flag: str = "--resume") -> dict:
+    """The checkpoint in checkpoint_path, checked to belong to these weights, tol and domain (else one
+    ToolError naming `flag` and the file)."""
+    ck = read_checkpoint(checkpoint_path)
+    fix = "remove it or run without --resume" if flag == "--resume" else "give the weights, --tol and domain of its count"
+    if ck["layer_sizes"] != net.layer_sizes or (sha and ck.get("weights_sha256") and ck["weights_sha256"] != sha):
+        raise ToolError(f"{flag} {checkpoint_path}: written for other weights (n = {ck['layer_sizes']}, "
+                        f"sha256 differs); {fix}")
+    if float(ck["tol"]) != float(tol):
+        raise ToolError(f"{flag} {checkpoint_path}: the earlier run used --tol {ck['tol']}, this one --tol {tol}; "
+                        f"{'use the same tol or run without --resume' if flag == '--resume' else fix}")
+    if ck["domain"] != domain_name:
+        raise ToolError(f"{flag} {checkpoint_path}: written for domain {ck['domain']}, not {domain_name}")
+    return ck
+
+
 def _usable_checkpoint(checkpoint_path: Path, partial_path: Path, net: ReluNet, sha, tol, domain_name) -> dict | None:
     """The checkpoint of a killed count, when it belongs to these weights, tol and domain and its
     partial pattern file holds what it records; None (with a notice) when it cannot be used."""
-    ck = read_checkpoint(checkpoint_path)
-    if ck["layer_sizes"] != net.layer_sizes or (sha and ck.get("weights_sha256") and ck["weights_sha256"] != sha):
-        raise ToolError(f"--resume {checkpoint_path}: written for other weights (n = {ck['layer_sizes']}, "
-                        f"sha256 differs); remove it or run without --resume")
-    if float(ck["tol"]) != float(tol):
-        raise ToolError(f"--resume {checkpoint_path}: the earlier run used --tol {ck['tol']}, this one --tol {tol}; "
-                        f"use the same tol or run without --resume")
-    if ck["domain"] != domain_name:
-        raise ToolError(f"--resume {checkpoint_path}: written for domain {ck['domain']}, not {domain_name}")
+    ck = _checkpoint_of(checkpoint_path, net, sha, tol, domain_name)
     size = partial_path.stat().st_size if partial_path.exists() else -1
     if size < ck["bytes"]:
         print(f"notice: {checkpoint_path.name} refers to {ck['bytes']} bytes of {partial_path.name}, but "

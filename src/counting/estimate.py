@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,14 @@ from src.core.box import Box
 from src.core.defaults import DEFAULT_TOL
 from src.core.errors import ToolError
 from src.core.network import ReluNet
-from src.core.patterns import pattern_keys
-from src.counting.driver import SideRun
+from src.core.patterns import check_prefixes, pattern_keys
+from src.counting.count import count_domain, count_stability
+from src.counting.driver import SideRun, incomplete_count_state
 from src.counting.feasibility_lp import prefix_margin_point
 from src.counting.tree_walk import EngineOptions, make_engine
+from src.io.files import file_sha256
+from src.io.readers import load_net
+from src.stability.files import reusable_stability
 from src.stability.record import Stability
 
 Z95 = 1.959963984540054          # the 97.5 % quantile of the standard normal
@@ -178,12 +183,28 @@ def _interval(mean: float, var: float, lower: int, upper: float) -> tuple:
     return (float(max(lo, lower)), float(min(max(hi, lower), upper)))
 
 
+def _check_roots(roots, n_hidden: int) -> list[str]:
+    """The prefixes of `roots` (strings of 0/1 of at most n_hidden bits, in strict lexicographic order, none a
+    prefix of the next: disjoint subtrees), else one ToolError."""
+    out = check_prefixes(list(roots) if isinstance(roots, (list, tuple)) else roots, n_hidden, "roots of the estimate")
+    for k in range(1, len(out)):
+        if out[k - 1] >= out[k] or out[k].startswith(out[k - 1]):
+            raise ToolError(f"roots of the estimate, items {k - 1} and {k} ({out[k - 1][:40]!r}, {out[k][:40]!r}): "
+                            f"not disjoint subtrees in lexicographic order")
+    return out
+
+
 def estimate_regions(net: ReluNet, box: Box, stability: Stability, *, probes: int, tol: float = DEFAULT_TOL,
-                     seed: int = 0, deadline: float | None = None, strata: int | None = None) -> RegionEstimate:
+                     seed: int = 0, deadline: float | None = None, strata: int | None = None,
+                     roots=None) -> RegionEstimate:
     """Knuth's estimate (stratified) of the number of feasible activation patterns of `net` on `box`, with a
     95 % interval (the module's docstring). probes >= 1 walks from a stratum to a leaf; deadline (a
     time.perf_counter() value) stops early: fewer probes, `stopped = "time limit"`. strata: the most nodes of
-    the exactly expanded levels (default probes // 4)."""
+    the exactly expanded levels (default probes // 4).
+
+    roots (prefix strings over all hidden units, as the lp walk's frontier lists them): estimate only the
+    patterns below them, these subtrees being the strata (no level is expanded): the regions an incomplete
+    count has still to find when `roots` is its frontier (`estimate_remaining`)."""
     if not (isinstance(probes, (int, np.integer)) and not isinstance(probes, bool) and probes >= 1):
         raise ToolError(f"the number of probes must be an integer >= 1, got {probes!r}")
     t0 = time.perf_counter()
@@ -199,6 +220,15 @@ def estimate_regions(net: ReluNet, box: Box, stability: Stability, *, probes: in
         pats = np.array([tree.pattern(k) for k in keys], np.uint8).reshape(len(keys), net.n_hidden_units)
         return RegionEstimate(method, value, ci, done, time.perf_counter() - t0, int(probes), n_strata, depth, D,
                               int(seed), stopped, exact, pats, dict(tree.stats, memo=len(tree.memo)))
+
+    if roots is not None:
+        prefixes = _check_roots(roots, net.n_hidden_units)
+        if not prefixes:
+            return result("exact (no subtree left)", 0.0, (0.0, 0.0), 0, [], exact=True, n_strata=0)
+        # a root's subtree holds at most 2^(its undecided unstable units) patterns
+        upper = float(sum(2.0 ** int(np.sum(tree.order >= len(p))) for p in prefixes))
+        return _probe_strata(tree, prefixes, "below the given roots", probes, seed, rng, deadline, upper, result, 0,
+                             proportional=True)
 
     # ---- the first levels, exactly ----------------------------------------------------------------
     level, depth, stopped = [tree.root()], 0, None
@@ -222,33 +252,63 @@ def estimate_regions(net: ReluNet, box: Box, stability: Stability, *, probes: in
     if not level:
         return result("exact (tree enumerated)", 0.0, (0.0, 0.0), 0, [], exact=True, n_strata=0, depth=depth)
 
-    # ---- probes, round-robin over a seeded permutation of the strata ---------------------------------
-    S = len(level)
+    return _probe_strata(tree, [tree.walk_prefix(node[0]) for node in level], f"at depth {depth} of {D}", probes,
+                         seed, rng, deadline, upper, result, depth)
+
+
+def _next_stratum(done: int, perm, sums, counts) -> int:
+    """The stratum of probe number `done` when strata differ in size by orders of magnitude (the subtrees of
+    a frontier): two rounds in the order `perm` (every stratum gets the two probes its variance needs), then
+    each probe to the stratum furthest below its share of the probes, the shares proportional to the
+    strata's estimates so far (sums / counts of their probes' values: Neyman's allocation when the strata
+    have one coefficient of variation; a stratum whose probes all ended at a dead end has an empty subtree
+    and gets no more). Ties: `perm` order."""
+    S = len(perm)
+    if done < 2 * S:
+        return int(perm[done % S])
+    means = (sums / counts)[perm]
+    if not means.sum() > 0:
+        return int(perm[done % S])
+    return int(perm[int(np.argmax(means / means.sum() * (done + 1) - counts[perm]))])
+
+
+def _probe_strata(tree: _Tree, prefixes: list, where: str, probes: int, seed: int, rng, deadline, upper: float,
+                  result, depth: int, proportional: bool = False) -> RegionEstimate:
+    """The probes of `estimate_regions`, dealt round-robin over a seeded permutation of the strata (the
+    subtrees below `prefixes`, walk prefix strings), or `proportional`ly to their estimates so far
+    (`_next_stratum`), and the stratified estimate with its interval (`result` builds the RegionEstimate;
+    a deadline already passed gives no probe and no value)."""
+    net, stopped = tree.net, None
+    late = (lambda: False) if deadline is None else (lambda: time.perf_counter() >= deadline)
+    S = len(prefixes)
     perm = rng.permutation(S)
     values: list[list[float]] = [[] for _ in range(S)]
+    sums, counts = np.zeros(S), np.zeros(S)
     leaves = []
     done = 0
     # no eager settlement on a dive: on one path an eager LP can save at most the one LP it anticipates
     # (fcnn4b, a near-chance run: 345 nodes in 90 s without, 204 with)
-    engine = make_engine(net, box, tree.fixed, tol, EngineOptions(seed=seed, eager=False))
+    engine = make_engine(net, tree.box, tree.fixed, tree.tol, EngineOptions(seed=seed, eager=False))
     dive_deadline = None if deadline is None else time.monotonic() + (deadline - time.perf_counter())
     while done < probes:
         if late():
             stopped = "time limit"
             break
-        v = int(perm[done % S])
-        k, leaf = engine.dive(tree.walk_prefix(level[v][0]), rng.random(net.n_hidden_units), dive_deadline)
+        v = _next_stratum(done, perm, sums, counts) if proportional else int(perm[done % S])
+        k, leaf = engine.dive(prefixes[v], rng.random(net.n_hidden_units), dive_deadline)
         if k is None:                  # the deadline fell inside this probe: it is dropped, unfinished
             stopped = "time limit"
             break
         for name, c in engine.stats.items():
             tree.stats[f"walk_{name}"] = tree.stats.get(f"walk_{name}", 0) + c
         values[v].append(0.0 if leaf is None else math.ldexp(1.0, k))
+        sums[v] += values[v][-1]
+        counts[v] += 1
         if leaf is not None:
             leaves.append(bytes(leaf[tree.order].astype(np.uint8)))
         done += 1
     lower = len(set(leaves))
-    method = f"stratified Knuth ({S} strata at depth {depth} of {D}), log-normal 95% interval"
+    method = f"stratified Knuth ({S} strata {where}), log-normal 95% interval"
     if done == 0:
         return result(method, None, (float(lower), upper), 0, leaves, stopped, n_strata=S, depth=depth)
     n = np.array([len(x) for x in values])
@@ -308,3 +368,92 @@ def estimate_run(weights, box: Box | None = None, *, probes: int, tol: float = D
                         f"no enumeration (--estimate {probes}): count = the {len(found)} distinct patterns the probes "
                         f"certified, a lower bound")
     return summary, run.json_path
+
+
+def estimate_remaining(weights, box: Box | None = None, *, probes: int, tol: float = DEFAULT_TOL, seed: int = 0,
+                       time_limit: float | None = None, out_dir=None, net: ReluNet | None = None,
+                       progress: bool = True) -> dict:
+    """`count_linear_regions.py --remaining N`: how many regions an incomplete lp count (running now, killed, or
+    stopped by a time limit) has still to find, estimated with N Knuth probes below its frontier
+    (`estimate_regions(roots=frontier)`), and when it should end at its own rate. Reads the count's files
+    (`src.counting.driver.incomplete_count_state`) and its stable units when current (else computes them);
+    writes nothing, so it may run beside the count.
+
+    Returns {"found", "source", "subtrees", "remaining" (the estimate's record), "total": {"value", "ci95"}
+    (found + remaining), "rate" (patterns per second of the count since its process started, or None),
+    "seconds_left" ({"value", "ci95"} at that rate, or None), "written" (the checkpoint's time, or None)}."""
+
+    if isinstance(probes, bool) or not isinstance(probes, (int, np.integer)) or probes < 1:
+        raise ToolError(f"--remaining must be a number of probes >= 1, got {probes}")
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise ToolError(f"--time-limit must be > 0 seconds, got {time_limit}")
+    t0 = time.perf_counter()
+    weights = Path(weights)
+    net = load_net(weights) if net is None else net
+    box = count_domain(net, box, source=weights)
+    out_dir = Path(out_dir) if out_dir is not None else weights.parent
+    state = incomplete_count_state(weights, box, tol, out_dir, net=net)
+    sha = file_sha256(weights) if weights.is_file() else None
+    reused = reusable_stability(out_dir, box, weights, net.hidden_sizes, tol, exact=False, sha=sha)
+    deadline = None if time_limit is None else t0 + time_limit
+    stability = reused[0] if reused is not None else count_stability(net, box, tol=tol, progress=progress,
+                                                                    deadline=deadline)
+    est = estimate_regions(net, box, stability, probes=int(probes), tol=tol, seed=seed, deadline=deadline,
+                           roots=state["frontier"])
+    found = state["found"]
+    lo, hi = est.ci95
+    rec = {"found": found, "source": str(state["source"]), "subtrees": len(state["frontier"]),
+           "remaining": est.to_json(),
+           "total": {"value": None if est.value is None else found + est.value,
+                     "ci95": [found + lo, None if hi is None else found + hi]},
+           "rate": None, "seconds_left": None, "written": state["written"]}
+    rate = _rate_since_start(state)
+    if rate is not None and est.value is not None:
+        rec["rate"] = rate
+        rec["seconds_left"] = {"value": est.value / rate, "ci95": [lo / rate, None if hi is None else hi / rate]}
+    return rec
+
+
+def _rate_since_start(state: dict) -> float | None:
+    """Patterns per second of the count's process between its start and its last checkpoint, else None."""
+    try:
+        t = (datetime.fromisoformat(state["written"]) - datetime.fromisoformat(state["started"])).total_seconds()
+        n = state["found"] - int(state["patterns_at_start"])
+    except (TypeError, ValueError):
+        return None
+    return n / t if t > 0 and n > 0 else None
+
+
+def remaining_lines(rec: dict) -> list[str]:
+    """What `count_linear_regions.py --remaining N` prints: the state read, the estimate of what is left and of
+    the total, and the expected end at the count's own rate."""
+    r = rec["remaining"]
+    when = f" of {rec['written']}" if rec["written"] else ""
+    out = [f"{rec['found']} regions found by the count{when} ({rec['source']}); {rec['subtrees']} subtrees left"]
+    if r["value"] is None:
+        out.append(f"REMAINING unknown: no probe finished ({r.get('stopped') or 'no probes'})")
+        return out
+    lo, hi = r["ci95"]
+    h = "?" if hi is None else f"{hi:.4g}"
+    stop = f", stopped: {r['stopped']} after {r['probes']} of {r['requested']} probes" if r.get("stopped") else ""
+    out.append(f"REMAINING ~{r['value']:.4g} regions (95% CI [{lo:.4g}, {h}], {r['probes']} probes below the "
+               f"frontier, {r['seconds']:.2f}s{stop}; {r['certified_patterns']} of them certified)")
+    tlo, thi = rec["total"]["ci95"]
+    out.append(f"TOTAL ~{rec['total']['value']:.4g} regions (95% CI [{tlo:.4g}, {'?' if thi is None else f'{thi:.4g}'}])")
+    if rec["seconds_left"] is not None:
+        s = rec["seconds_left"]
+        end = datetime.fromisoformat(rec["written"])
+
+        def at(sec):
+            return "?" if sec is None else (end + timedelta(seconds=sec)).strftime("%Y-%m-%d %H:%M")
+        out.append(f"at the count's rate since its start ({rec['rate']:.0f} regions/s): {_duration(s['value'])} after "
+                   f"its checkpoint, about {at(s['value'])} (95% CI [{at(s['ci95'][0])}, {at(s['ci95'][1])}])")
+    return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -245,6 +245,7 @@ def _check_checkpoint(c: _Checker, d: dict) -> None:
     c.need(d, "patterns", nonneg_int)
     c.need(d, "bytes", nonneg_int)
     c.need(d, "frontier", lambda v: frontier_items(v, sum(sizes[1:-1])), optional=True)
+    c.need(d, "patterns_at_start", nonneg_int, optional=True)
 
 # ---- stable units -----------------------------------------------------------------------------
 
