@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "killed, or stopped by --time-limit), estimate the regions it has still to find with N Knuth "
                         "probes below its frontier (checkpoint_<domain>.json, else frontier_<domain>.json), the "
                         "total with a 95%% interval, and when it should end at its own rate; reads its files, writes "
-                        "nothing (docs/counting.md, Estimates)")
+                        "nothing (docs/counting.md, What a count has left)")
     p.add_argument("--mipbound", action="store_true",
                    help="instead of counting: a probabilistic lower bound 'regions >= 2^r with probability p' by "
                         "MIPBound (Serra & Ramalingam, AAAI 2020): random XOR constraints on the MILP's binaries, "
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--mipbound: trials per number of XORs (default 5); the bound 2^(r-1) holds with probability "
                         "1 - 2^-S (5: 0.969); each further trial halves the chance of a wrong bound and costs up to "
                         "one more MILP per number of XORs")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the --estimate probes and the --mipbound XORs")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the --estimate and --remaining probes and the --mipbound XORs")
     add_domain_arguments(p, sweep=True)
     g = p.add_argument_group("exact sections, instead of the count (docs/sections.md)")
     g.add_argument("--slice", metavar="I,J,K",
