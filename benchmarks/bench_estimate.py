@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""`--estimate N` (src/counting/estimate.py) beside the exact count of the compiled lp walk, on MNIST nets trained
+"""`--estimate N` (src/counting/knuth.py) beside the exact count of the compiled lp walk, on MNIST nets trained
 here (benchmarks/common.train_nets) over [0,1]^784: the estimate, its 95 % interval and time for one seed, then
 the coverage of the interval and the spread of the estimate over --seeds seeds.
 
@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import train_nets  # noqa: E402
 from src.core.box import Box  # noqa: E402
-from src.counting.estimate import estimate_regions  # noqa: E402
+from src.counting.knuth import estimate_regions  # noqa: E402
 from src.counting.walk_driver import run_search  # noqa: E402
 from src.io.files import atomic_write_json  # noqa: E402
 from src.io.readers import load_net  # noqa: E402

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""`--remaining N` (src/counting/estimate.py: estimate_regions(roots=frontier)) against the truth: one exact count
+"""`--remaining N` (src/counting/knuth.py: estimate_regions(roots=frontier)) against the truth: one exact count
 of the compiled lp walk on an MNIST net trained here (benchmarks/common.train_nets) over [0,1]^784 records its
 real frontier when 10 %, 50 % and 90 % of the regions are found (the checkpoint hook, as a running count saves
 it); the regions left below each frontier are then known exactly, and the estimate of them is run for
@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import train_nets  # noqa: E402
 from src.core.box import Box  # noqa: E402
-from src.counting.estimate import estimate_regions  # noqa: E402
+from src.counting.knuth import estimate_regions  # noqa: E402
 from src.counting.walk_driver import run_search  # noqa: E402
 from src.io.files import atomic_write_json  # noqa: E402
 from src.io.readers import load_net  # noqa: E402

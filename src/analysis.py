@@ -24,7 +24,7 @@ from src.core.defaults import DEFAULT_POINTS, DEFAULT_RTOL, DEFAULT_TOL, DEFAULT
 from src.core.errors import ToolError
 from src.core.network import ReluNet
 from src.counting.count import RegionCount, count_domain, enumerate_regions
-from src.counting.estimate import RegionEstimate, estimate_regions
+from src.counting.knuth import RegionEstimate, estimate_regions
 from src.counting.mipbound import DEFAULT_ALPHA, DEFAULT_TRIALS, MipBound, mipbound
 from src.io.readers import load_net
 from src.sections.plane import Plane, PlaneSection, default_view, plane_section, plane_through

@@ -1,5 +1,5 @@
 """`--estimate N`: Knuth's (stratified) estimate of the number of regions with a 95 % interval
-(src/counting/estimate.py), against the brute force of the catalogue's nets."""
+(src/counting/knuth.py), against the brute force of the catalogue's nets."""
 import json
 import time
 
@@ -9,7 +9,7 @@ from conftest import as_set, catalogue_net, load_script, reference, run_cli
 
 from src.analysis import Analysis
 from src.core.box import Box
-from src.counting.estimate import estimate_regions
+from src.counting.knuth import estimate_regions
 from src.io.records import read_regions
 from src.stability.analyse import analyse_stability
 from src.stability.record import Stability

@@ -1,5 +1,6 @@
 """`--remaining N`: what an incomplete lp count has still to find, estimated below its frontier
-(src/counting/estimate.py: estimate_regions(roots=...), estimate_remaining), against the brute force."""
+(src/counting/knuth.py: estimate_regions(roots=...); src/counting/estimate.py: estimate_remaining), against
+the brute force."""
 import itertools
 import json
 import os
@@ -12,7 +13,7 @@ from conftest import as_set, catalogue_net, pause_env, reference, run_cli, wait_
 from src.core.box import Box
 from src.core.errors import ToolError
 from src.core.patterns import pattern_string
-from src.counting.estimate import estimate_regions
+from src.counting.knuth import estimate_regions
 from src.counting.tree_walk import make_engine
 from src.io.records import read_regions, write_checkpoint
 from src.io.weights_file import save_net
@@ -36,7 +37,8 @@ def partial_walk(net, box, st, stop_after: int):
     """The lp walk stopped once it has emitted `stop_after` patterns: (the patterns emitted, its frontier)."""
     found = []
     eng = make_engine(net, box, st.fixed_bits(), TOL)
-    done, frontier = eng.run(lambda b: found.append(tuple(int(v) for v in b)), stop_flag=lambda: len(found) >= stop_after)
+    done, frontier = eng.run(lambda b: found.append(tuple(int(v) for v in b)),
+                             stop_flag=lambda: len(found) >= stop_after)
     assert not done and frontier
     return found, list(frontier)
 
@@ -224,3 +226,36 @@ def test_cli_errors(tmp_path):
     r = run_cli(CLI, "-w", w, "-q", "--data-samples", "200")
     assert r.returncode == 0, r.stderr
     refused("--remaining", "50", match="is complete")
+
+
+# ---- the progress bar of a running count: its total forecast ----------------------------------------------
+def test_total_forecast_is_rate_limited_and_never_fails_the_count():
+    from src.counting.knuth import TotalForecast
+
+    s, net, box, st = setup("3-5-4-1_seed9_bias0.4")
+    truth = reference(s)
+    found, frontier = frontier_after(truth, len(truth) // 3)
+    f = TotalForecast(net, box, st, TOL, every=0.0, seconds=30.0, probes=400)
+    total = f(frontier, len(found))
+    assert total is not None and 0.8 * len(truth) <= total <= 1.25 * len(truth)
+    assert f(None, len(found)) is None                       # a MILP backend's checkpoint: no frontier
+    assert f(["1", "0"], 3) is None and f.off                # a frontier it cannot use: off, no exception
+    assert f(frontier, len(found)) is None
+    later = TotalForecast(net, box, st, TOL, every=3600.0)
+    assert later(frontier, len(found)) is None               # not due yet
+
+
+def test_the_bar_of_a_count_shows_the_forecast_total(tmp_path, monkeypatch, capsys):
+    """With forecasts due at every checkpoint, the count's bar gets an estimated total; the count is unchanged."""
+    import src.counting.knuth as knuth
+    from src.counting.driver import count_run
+    from src.io.pattern_file import read_patterns
+
+    monkeypatch.setattr(knuth, "FORECAST_EVERY", 0.0)
+    run = _run_dir(tmp_path)
+    summ = count_run(run / "weights.dat", progress=True, checkpoint_every=1e-9, data_samples=200)
+    err = capsys.readouterr().err
+    assert "total estimated" in err and "%|" in err
+    truth = reference(catalogue_net(CLI_NET))
+    assert summ["complete"] and summ["count"] == len(truth)
+    assert as_set(read_patterns(run / f"activation_pattern_abhinav_{DOMAIN}.dat")) == truth

@@ -31,6 +31,7 @@ from src.core.network import ReluNet
 from src.core.patterns import row_keys
 from src.counting.count import count_domain, count_stability
 from src.counting.count_bounds import data_patterns, lower_bound, upper_bounds
+from src.counting.knuth import TotalForecast
 from src.counting.problem import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink,
                                   ResumedPatterns, backend_candidates, backend_class, get_backend, run_backends)
 from src.io.current import record_is_current
@@ -50,8 +51,10 @@ class Checkpointer:
     """Writes checkpoint_<domain>.json: the patterns made durable so far (their byte count in the
     partial pattern file) and the backend's frontier, atomically, at most every `every` seconds."""
 
-    def __init__(self, path, writer: PatternWriter, sink: PatternSink, every: float | None, meta: dict):
+    def __init__(self, path, writer: PatternWriter, sink: PatternSink, every: float | None, meta: dict,
+                 on_saved=None):
         self.path, self.writer, self.sink, self.every, self.meta = Path(path), writer, sink, every, meta
+        self.on_saved = on_saved        # on_saved(frontier, patterns) after each save (the progress bar's forecast)
         self.backend = None
         self.saves = 0
         self._next = None if not every else time.monotonic() + every
@@ -68,6 +71,8 @@ class Checkpointer:
                                       "patterns": len(self.sink), "bytes": nbytes,
                                       "frontier": None if frontier is None else list(frontier), "written": now})
         self.saves += 1
+        if self.on_saved is not None:
+            self.on_saved(frontier, len(self.sink))
         if self.every:
             self._next = time.monotonic() + self.every
         pause_point("patterns", len(self.sink))         # kill tests only: $RELU_TOOLKIT_PAUSE_AFTER
@@ -99,6 +104,13 @@ class _Progress:
     def __call__(self, count: int) -> None:
         if self.bar is not None and count > self.bar.n:
             self.bar.update(count - self.bar.n)
+
+    def expect(self, total: float | None) -> None:
+        """Show an estimated total (a percentage and tqdm's time left); None keeps the bar as it is."""
+        if self.bar is not None and total is not None:
+            self.bar.total = max(int(round(total)), self.bar.n)
+            self.bar.set_postfix_str("total estimated", refresh=False)
+            self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
@@ -452,9 +464,11 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     try:
         sink = PatternSink(writer, known, progress=bar, write_known=resume_bytes is None, flat_memory=True,
                            watch=watch, resumed=resumed)
+        forecast = TotalForecast(net, box, stability, tol) if progress else None
         ckpt = Checkpointer(checkpoint_path, writer, sink, checkpoint_every or None,
                             {"weights_sha256": sha, "tol": float(tol), "domain": box.name,
-                             "layer_sizes": net.layer_sizes})
+                             "layer_sizes": net.layer_sizes},
+                            on_saved=None if forecast is None else lambda fr, n: bar.expect(forecast(fr, n)))
 
         def prepare(name, be, state):
             """The checkpoint hooks of this backend; the first checkpoint is the state it starts from."""
@@ -621,7 +635,8 @@ def _checkpoint_of(checkpoint_path: Path, net: ReluNet, sha, tol, domain_name, f
     """The checkpoint in checkpoint_path, checked to belong to these weights, tol and domain (else one
     ToolError naming `flag` and the file)."""
     ck = read_checkpoint(checkpoint_path)
-    fix = "remove it or run without --resume" if flag == "--resume" else "give the weights, --tol and domain of its count"
+    fix = "remove it or run without --resume" if flag == "--resume" else \
+        "give the weights, --tol and domain of its count"
     if ck["layer_sizes"] != net.layer_sizes or (sha and ck.get("weights_sha256") and ck["weights_sha256"] != sha):
         raise ToolError(f"{flag} {checkpoint_path}: written for other weights (n = {ck['layer_sizes']}, "
                         f"sha256 differs); {fix}")
