@@ -68,8 +68,20 @@ def test_lp_resume_streams_the_known_patterns(tmp_path, stopped, monkeypatch, st
                          {"format": "region-count-checkpoint", **meta, "domain": "input_0_1", "backend": "lp",
                           "patterns": len(found), "bytes": size, "frontier": frontier, "written": "now"})
     _no_reading_into_memory(monkeypatch)
-    s = count_run(tmp_path / "weights.dat", backend="lp", resume=True, progress=False, tol=TOL)
+    saved = []
+    real_save = driver.Checkpointer.save
+
+    def save(self, frontier=None):
+        real_save(self, frontier)
+        saved.append(driver.read_checkpoint(self.path))
+    monkeypatch.setattr(driver.Checkpointer, "save", save)
+    s = count_run(tmp_path / "weights.dat", backend="lp", resume=True, progress=False, tol=TOL, checkpoint_every=1e-9)
     monkeypatch.undo()
+    # the resumed count's first checkpoint holds the known patterns, and says so (it said 0 before they
+    # were counted from the start); the rate of --remaining starts there
+    assert saved[0]["patterns"] == saved[0]["patterns_at_start"] == len(found) and saved[0]["frontier"] == frontier
+    assert all(c["patterns_at_start"] == len(found) and c["started"] == saved[0]["started"] for c in saved)
+    assert [c["patterns"] for c in saved] == sorted(c["patterns"] for c in saved)
     pats = read_patterns(tmp_path / PATTERNS, net.layer_sizes, dedupe=False)
     assert s["complete"] and s["count"] == len(ref) == len(pats) and as_set(pats) == ref
     assert np.array_equal(pats[:len(found)], found)              # the known ones kept, in place

@@ -171,7 +171,11 @@ class PatternSink:
         return True
 
     def __len__(self) -> int:
-        return self._n if self._ordered else len(self._seen)
+        if self._ordered:
+            return self._n
+        # resumed: the patterns written before the frontier count from the start (the first checkpoint is saved
+        # before start_backend)
+        return self._resumed.count if self._resumed is not None else len(self._seen)
 
     def __contains__(self, pattern) -> bool:
         key = pattern_key(pattern)
