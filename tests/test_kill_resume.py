@@ -70,7 +70,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_set(tmp_path, backend):
     run.mkdir()
     save_net(random_net(sizes, seed), run / "weights.dat")
     kills = 2 if backend == "lp" else 1               # lp: killed again while resuming
-    saved = 0
+    saved, spent = 0, 0.0
     for k in range(kills):
         after = FIRST if k == 0 else saved + MORE
         proc = _start(run, backend, tmp_path / f"pause{k}.json", after, *(["--resume"] if k else []))
@@ -80,7 +80,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_set(tmp_path, backend):
         assert ck["patterns"] == paused["done"] >= after          # killed right after this checkpoint
         assert (ck["frontier"] is not None) == (backend == "lp")
         assert (run / f".activation_pattern_abhinav_{DOMAIN}.dat.partial").stat().st_size >= ck["bytes"]
-        saved = ck["patterns"]
+        assert ck["runs"] == k + 1 and ck["enumeration_seconds"] >= spent     # the time of every run so far
+        saved, spent = ck["patterns"], ck["enumeration_seconds"]
     assert saved < len(ref)                                  # the kills landed mid-count
     r = run_cli(CLI, "-w", run / "weights.dat", "-q", "--backend", backend, "--resume", "--checkpoint-every", EVERY,
                 timeout=300)
@@ -88,6 +89,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_set(tmp_path, backend):
     s = json.loads((run / f"regions_{DOMAIN}.json").read_text())
     assert s["complete"] is True and s["count"] == len(ref)
     assert s["stats"]["patterns_at_start"] >= saved          # nothing checkpointed was lost
+    t = s["times"]
+    assert t["runs"] == kills + 1 and t["enumeration_all_runs"] >= spent + t["enumeration"] - 1e-3
     got = read_patterns(run / f"activation_pattern_abhinav_{DOMAIN}.dat")
     assert len(got) == len(ref) and {p.tobytes() for p in got} == ref
     if backend == "lp":

@@ -145,3 +145,52 @@ def test_block_errors_name_the_line(tmp_path):
             list(iter_pattern_blocks(tmp_path / "p.dat", chunk_bytes=size))
     with pytest.raises(ToolError, match=r"p\.dat:3: the checkpointed part ends inside a line"):
         list(iter_pattern_blocks(tmp_path / "p.dat", max_bytes=len("n = [2, 3, 1]\n1 0 1\n1 0"), chunk_bytes=4))
+
+
+def test_the_time_of_every_run_adds_up(tmp_path):
+    """A count stopped twice with Ctrl-C and resumed to the end: its summary gives the enumeration seconds of all
+    three runs and their number (the kills of tests/test_kill_resume.py check the same through checkpoints); a
+    summary that does not say how long its earlier runs took gives no total."""
+    import json
+    import os
+    import signal
+
+    from conftest import pause_env, run_cli, wait_for_pause
+
+    from src.io.records import read_regions, write_regions
+
+    net = random_net([3, 8, 8, 1], 0)                       # 159 regions
+    save_net(net, tmp_path / "weights.dat")
+    cli, js = "count_linear_regions.py", tmp_path / "regions_input_0_1.json"
+    spent = []
+    for k, after in enumerate((40, 90)):
+        marker = tmp_path / f"pause{k}.json"
+        proc = run_cli(cli, "-w", tmp_path / "weights.dat", "-q", "--checkpoint-every", "1e-9",
+                       *(["--resume"] if k else []), env=pause_env(marker, f"patterns:{after}"), background=True)
+        wait_for_pause(proc, marker)
+        os.kill(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=120)
+        assert proc.returncode == 130
+        t = read_regions(js)["times"]
+        spent.append(t["enumeration"])
+        assert t["runs"] == k + 1 and abs(t["enumeration_all_runs"] - sum(spent)) < 0.01
+    r = run_cli(cli, "-w", tmp_path / "weights.dat", "-q", "--resume")
+    assert r.returncode == 0, r.stderr
+    s = read_regions(js)
+    t = s["times"]
+    assert s["complete"] and s["count"] == 159 and t["runs"] == 3
+    assert abs(t["enumeration_all_runs"] - sum(spent) - t["enumeration"]) < 0.01
+    assert "of enumeration in 3 runs" in r.stdout
+    # the summary of an interrupted second run written before these fields: the earlier time is unknown
+    fresh = tmp_path / "legacy"
+    fresh.mkdir()
+    save_net(net, fresh / "weights.dat")
+    s = count_run(fresh / "weights.dat", backend="lp", progress=False, time_limit=1e-9, checkpoint_every=0)
+    assert not s["complete"] and s["times"]["runs"] == 1
+    legacy = json.loads((fresh / "regions_input_0_1.json").read_text())
+    for key in ("enumeration_all_runs", "runs"):
+        del legacy["times"][key]
+    legacy["stats"]["patterns_at_start"] = 5
+    write_regions(fresh / "regions_input_0_1.json", legacy)
+    s = count_run(fresh / "weights.dat", backend="lp", progress=False, resume=True, checkpoint_every=0)
+    assert s["complete"] and "runs" not in s["times"] and "enumeration_all_runs" not in s["times"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 import os
 import shutil
 import sys
@@ -52,9 +53,11 @@ class Checkpointer:
     partial pattern file) and the backend's frontier, atomically, at most every `every` seconds."""
 
     def __init__(self, path, writer: PatternWriter, sink: PatternSink, every: float | None, meta: dict,
-                 on_saved=None):
+                 on_saved=None, earlier: "EarlierRuns | None" = None):
         self.path, self.writer, self.sink, self.every, self.meta = Path(path), writer, sink, every, meta
         self.on_saved = on_saved        # on_saved(frontier, patterns) after each save (the progress bar's forecast)
+        self.earlier = earlier          # the enumeration seconds and runs of the count before this process
+        self._t0 = time.perf_counter()
         self.backend = None
         self.saves = 0
         self._next = None if not every else time.monotonic() + every
@@ -67,9 +70,11 @@ class Checkpointer:
         now = datetime.now().isoformat(timespec="milliseconds")
         if self.saves == 0:         # this process's start: the rate since then gives `--remaining` its ETA
             self.meta = dict(self.meta, started=now, patterns_at_start=len(self.sink))
+        spent = {} if self.earlier is None else self.earlier.including(time.perf_counter() - self._t0)
         write_checkpoint(self.path, {"format": "region-count-checkpoint", **self.meta, "backend": self.backend,
                                       "patterns": len(self.sink), "bytes": nbytes,
-                                      "frontier": None if frontier is None else list(frontier), "written": now})
+                                      "frontier": None if frontier is None else list(frontier), "written": now,
+                                      **spent})
         self.saves += 1
         if self.on_saved is not None:
             self.on_saved(frontier, len(self.sink))
@@ -84,6 +89,40 @@ class Checkpointer:
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+@dataclass(frozen=True)
+class EarlierRuns:
+    """The enumeration seconds and the number of processes (runs) a count had before this one: 0 and 0 for a
+    fresh count; from the checkpoint or the incomplete summary it resumes (None: not known, a state written
+    before they were recorded). Seconds after a killed run's last checkpoint are not counted: that work is
+    done again."""
+    seconds: float
+    runs: int
+
+    def including(self, seconds: float) -> dict:
+        """The checkpoint's and summary's fields for the count up to now, this process's `seconds` included."""
+        return {"enumeration_seconds": round(self.seconds + seconds, 3), "runs": self.runs + 1}
+
+    @staticmethod
+    def of_summary(prev: dict | None) -> "EarlierRuns | None":
+        """Those of an incomplete summary (regions_<domain>.json) a count goes on from."""
+        t = (prev or {}).get("times") or {}
+        s, r = t.get("enumeration_all_runs"), t.get("runs")
+        if _nonneg(s) and isinstance(r, int) and r >= 1:
+            return EarlierRuns(float(s), r)
+        if _nonneg(t.get("enumeration")) and ((prev or {}).get("stats") or {}).get("patterns_at_start") == 0:
+            return EarlierRuns(float(t["enumeration"]), 1)          # a first run, written before these fields
+        return None
+
+    @staticmethod
+    def of_checkpoint(ck: dict) -> "EarlierRuns | None":
+        s, r = ck.get("enumeration_seconds"), ck.get("runs")
+        return EarlierRuns(float(s), int(r)) if s is not None and r is not None else None
+
+
+def _nonneg(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
 def _log(msg: str, quiet: bool = False) -> None:
@@ -384,11 +423,13 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     known_path, known_bytes = None, None     # the file and its checkpointed length
     resume_state = None
     resume_bytes = None
+    earlier = EarlierRuns(0.0, 0) if not resume else None
     if resume and checkpoint_path.exists():
         ck = _usable_checkpoint(checkpoint_path, partial_path, net, sha, tol, box.name)
         if ck is not None:
             known_path, known_bytes = partial_path, ck["bytes"]
             resume_bytes = ck["bytes"]
+            earlier = EarlierRuns.of_checkpoint(ck)
             if ck.get("frontier") is not None:
                 resume_state = {"backend": ck["backend"], "frontier": ck["frontier"]}
             _log(f"resuming from the checkpoint {checkpoint_path.name} of {ck['written']} "
@@ -411,6 +452,7 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
                 if "tol" in prev and float(prev["tol"]) != float(tol):
                     raise ToolError(f"--resume {pattern_path}: the earlier run used --tol {prev['tol']}, this one "
                                     f"--tol {tol}; use the same tol or run without --resume")
+            earlier = EarlierRuns.of_summary(prev)
             if frontier_path.exists():
                 resume_state = read_frontier(frontier_path)
             elif prev is not None and prev.get("complete") is True and prev_complete(   # counts only then
@@ -420,6 +462,7 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
             known_path = pattern_path
             _log(f"resuming from {pattern_path}", not progress)
         else:
+            earlier = EarlierRuns(0.0, 0)
             _log(f"--resume: no {pattern_path.name} in {out_dir} yet; starting from scratch", not progress)
     # an ordered backend continuing from its frontier never needs the known patterns in memory
     streamed = known_path is not None and _continues_in_order(resume_state, backend)
@@ -468,7 +511,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
         ckpt = Checkpointer(checkpoint_path, writer, sink, checkpoint_every or None,
                             {"weights_sha256": sha, "tol": float(tol), "domain": box.name,
                              "layer_sizes": net.layer_sizes},
-                            on_saved=None if forecast is None else lambda fr, n: bar.expect(forecast(fr, n)))
+                            on_saved=None if forecast is None else lambda fr, n: bar.expect(forecast(fr, n)),
+                            earlier=earlier)
 
         def prepare(name, be, state):
             """The checkpoint hooks of this backend; the first checkpoint is the state it starts from."""
@@ -543,7 +587,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
         "lower_bound": int(count + extra), "upper_bound": upper_bounds(net, stability),
         "data_patterns": data.to_json(),
         "times": {"bounds": round(t_bounds, 4), "enumeration": round(t_enum, 4),
-                  "total": round(time.perf_counter() - t_start, 4)},
+                  "total": round(time.perf_counter() - t_start, 4),
+                  **({} if earlier is None else _all_runs(earlier.including(t_enum)))},
         "stable_units": [{"layer": l + 1, **c} for l, c in enumerate(counts)],
         "exact_stability": bool(stability.exact),
         "model_size": model_size, "stats": stats, "note": "; ".join(notes),
@@ -675,12 +720,20 @@ def bounds_text(summary: dict) -> str:
             f"2^unstable = 10^{ub['two_pow_unstable']['log10']:.1f}); data patterns: {src or 'none'}")
 
 
+def _all_runs(spent: dict) -> dict:
+    """The summary's "times" fields over every run of a resumed count."""
+    return {"enumeration_all_runs": spent["enumeration_seconds"], "runs": spent["runs"]}
+
+
 def final_line(summary: dict, out_dir=None) -> str:
     """The last line the CLI prints: the count, and whether it is complete (else the bounds known)."""
     where = summary["pattern_file"] if out_dir is None else str(Path(out_dir) / summary["pattern_file"])
     t = summary["times"]["total"]
+    runs = summary["times"].get("runs", 1)
     if summary["complete"]:
-        return f"{summary['count']} linear regions (complete, backend {summary['backend']}, {t:.2f}s): {where}"
+        over = f"; {summary['times']['enumeration_all_runs']:.2f}s of enumeration in {runs} runs" if runs > 1 else ""
+        return (f"{summary['count']} linear regions (complete, backend {summary['backend']}, {t:.2f}s{over}): "
+                f"{where}")
     why = "interrupted" if summary.get("interrupted") else "stopped early"
     b = bounds_text(summary)
     return (f"INCOMPLETE ({why}): {summary['count']} patterns found so far in {t:.2f}s, written to {where}; "

@@ -246,6 +246,8 @@ def _check_checkpoint(c: _Checker, d: dict) -> None:
     c.need(d, "bytes", nonneg_int)
     c.need(d, "frontier", lambda v: frontier_items(v, sum(sizes[1:-1])), optional=True)
     c.need(d, "patterns_at_start", nonneg_int, optional=True)
+    c.need(d, "enumeration_seconds", nonneg_num, optional=True)
+    c.need(d, "runs", nonneg_int, optional=True)
 
 # ---- stable units -----------------------------------------------------------------------------
 
