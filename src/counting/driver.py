@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
 import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from src.io.current import record_is_current
 from src.io.files import file_sha256, remove_stale_temps
 from src.io.pattern_file import PatternWriter, count_patterns, iter_pattern_blocks, read_pattern_header, read_patterns
 from src.io.readers import load_net
-from src.io.records import read_checkpoint, read_frontier, read_regions, write_checkpoint, write_frontier, write_regions
+from src.io.records import nonneg_num, read_checkpoint, read_frontier, read_regions, write_checkpoint, write_frontier, write_regions
 from src.io.run_dir import (checkpoint_file_name, frontier_file_name, partial_pattern_file_name, pattern_file_name,
                             regions_file_name)
 from src.parallel import ClusterLost, check_address
@@ -109,9 +109,10 @@ class EarlierRuns:
         """Those of an incomplete summary (regions_<domain>.json) a count goes on from."""
         t = (prev or {}).get("times") or {}
         s, r = t.get("enumeration_all_runs"), t.get("runs")
-        if _nonneg(s) and isinstance(r, int) and r >= 1:
+        if nonneg_num(s) is None and isinstance(r, int) and r >= 1:
             return EarlierRuns(float(s), r)
-        if _nonneg(t.get("enumeration")) and ((prev or {}).get("stats") or {}).get("patterns_at_start") == 0:
+        first_run = ((prev or {}).get("stats") or {}).get("patterns_at_start") == 0
+        if nonneg_num(t.get("enumeration")) is None and first_run:
             return EarlierRuns(float(t["enumeration"]), 1)          # a first run, written before these fields
         return None
 
@@ -119,10 +120,6 @@ class EarlierRuns:
     def of_checkpoint(ck: dict) -> "EarlierRuns | None":
         s, r = ck.get("enumeration_seconds"), ck.get("runs")
         return EarlierRuns(float(s), int(r)) if s is not None and r is not None else None
-
-
-def _nonneg(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
 def _log(msg: str, quiet: bool = False) -> None:
