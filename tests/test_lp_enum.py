@@ -121,6 +121,31 @@ def test_stop_after_k_patterns_then_resume(k):
     assert set(full) == brute_force_patterns(net, box, TOL)
 
 
+def test_checkpoints_between_the_subtrees_of_a_frontier():
+    """A resumed count walks its frontier, often many subtrees that take one call each: a checkpoint that is due
+    is saved between them too (not only inside a subtree), and each save is consistent with what was emitted."""
+    net = random_net([3, 8, 8, 1], 0)
+    box = Box.uniform(3)
+    fixed = interval_bounds(net, box).fixed_bits()
+    full = lp_patterns(net, box, fixed=fixed)[0]
+    roots = ["".join(p) for p in itertools.product("01", repeat=6)]
+    found, saves = [], []
+
+    class Always:
+        def due(self):
+            return True
+
+        def save(self, frontier):
+            saves.append((len(found), list(frontier)))
+
+    out = run_search(net, box, fixed, TOL, lambda b: found.append(tuple(int(v) for v in b)), roots=roots,
+                     checkpoint=Always())
+    assert out.complete and found == full
+    assert set(roots[1:]) <= {f[0] for _, f in saves if f}
+    for n, frontier in saves:
+        assert sorted(found[:n] + lp_patterns(net, box, fixed=fixed, roots=frontier)[0]) == sorted(full)
+
+
 def test_repeated_interruptions_lose_nothing():
     net = random_net([2, 4, 4, 1], seed=5, bias_scale=0.5)
     box = Box.uniform(2)
@@ -216,13 +241,20 @@ def test_bad_frontier_is_refused():
 def test_two_workers_give_the_same_sequence(ray_session, monkeypatch):
     import src.counting.walk_driver as lp_enum
 
-    monkeypatch.setattr(lp_enum, "slice_seconds", lambda waiting, workers, elapsed=None: 0.001)   # many slices: much reordering
-    net = random_net([4, 8, 6, 1], seed=5, bias_scale=0.4)      # a few thousand nodes: many slices
+    # Many slices whatever the machine's speed: the driver splits the tree into at least 24 waiting
+    # subtrees and each slice takes one of them (a slice's length alone cannot promise that: a fast machine
+    # walks this tree in a few 1 ms slices). Short slices still hand back frontiers where the machine is slow.
+    split = lp_enum.OrderedWork.split
+    monkeypatch.setattr(lp_enum.OrderedWork, "split",
+                        lambda self, target, n_units, fixed=None: split(self, max(target, 24), n_units, fixed))
+    monkeypatch.setattr(lp_enum, "group_size", lambda waiting, workers: 1)
+    monkeypatch.setattr(lp_enum, "slice_seconds", lambda waiting, workers, elapsed=None: 0.001)
+    net = random_net([4, 8, 6, 1], seed=5, bias_scale=0.4)
     box = Box.uniform(4)
     fixed = interval_bounds(net, box).fixed_bits()
     one, out1 = lp_patterns(net, box, fixed=fixed)
     two, out2 = lp_patterns(net, box, fixed=fixed, workers=2)
-    assert out1.complete and out2.complete and out2.tasks > 3 and len(one) > 50
+    assert out1.complete and out2.complete and out2.tasks >= 24 and len(one) > 50
     assert two == one            # same patterns, same (lexicographic) order
     assert sampled_patterns(net, box, 20_000, 0) <= set(one)
 

@@ -763,7 +763,7 @@ def _walk(net, lay, rows, ist, path, pts, out, st, fixed, unstable, tol, cap, us
 
     dive: one random path instead of the whole subtree (Knuth's probe): where both children of unit u are
     feasible (counted in ST_TWO_WAY) the walk takes child 1 iff rand[u] < 0.5 and leaves the other."""
-    off, layer_of, sizes = net[4], net[5], net[3]
+    off, layer_of = net[4], net[5]
     bits, pushed, pend, dec, entered, settled = path[0], path[1], path[2], path[3], path[4], path[5]
     PX, PG, NP, QX, QG, NQ = pts[0], pts[1], pts[2], pts[3], pts[4], pts[5]
     OB, OX, OW = out[0], out[1], out[2]
@@ -886,7 +886,7 @@ def _start(net, lay, rows, ist, path, pts, st, fixed, unstable, tol, cap, use_z,
     that lie in its region. Returns 1 (ready, with points), 0 (ready, no point: the caller decides it) or -1
     (empty: contradicts a stable unit, the box bounds or a dual certificate)."""
     off, layer_of = net[4], net[5]
-    bits, pushed, pend, dec, entered = path[0], path[1], path[2], path[3], path[4]
+    bits, pushed, pend, entered = path[0], path[1], path[2], path[4]
     PX, PG, NP = pts[0], pts[1], pts[2]
     N = bits.size
     k = prefix.size
@@ -1153,6 +1153,8 @@ class CompiledSearch:
                 rest = list(roots[k + 1:])
                 if stopped():
                     return False, [p] + rest
+                if k and checkpoint is not None and checkpoint.due():   # between roots too: a resumed count's
+                    checkpoint.save([p] + rest)         # frontier can be many subtrees of one call each
                 pre = (np.frombuffer(p.encode(), np.uint8) - ord("0")).astype(np.int8)
                 r = _start(net, lay, rows, ist, path, pts, st, self.fixed, self.unstable, self.tol, self.cap,
                            self.use_z, pre, X0)
