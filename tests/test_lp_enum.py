@@ -257,6 +257,7 @@ def test_two_workers_give_the_same_sequence(ray_session, monkeypatch):
     assert out1.complete and out2.complete and out2.tasks >= 24 and len(one) > 50
     assert two == one            # same patterns, same (lexicographic) order
     assert sampled_patterns(net, box, 20_000, 0) <= set(one)
+    assert out2.stats["ray_nodes"] == 1 and out2.stats["nodes"] >= len(one)    # nodes: of the tree, summed
 
 
 @pytest.mark.slow

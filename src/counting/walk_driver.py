@@ -279,7 +279,7 @@ def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoi
     running: dict = {}
     slices = 0
     emitted = 0
-    nodes: set = set()
+    ray_nodes: set = set()
 
     def emit_packed(packed):
         nonlocal emitted
@@ -321,7 +321,7 @@ def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoi
                     r = session.result(h)
                     work.finish(group, r["packed"], r["n"], r["frontier"])
                     merge_stats(stats, r["stats"])
-                    nodes.add(r.get("node", r["host"]))
+                    ray_nodes.add(r.get("node", r["host"]))
                     slices += 1
                     if trace is not None:
                         trace({**r, "dispatched": dispatched, "returned": time.time()})
@@ -343,7 +343,7 @@ def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoi
         work.flush(emit_packed)
     frontier = work.frontier()
     complete = not frontier
-    stats["nodes"] = len(nodes)
+    stats["ray_nodes"] = len(ray_nodes)          # stats["nodes"] stays the tree nodes entered, summed over slices
     return SearchOutcome(complete, frontier, stats, interrupted=sig.hit and not complete, tasks=slices)
 
 
