@@ -243,6 +243,12 @@ def test_total_forecast_is_rate_limited_and_never_fails_the_count():
     assert f(frontier, len(found)) is None
     later = TotalForecast(net, box, st, TOL, every=3600.0)
     assert later(frontier, len(found)) is None               # not due yet
+    # probes that cannot reach every subtree of the frontier twice (a busy machine's 3 s): no total shown
+    assert len(frontier) >= 2
+    few = TotalForecast(net, box, st, TOL, every=0.0, seconds=30.0, probes=2 * len(frontier) - 1)
+    assert few(frontier, len(found)) is None and not few.off
+    enough = TotalForecast(net, box, st, TOL, every=0.0, seconds=30.0, probes=2 * len(frontier))
+    assert enough(frontier, len(found)) is not None
 
 
 def test_the_bar_of_a_count_shows_the_forecast_total(tmp_path, monkeypatch, capsys):

@@ -337,6 +337,8 @@ class TotalForecast:
     """The expected total of a running lp count, for its progress bar: called with the frontier each time the
     count saves a checkpoint; at most every `every` seconds it returns the patterns found plus Knuth's
     estimate below that frontier (`estimate_regions(roots=frontier)`, stopped after `seconds`), else None.
+    It shows no total when the probes did not reach every subtree of the frontier twice: the between-strata
+    estimate of a few subtrees, unbiased but sized by chance, once showed 512 regions left of 10^7.
     Display only: it writes nothing, and a frontier it cannot use turns it off instead of failing the count."""
 
     def __init__(self, net: ReluNet, box: Box, stability: Stability, tol: float = DEFAULT_TOL, *,
@@ -359,4 +361,6 @@ class TotalForecast:
             self.off = True
             return None
         self._next = time.monotonic() + self.every
-        return None if est.value is None else int(found) + float(est.value)
+        if est.value is None or est.probes < 2 * est.strata:
+            return None        # some subtree of the frontier had fewer than two probes (a busy machine): no total
+        return int(found) + float(est.value)
