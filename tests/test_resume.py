@@ -194,3 +194,30 @@ def test_the_time_of_every_run_adds_up(tmp_path):
     write_regions(fresh / "regions_input_0_1.json", legacy)
     s = count_run(fresh / "weights.dat", backend="lp", progress=False, resume=True, checkpoint_every=0)
     assert s["complete"] and "runs" not in s["times"] and "enumeration_all_runs" not in s["times"]
+
+
+def test_a_frontier_file_of_other_weights_or_tol_is_refused(tmp_path):
+    """--resume and --remaining check the frontier file itself (it names its weights and tol), not only the summary
+    beside it: one error line naming the file, exit 2, nothing written."""
+    from conftest import run_cli
+
+    from src.io.records import read_frontier
+
+    save_net(random_net(SHAPE, SEED, BIAS), tmp_path / "weights.dat")
+    s = count_run(tmp_path / "weights.dat", backend="lp", progress=False, time_limit=1e-9, checkpoint_every=0)
+    fr_path = tmp_path / "frontier_input_0_1.json"
+    assert not s["complete"] and fr_path.exists()
+    good = read_frontier(fr_path)
+    for change, words in (({"tol": 1e-3}, "--tol 0.001"), ({"weights_sha256": "0" * 64}, "other weights")):
+        write_frontier(fr_path, {**good, **change})
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+        for flag in (["--resume"], ["--remaining", "20"]):
+            r = run_cli("count_linear_regions.py", "-w", tmp_path / "weights.dat", "-q", *flag, timeout=120)
+            lines = r.stderr.strip().splitlines()
+            assert r.returncode == 2 and len(lines) == 1, (flag, r.stderr)
+            assert lines[0].startswith(f"error: {flag[0]} {fr_path}") and words in lines[0], lines[0]
+            assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    write_frontier(fr_path, good)
+    r = run_cli("count_linear_regions.py", "-w", tmp_path / "weights.dat", "-q", "--resume", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert as_set(read_patterns(tmp_path / PATTERNS)) == reference(spec(SHAPE, SEED, BIAS))

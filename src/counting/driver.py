@@ -303,7 +303,7 @@ def incomplete_count_state(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=
     fr_path = out_dir / frontier_file_name(box.name)
     json_path = out_dir / regions_file_name(box.name)
     if ck_path.exists():
-        ck = _checkpoint_of(ck_path, net, sha, tol, box.name, flag)
+        ck = _count_state_of(ck_path, read_checkpoint(ck_path), net, sha, tol, box.name, flag)
         if ck.get("frontier") is None:
             raise ToolError(f"{flag} {ck_path}: the count's backend ({ck['backend']}) keeps no search frontier "
                             f"(only --backend lp does), so what it has left cannot be estimated; --estimate N "
@@ -319,11 +319,7 @@ def incomplete_count_state(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=
         raise ToolError(f"{flag}: no incomplete lp count of {weights} on {box.name} in {out_dir} (neither "
                         f"{ck_path.name} nor {fr_path.name}); start one with count_linear_regions.py "
                         f"--checkpoint-every S, or use --estimate N for the whole count")
-    fr = read_frontier(fr_path)
-    if fr["layer_sizes"] != net.layer_sizes or (sha and fr.get("weights_sha256") and fr["weights_sha256"] != sha) \
-            or float(fr["tol"]) != float(tol):
-        raise ToolError(f"{flag} {fr_path}: written for other weights or another --tol; give the weights and "
-                        f"--tol of its count")
+    fr = _count_state_of(fr_path, read_frontier(fr_path), net, sha, tol, box.name, flag)
     if prev is None or not record_is_current(prev, sha, tol=tol, domain=box):
         raise ToolError(f"{flag} {fr_path}: {json_path.name} beside it is missing or of another count, so the "
                         f"number of patterns found before the frontier is unknown")
@@ -451,7 +447,7 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
                                     f"--tol {tol}; use the same tol or run without --resume")
             earlier = EarlierRuns.of_summary(prev)
             if frontier_path.exists():
-                resume_state = read_frontier(frontier_path)
+                resume_state = _count_state_of(frontier_path, read_frontier(frontier_path), net, sha, tol, box.name)
             elif prev is not None and prev.get("complete") is True and prev_complete(   # counts only then
                     json_path, count_patterns(pattern_path, net.layer_sizes), sha, tol, box.name):
                 _log(f"{json_path.name}: already complete ({prev['count']} regions); nothing to resume", not progress)
@@ -673,27 +669,27 @@ def _data_patterns_missing(data, sink: PatternSink) -> int:
     return int(sum(1 for p in data.patterns() if p not in sink))
 
 
-def _checkpoint_of(checkpoint_path: Path, net: ReluNet, sha, tol, domain_name, flag: str = "--resume") -> dict:
-    """The checkpoint in checkpoint_path, checked to belong to these weights, tol and domain (else one
-    ToolError naming `flag` and the file)."""
-    ck = read_checkpoint(checkpoint_path)
+def _count_state_of(path: Path, state: dict, net: ReluNet, sha, tol, domain_name, flag: str = "--resume") -> dict:
+    """`state`, read from a count's checkpoint or frontier file at `path`, checked to belong to these weights, tol
+    and domain (else one ToolError naming `flag` and the file)."""
     fix = "remove it or run without --resume" if flag == "--resume" else \
         "give the weights, --tol and domain of its count"
-    if ck["layer_sizes"] != net.layer_sizes or (sha and ck.get("weights_sha256") and ck["weights_sha256"] != sha):
-        raise ToolError(f"{flag} {checkpoint_path}: written for other weights (n = {ck['layer_sizes']}, "
+    if state["layer_sizes"] != net.layer_sizes or (sha and state.get("weights_sha256")
+                                                   and state["weights_sha256"] != sha):
+        raise ToolError(f"{flag} {path}: written for other weights (n = {state['layer_sizes']}, "
                         f"sha256 differs); {fix}")
-    if float(ck["tol"]) != float(tol):
-        raise ToolError(f"{flag} {checkpoint_path}: the earlier run used --tol {ck['tol']}, this one --tol {tol}; "
+    if float(state["tol"]) != float(tol):
+        raise ToolError(f"{flag} {path}: the earlier run used --tol {state['tol']}, this one --tol {tol}; "
                         f"{'use the same tol or run without --resume' if flag == '--resume' else fix}")
-    if ck["domain"] != domain_name:
-        raise ToolError(f"{flag} {checkpoint_path}: written for domain {ck['domain']}, not {domain_name}")
-    return ck
+    if state.get("domain", domain_name) != domain_name:
+        raise ToolError(f"{flag} {path}: written for domain {state['domain']}, not {domain_name}")
+    return state
 
 
 def _usable_checkpoint(checkpoint_path: Path, partial_path: Path, net: ReluNet, sha, tol, domain_name) -> dict | None:
     """The checkpoint of a killed count, when it belongs to these weights, tol and domain and its
     partial pattern file holds what it records; None (with a notice) when it cannot be used."""
-    ck = _checkpoint_of(checkpoint_path, net, sha, tol, domain_name)
+    ck = _count_state_of(checkpoint_path, read_checkpoint(checkpoint_path), net, sha, tol, domain_name)
     size = partial_path.stat().st_size if partial_path.exists() else -1
     if size < ck["bytes"]:
         print(f"notice: {checkpoint_path.name} refers to {ck['bytes']} bytes of {partial_path.name}, but "
