@@ -45,3 +45,16 @@ def test_duplicates_warn_and_dedupe(tmp_path):
     with pytest.warns(UserWarning, match="1 duplicate"):
         pats = read_patterns(p, SIZES)
     assert pats.tolist() == [[1, 0, 1, 0, 1], [0, 0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7])
+def test_the_two_counters_agree(tmp_path, rows):
+    """count_pattern_lines (unparsed, for status checks of 10^8-pattern files) and count_patterns (checked)."""
+    from src.io.pattern_file import count_pattern_lines, count_patterns
+
+    p = tmp_path / "pat.dat"
+    pats = np.random.default_rng(rows).integers(0, 2, size=(rows, 5)).astype(np.uint8)
+    write_patterns(p, SIZES, pats)
+    assert count_pattern_lines(p) == count_patterns(p, SIZES) == rows
+    p.write_bytes(p.read_bytes() + b"\n")                   # a trailing empty line is no pattern
+    assert count_pattern_lines(p) == count_patterns(p, SIZES) == rows

@@ -37,7 +37,8 @@ from src.counting.problem import (FALLBACK_CHOICES, EnumerationProblem, Enumerat
                                   ResumedPatterns, backend_candidates, backend_class, get_backend, run_backends)
 from src.io.current import record_is_current
 from src.io.files import file_sha256, remove_stale_temps
-from src.io.pattern_file import PatternWriter, count_patterns, iter_pattern_blocks, read_pattern_header, read_patterns
+from src.io.pattern_file import (PatternWriter, count_pattern_lines, count_patterns, iter_pattern_blocks,
+                                 read_pattern_header, read_patterns)
 from src.io.readers import load_net
 from src.io.records import nonneg_num, read_checkpoint, read_frontier, read_regions, write_checkpoint, write_frontier, write_regions
 from src.io.run_dir import (checkpoint_file_name, frontier_file_name, partial_pattern_file_name, pattern_file_name,
@@ -248,16 +249,6 @@ def prev_complete(json_path, n_patterns: int, sha, tol: float, domain_name: str)
     prev = read_regions(json_path)
     return (prev.get("complete") is True and prev.get("count") == n_patterns
             and record_is_current(prev, sha, tol=tol, domain=domain_name))
-
-
-def count_pattern_lines(path) -> int:
-    """Patterns in a pattern file (non-empty lines after the header), without parsing them."""
-    n = 0
-    with open(path, "rb") as fh:
-        fh.readline()
-        for line in fh:
-            n += bool(line.strip())
-    return n
 
 
 def count_status(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None) -> tuple[str, Path]:

@@ -230,6 +230,17 @@ def count_patterns(path, layer_sizes=None) -> int:
     return sum(len(rows) for rows in iter_pattern_blocks(path, layer_sizes))
 
 
+def count_pattern_lines(path) -> int:
+    """The number of patterns in a file (its non-empty lines after the header), without parsing or checking them:
+    a cheap look at whether a summary's count still matches its file (`count_patterns` checks every line)."""
+    n = 0
+    with open(path, "rb") as fh:
+        fh.readline()
+        for line in fh:
+            n += bool(line.strip())
+    return n
+
+
 def read_patterns(path, layer_sizes=None, dedupe: bool = True, allow_empty: bool = False,
                   max_bytes: int | None = None) -> np.ndarray:
     """Patterns of a file as uint8 (P, N), in file order.
