@@ -239,6 +239,20 @@ def as_set(patterns) -> set:
 
 
 # ---- running scripts and entry points ------------------------------------------------------------------
+class SaveRecorder:
+    """A count's checkpoint that is always due: each save records (patterns in `found` then, the frontier), for
+    tests that every frontier holds exactly the patterns not yet emitted."""
+
+    def __init__(self, found: list):
+        self.found, self.saves = found, []
+
+    def due(self) -> bool:
+        return True
+
+    def save(self, frontier) -> None:
+        self.saves.append((len(self.found), list(frontier)))
+
+
 def cli_env(env: dict | None = None) -> dict:
     """This process's environment with OMP_NUM_THREADS=1 and `env` applied (a None value removes a variable)."""
     out = dict(os.environ, OMP_NUM_THREADS="1")

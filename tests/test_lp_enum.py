@@ -8,7 +8,8 @@ import signal
 
 import numpy as np
 import pytest
-from conftest import TOL, brute_force_patterns, net_of, nets, random_net, reference, sampled_patterns
+from conftest import (TOL, SaveRecorder, brute_force_patterns, net_of, nets, random_net, reference,
+                      sampled_patterns)
 
 from src.core.box import Box
 from src.core.errors import ToolError
@@ -129,17 +130,11 @@ def test_checkpoints_between_the_subtrees_of_a_frontier():
     fixed = interval_bounds(net, box).fixed_bits()
     full = lp_patterns(net, box, fixed=fixed)[0]
     roots = ["".join(p) for p in itertools.product("01", repeat=6)]
-    found, saves = [], []
-
-    class Always:
-        def due(self):
-            return True
-
-        def save(self, frontier):
-            saves.append((len(found), list(frontier)))
-
+    found = []
+    always = SaveRecorder(found)
     out = run_search(net, box, fixed, TOL, lambda b: found.append(tuple(int(v) for v in b)), roots=roots,
-                     checkpoint=Always())
+                     checkpoint=always)
+    saves = always.saves
     assert out.complete and found == full
     assert set(roots[1:]) <= {f[0] for _, f in saves if f}
     for n, frontier in saves:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import pause_env, random_net, run_cli, wait_for_pause
+from conftest import SaveRecorder, pause_env, random_net, run_cli, wait_for_pause
 
 from src.core.box import Box
 from src.counting.driver import count_run
@@ -174,17 +174,11 @@ def test_checkpoints_with_two_workers_are_consistent(ray_session):
     box = Box.uniform(CKPT_NET[0][0])
     fixed = interval_bounds(net, box).fixed_bits()
     full, _ = _patterns(net, box, fixed)
-    found, saves = [], []
-
-    class Every:
-        def due(self):
-            return True
-
-        def save(self, frontier):
-            saves.append((len(found), list(frontier)))
-
+    found = []
+    every = SaveRecorder(found)
     out = run_search(net, box, fixed, TOL, lambda b: found.append(tuple(int(v) for v in b)), workers=2,
-                     checkpoint=Every())
+                     checkpoint=every)
+    saves = every.saves
     assert out.complete and found == full and out.tasks > 2
     assert len(saves) >= 3
     for k in sorted({0, len(saves) // 2, len(saves) - 1}):
