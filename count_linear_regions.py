@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="every S seconds make the patterns so far and the search frontier durable in "
                         "checkpoint_<domain>.json, so that --resume after a kill (even kill -9) loses at most S "
                         "seconds of work; 0 turns checkpoints off")
+    p.add_argument("--count-only", action="store_true",
+                   help="count without keeping the patterns: no activation_pattern file (10^8 patterns take 6 GB); "
+                        "lp backend only; checkpoint_<domain>.json (kilobytes) records the count, the last pattern "
+                        "and the frontier, and --resume --count-only continues from it, also from the checkpoint "
+                        "of a count that kept its patterns (docs/counting.md)")
     p.add_argument("-o", "--out-dir", metavar="DIR", default=None,
                    help="where to write the outputs (default: the directory of the weights file)")
     p.add_argument("--exact-stability", action="store_true",
@@ -116,6 +121,10 @@ def main(argv=None) -> int:
     if sweep and (args.slice is not None or args.segments is not None or args.resume):
         raise ToolError("a sweep of local boxes (a width list or --center-test-index A:B) counts from scratch; "
                         "it does not take --slice, --segments or --resume")
+    if args.count_only and (sweep or args.slice is not None or args.segments is not None or args.estimate is not None
+                            or args.mipbound or args.remaining is not None):
+        raise ToolError("--count-only is a setting of the count of one box; it does not take a sweep, --slice, "
+                        "--segments, --estimate, --mipbound or --remaining")
     if not args.mipbound and (args.xor_size is not None or args.mipbound_trials is not None):
         raise ToolError("--xor-size and --mipbound-trials are settings of --mipbound")
     if args.status:          # the state of the count's outputs (with --estimate or --mipbound too)
@@ -183,7 +192,7 @@ def main(argv=None) -> int:
                             threads=args.threads, workers=args.workers, resume=args.resume, out_dir=args.out_dir,
                             exact_stability=args.exact_stability, progress=not args.quiet, net=net,
                             checkpoint_every=args.checkpoint_every, ray_address=args.ray_address,
-                            data_samples=args.data_samples)
+                            data_samples=args.data_samples, keep_patterns=not args.count_only)
     print(final_line(summary, out_dir))
     return 130 if summary.get("interrupted") else 0
 

@@ -51,9 +51,11 @@ from src.stability.witnesses import N_DATA_SAMPLES, data_points_for_box
 
 class Checkpointer:
     """Writes checkpoint_<domain>.json: the patterns made durable so far (their byte count in the
-    partial pattern file) and the backend's frontier, atomically, at most every `every` seconds."""
+    partial pattern file) and the backend's frontier, atomically, at most every `every` seconds.
+    Without a writer (a --count-only count) it records instead what resuming needs of the patterns:
+    their number, the last one and the data patterns among them (`ordered_state_fields`)."""
 
-    def __init__(self, path, writer: PatternWriter, sink: PatternSink, every: float | None, meta: dict,
+    def __init__(self, path, writer: PatternWriter | None, sink: PatternSink, every: float | None, meta: dict,
                  on_saved=None, earlier: "EarlierRuns | None" = None):
         self.path, self.writer, self.sink, self.every, self.meta = Path(path), writer, sink, every, meta
         self.on_saved = on_saved        # on_saved(frontier, patterns) after each save (the progress bar's forecast)
@@ -67,13 +69,15 @@ class Checkpointer:
         return self._next is not None and time.monotonic() >= self._next
 
     def save(self, frontier=None) -> None:
-        nbytes = self.writer.sync()
+        nbytes = None if self.writer is None else self.writer.sync()
         now = datetime.now().isoformat(timespec="milliseconds")
         if self.saves == 0:         # this process's start: the rate since then gives `--remaining` its ETA
             self.meta = dict(self.meta, started=now, patterns_at_start=len(self.sink))
         spent = {} if self.earlier is None else self.earlier.including(time.perf_counter() - self._t0)
         write_checkpoint(self.path, {"format": "region-count-checkpoint", **self.meta, "backend": self.backend,
                                       "patterns": len(self.sink), "bytes": nbytes,
+                                      **({} if self.writer is not None else
+                                         ordered_state_fields(self.sink.ordered_state())),
                                       "frontier": None if frontier is None else list(frontier), "written": now,
                                       **spent})
         self.saves += 1
@@ -90,6 +94,25 @@ class Checkpointer:
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+def ordered_state_fields(state: ResumedPatterns) -> dict:
+    """The checkpoint fields of a count that keeps no pattern file (--count-only): the last pattern's key
+    and the data patterns found, in hex (src.core.patterns keys); their number is the checkpoint's `patterns`."""
+    return {"last_pattern": None if state.last is None else state.last.hex(),
+            "data_patterns_found": sorted(k.hex() for k in state.hits)}
+
+
+def checkpointed_patterns(ck: dict) -> ResumedPatterns:
+    """What a --count-only checkpoint records of the patterns found (the inverse of ordered_state_fields)."""
+    last = ck.get("last_pattern")
+    return ResumedPatterns(count=int(ck["patterns"]), last=None if last is None else bytes.fromhex(last),
+                           hits=frozenset(bytes.fromhex(k) for k in ck.get("data_patterns_found") or []))
+
+
+def _is_count_only(summary: dict | None) -> bool:
+    """True for the summary of a --count-only count (it names no pattern file)."""
+    return summary is not None and "pattern_file" in summary and summary["pattern_file"] is None
 
 
 @dataclass(frozen=True)
@@ -255,7 +278,7 @@ def count_status(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None) -> t
     """(status, summary path) of an earlier count with these arguments.
 
     status: "complete" (its summary says complete for these very weights (sha256), tol and domain,
-    and the pattern file holds that many patterns), "incomplete" (a resumable earlier count of these
+    and the pattern file holds that many patterns, or the count kept none: --count-only), "incomplete" (a resumable earlier count of these
     weights), "stale" (outputs of other weights or another tol) or "none".
     """
     weights = Path(weights)
@@ -271,6 +294,9 @@ def count_status(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None) -> t
     sha = file_sha256(weights)
     if not record_is_current(prev, sha, tol=tol):
         return "stale", json_path
+    if prev.get("complete") is True and _is_count_only(prev) and prev_complete(json_path, prev["count"], sha, tol,
+                                                                               box.name):
+        return "complete", json_path
     if (prev.get("complete") is True and pattern_path.exists()
             and prev_complete(json_path, count_pattern_lines(pattern_path), sha, tol, box.name)):
         return "complete", json_path
@@ -365,7 +391,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
                   time_limit: float | None = None, threads: int = 1, resume: bool = False, out_dir=None,
                   exact_stability: bool = False, progress: bool = True, net: ReluNet | None = None,
                   workers: int = 1, checkpoint_every: float | None = 60.0, ray_address: str | None = None,
-                  data_root=None, data_samples: int = N_DATA_SAMPLES, mnist: bool | None = None) -> dict:
+                  data_root=None, data_samples: int = N_DATA_SAMPLES, mnist: bool | None = None,
+                  keep_patterns: bool = True) -> dict:
     """Enumerate every feasible activation pattern of the net in `weights` on `box` (default [0,1]^n0).
 
     Returns the summary written to regions_<domain>.json (docs/formats.md). A time limit (wall
@@ -376,6 +403,10 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     frontier are made durable in checkpoint_<domain>.json, so that resume=True after the process
     was killed (SIGKILL included) loses at most that interval. workers > 1 or ray_address (or $RAY_ADDRESS)
     runs the lp search on Ray (src/parallel.py); an unreachable address fails before anything is written.
+    keep_patterns=False (--count-only) counts with the lp backend without writing the pattern file: the
+    checkpoint records the count, the last pattern, the data patterns found and the frontier (kilobytes where
+    10^8 patterns take 6 GB), and an incomplete count keeps it for resume=True, which continues from it (or from
+    the checkpoint of a count that kept its patterns: its partial file is read once, then removed).
 
     Data first: the patterns of the MNIST images in the box (784-input nets) and of data_samples
     seeded samples certify units unstable without an LP and give `lower_bound` (patterns known
@@ -389,6 +420,11 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     if net is None:
         net = load_net(weights)
     box = count_domain(net, box, source=weights)
+    if not keep_patterns:
+        if backend not in ("auto", "lp"):
+            raise ToolError(f"--count-only needs --backend lp (its ordered walk and frontier let the checkpoint "
+                            f"stand in for the pattern file), not --backend {backend}")
+        backend = "lp"
     if backend not in FALLBACK_CHOICES:
         get_backend(backend)          # unknown name / missing package: fail before any work
     out_dir = Path(out_dir) if out_dir is not None else weights.parent
@@ -407,22 +443,37 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     known_path, known_bytes = None, None     # the file and its checkpointed length
     resume_state = None
     resume_bytes = None
+    resumed = None                           # the patterns before the frontier, when they are not read into memory
     earlier = EarlierRuns(0.0, 0) if not resume else None
+    ck = None
+    if resume:
+        prev = read_regions(json_path) if json_path.exists() else None
+        if (_is_count_only(prev) and prev.get("complete") is True
+                and record_is_current(prev, sha, tol=tol, domain=box.name)):
+            _log(f"{json_path.name}: already complete ({prev['count']} regions, counted with --count-only); "
+                 f"nothing to resume", not progress)
+            return prev
     if resume and checkpoint_path.exists():
-        ck = _usable_checkpoint(checkpoint_path, partial_path, net, sha, tol, box.name)
+        ck = _usable_checkpoint(checkpoint_path, partial_path, net, sha, tol, box.name, keep_patterns)
         if ck is not None:
-            known_path, known_bytes = partial_path, ck["bytes"]
-            resume_bytes = ck["bytes"]
             earlier = EarlierRuns.of_checkpoint(ck)
             if ck.get("frontier") is not None:
                 resume_state = {"backend": ck["backend"], "frontier": ck["frontier"]}
+            if ck.get("bytes") is not None:
+                known_path, known_bytes = partial_path, ck["bytes"]
+                resume_bytes = ck["bytes"]
+            elif ck["frontier"] is not None:
+                resumed = checkpointed_patterns(ck)
+            elif ck["patterns"]:
+                raise ToolError(f"--resume {checkpoint_path}: it records {ck['patterns']} patterns but no frontier "
+                                f"to continue from; remove it and count again")
             _log(f"resuming from the checkpoint {checkpoint_path.name} of {ck['written']} "
                  f"({ck['patterns']} patterns)", not progress)
     if not resume:
         for p in (checkpoint_path, partial_path):      # a fresh count discards an earlier one's state
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-    elif resume_bytes is None:
+    elif ck is None:
         if pattern_path.exists():
             sizes = read_pattern_header(pattern_path)
             if sizes != net.layer_sizes:
@@ -466,13 +517,17 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     write_stability_files(out_dir, stability, box, weights, sha=sha)
     t_bounds = time.perf_counter() - t0
     fixed = stability.fixed_bits()
-    known, resumed = None, None
+    known = None
     watch = None if data is None or not data.keys else data.patterns()
     if streamed:
         resumed = scan_resumed_patterns(known_path, net.layer_sizes, fixed, watch, max_bytes=known_bytes)
-        if resume_bytes is None:        # the file of a finished, incomplete count: the new one continues a copy
+        if resume_bytes is None and keep_patterns:   # a finished, incomplete count's file: the new one continues a copy
             resume_bytes = _continue_in_partial(pattern_path, partial_path)
         _log(f"{resumed.count} patterns found before, continuing after the last one", not progress)
+    elif known_path is not None and not keep_patterns:
+        raise ToolError(f"--resume --count-only {known_path}: the count that wrote it left no lp frontier to continue "
+                        f"from, so its patterns would have to be kept in memory and skipped; resume it without "
+                        f"--count-only, or count again")
     elif known_path is not None:
         known = read_patterns(known_path, net.layer_sizes, allow_empty=True, max_bytes=known_bytes)
         check_known_patterns(known, fixed, known_path)
@@ -485,7 +540,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
 
     # ---- enumeration ----------------------------------------------------------------------------
     bar = _Progress(progress, resumed.count if resumed is not None else 0 if known is None else len(known))
-    writer = PatternWriter(pattern_path, net.layer_sizes, partial=partial_path, resume_bytes=resume_bytes)
+    writer = PatternWriter(pattern_path, net.layer_sizes, partial=partial_path, resume_bytes=resume_bytes) \
+        if keep_patterns else None
     interrupted = False
     t_enum0 = time.perf_counter()
     try:
@@ -503,6 +559,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
             ckpt.backend = name
             if checkpoint_every:
                 ckpt.save(None if state is None else state.get("frontier"))
+                if not keep_patterns:       # the checkpoint now stands in for the partial file of a resumed count
+                    _remove(partial_path)
             sink.on_new = None if be.frontier_checkpoints else ckpt.on_new_pattern
             return {"checkpoint": ckpt} if be.frontier_checkpoints else {}
 
@@ -524,9 +582,10 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
         used = ckpt.backend or (candidates[0] if len(candidates) == 1 else "auto")
     except ClusterLost as e:           # the last node or this driver's raylet: one line, the checkpoint kept
         bar.close()
-        writer.abort(e)
+        if writer is not None:
+            writer.abort(e)
         if getattr(e, "checkpoint_saved", False):
-            what = (f"; {checkpoint_path} keeps the {len(sink)} patterns found so far and the subtrees left: "
+            what = (f"; {checkpoint_path} records the {len(sink)} patterns found so far and the subtrees left: "
                     f"rerun with --resume to continue (with or without Ray)")
         elif ckpt.saves:
             what = f"; rerun with --resume to continue from {checkpoint_path} (its last checkpoint)"
@@ -535,7 +594,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
         raise ClusterLost(e.cause, e.log_path, what) from None
     except BaseException as e:
         bar.close()
-        writer.abort(e)
+        if writer is not None:
+            writer.abort(e)
         raise
     sink.on_new = None
     bar.close()
@@ -544,17 +604,24 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     complete = bool(result.complete) and not interrupted
 
     # ---- frontier, patterns, summary (in this order: a kill between two steps leaves a resumable state)
-    if not complete and result.frontier is not None:
+    if not complete and result.frontier is not None and not keep_patterns:
+        ckpt.on_saved = None
+        ckpt.save(result.frontier)          # --count-only: the checkpoint is the state --resume continues from
+    elif not complete and result.frontier is not None:
         write_frontier(frontier_path, {"backend": used, "weights_sha256": sha, "tol": tol,
                                           "layer_sizes": net.layer_sizes, "frontier": result.frontier})
-    elif frontier_path.exists():
+    if (complete or not keep_patterns) and frontier_path.exists():
         frontier_path.unlink()
-    writer.close()
+    if writer is not None:
+        writer.close()
     count = len(sink)
+    if not keep_patterns:
+        notes.append("counted with --count-only: no pattern file kept")
     if not complete:
         why = "interrupted (Ctrl-C)" if interrupted else (
             "time limit reached" if time_limit is not None else f"solver stopped ({result.stats.get('status')})")
-        notes.append(f"incomplete: {why}; {count} patterns so far; rerun with --resume to continue")
+        again = "--resume --count-only" if not keep_patterns else "--resume"
+        notes.append(f"incomplete: {why}; {count} patterns so far; rerun with {again} to continue")
     stats = dict(result.stats)
     n_new = count - sink.n_known
     stats.update(patterns_at_start=int(sink.n_known), new_patterns=int(n_new), threads=int(threads),
@@ -566,7 +633,7 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
                            f"a bug in the backend (please report it with {weights})")
     summary = {
         "weights": str(weights), "weights_sha256": sha, "layer_sizes": net.layer_sizes, "domain": box.to_json(),
-        "pattern_file": pattern_path.name, "count": int(count), "complete": complete, "backend": used,
+        "pattern_file": pattern_path.name if keep_patterns else None, "count": int(count), "complete": complete, "backend": used,
         "tol": float(tol),
         "lower_bound": int(count + extra), "upper_bound": upper_bounds(net, stability),
         "data_patterns": data.to_json(),
@@ -581,8 +648,17 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
         summary["interrupted"] = True
     summary["stats"]["checkpoints"] = ckpt.saves
     write_regions(json_path, summary)
-    ckpt.remove()
+    if complete or keep_patterns:
+        ckpt.remove()
+    if not keep_patterns:               # an earlier count's patterns: the summary now says there are none
+        for p in (partial_path, pattern_path):
+            _remove(p)
     return summary
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 # ---- steps that write a record beside a count, without enumerating (--estimate, --mipbound) -----------------
@@ -677,10 +753,17 @@ def _count_state_of(path: Path, state: dict, net: ReluNet, sha, tol, domain_name
     return state
 
 
-def _usable_checkpoint(checkpoint_path: Path, partial_path: Path, net: ReluNet, sha, tol, domain_name) -> dict | None:
+def _usable_checkpoint(checkpoint_path: Path, partial_path: Path, net: ReluNet, sha, tol, domain_name,
+                       keep_patterns: bool = True) -> dict | None:
     """The checkpoint of a killed count, when it belongs to these weights, tol and domain and its
-    partial pattern file holds what it records; None (with a notice) when it cannot be used."""
+    partial pattern file holds what it records (a --count-only checkpoint has none); None (with a notice)
+    when it cannot be used."""
     ck = _count_state_of(checkpoint_path, read_checkpoint(checkpoint_path), net, sha, tol, domain_name)
+    if ck.get("bytes") is None:
+        if keep_patterns:
+            raise ToolError(f"--resume {checkpoint_path}: this count keeps no pattern file (it was started with "
+                            f"--count-only); resume it with --count-only, or remove the checkpoint and count again")
+        return ck
     size = partial_path.stat().st_size if partial_path.exists() else -1
     if size < ck["bytes"]:
         print(f"notice: {checkpoint_path.name} refers to {ck['bytes']} bytes of {partial_path.name}, but "
@@ -711,7 +794,8 @@ def _all_runs(spent: dict) -> dict:
 
 def final_line(summary: dict, out_dir=None) -> str:
     """The last line the CLI prints: the count, and whether it is complete (else the bounds known)."""
-    where = summary["pattern_file"] if out_dir is None else str(Path(out_dir) / summary["pattern_file"])
+    name = summary["pattern_file"] or regions_file_name(summary["domain"]["name"])     # --count-only: no patterns
+    where = name if out_dir is None else str(Path(out_dir) / name)
     t = summary["times"]["total"]
     runs = summary["times"].get("runs", 1)
     if summary["complete"]:
@@ -720,5 +804,9 @@ def final_line(summary: dict, out_dir=None) -> str:
                 f"{where}")
     why = "interrupted" if summary.get("interrupted") else "stopped early"
     b = bounds_text(summary)
+    if summary["pattern_file"] is None:
+        return (f"INCOMPLETE ({why}): {summary['count']} patterns found so far in {t:.2f}s (--count-only: not kept, "
+                f"the checkpoint beside {where} records where the count stands); rerun with --resume --count-only "
+                f"to continue" + (f"; {b}" if b else ""))
     return (f"INCOMPLETE ({why}): {summary['count']} patterns found so far in {t:.2f}s, written to {where}; "
             f"rerun with --resume to continue" + (f"; {b}" if b else ""))

@@ -170,6 +170,19 @@ class PatternSink:
             self.on_new()
         return True
 
+    def ordered_state(self) -> ResumedPatterns:
+        """Where an ordered count stands: the patterns so far, the last one's key and the watched ones found, all
+        that resuming it needs of them (a --count-only count keeps this in its checkpoint instead of a file)."""
+        if self._ordered and not self._skip:
+            return ResumedPatterns(count=self._n, last=self._last, hits=frozenset(self._hits))
+        if self._ordered:
+            raise RuntimeError("a walk that skips known patterns cannot be continued after its last one")
+        if self._resumed is not None:
+            return self._resumed
+        if self._seen:
+            raise RuntimeError("the patterns of an unordered backend have no ordered state")
+        return ResumedPatterns(count=0, last=None)
+
     def __len__(self) -> int:
         if self._ordered:
             return self._n

@@ -234,6 +234,13 @@ def _check_frontier(c: _Checker, d: dict) -> None:
     c.need(d, "frontier", lambda v: frontier_items(v, sum(sizes[1:-1])))
 
 
+def _hex_key(v, n_hex: int):
+    """None when v is a pattern key (src.core.patterns) of n_hex hex digits, else what is wrong."""
+    if isinstance(v, str) and len(v) == n_hex and all(ch in "0123456789abcdef" for ch in v):
+        return None
+    return f"expected {n_hex} lowercase hex digits (a pattern key), got {v!r:.40}"
+
+
 def _check_checkpoint(c: _Checker, d: dict) -> None:
     """checkpoint_<domain>.json: the last consistent state of a running count (docs/formats.md)."""
     c.need(d, "format", lambda v: None if v == "region-count-checkpoint" else "expected 'region-count-checkpoint'")
@@ -243,8 +250,15 @@ def _check_checkpoint(c: _Checker, d: dict) -> None:
     c.need(d, "backend", string)
     c.need(d, "weights_sha256", sha256, optional=True)
     c.need(d, "patterns", nonneg_int)
-    c.need(d, "bytes", nonneg_int)
+    c.need(d, "bytes", nonneg_int, optional=True)       # null: a --count-only count, which keeps no pattern file
     c.need(d, "frontier", lambda v: frontier_items(v, sum(sizes[1:-1])), optional=True)
+    if d.get("bytes") is None:
+        n_hex = 2 * ((sum(sizes[1:-1]) + 7) // 8)
+        if "last_pattern" not in d:
+            c.fail("last_pattern", "missing (a checkpoint without a pattern file records its last pattern)")
+        c.need(d, "last_pattern", lambda v: _hex_key(v, n_hex), optional=True)
+        c.need(d, "data_patterns_found", lambda v: None if isinstance(v, list) and not any(_hex_key(k, n_hex) for k in v)
+               else f"expected a list of pattern keys ({n_hex} hex digits)")
     c.need(d, "patterns_at_start", nonneg_int, optional=True)
     c.need(d, "enumeration_seconds", nonneg_num, optional=True)
     c.need(d, "runs", nonneg_int, optional=True)

@@ -1,0 +1,200 @@
+"""--count-only: an exact count that keeps no pattern file, only a checkpoint of kilobytes.
+
+The count equals the brute-force set's size; a count killed with SIGKILL or stopped with Ctrl-C resumes from its
+checkpoint (the count, the last pattern, the data patterns found, the frontier) to the same number; a count that
+kept its patterns can go on without them; what cannot be continued is refused with one error line.
+"""
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+from conftest import TOL, load_script, pause_env, random_net, reference, run_cli, spec, wait_for_pause
+
+import src.counting.driver as driver
+from src.core.box import Box
+from src.core.errors import ToolError
+from src.counting.driver import count_run
+from src.counting.walk_driver import run_search
+from src.io.files import file_sha256
+from src.io.pattern_file import read_patterns, write_patterns
+from src.io.records import read_checkpoint, write_checkpoint, write_frontier
+from src.io.weights_file import save_net
+from src.stability.interval import interval_bounds
+
+CLI = "count_linear_regions.py"
+SHAPE, SEED = [3, 8, 8, 1], 0              # 159 regions
+DOMAIN = "input_0_1"
+PATTERNS = f"activation_pattern_abhinav_{DOMAIN}.dat"
+CHECKPOINT = f"checkpoint_{DOMAIN}.json"
+SUMMARY = f"regions_{DOMAIN}.json"
+
+
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory):
+    """The pattern set of the count that keeps its patterns (16 units: beyond brute force, which checks the
+    lp backend on smaller nets, and the net of `stopped` below here)."""
+    d = tmp_path_factory.mktemp("reference")
+    save_net(random_net(SHAPE, SEED), d / "weights.dat")
+    s = count_run(d / "weights.dat", progress=False, checkpoint_every=0)
+    out = {p.tobytes() for p in read_patterns(d / PATTERNS)}
+    assert s["complete"] and len(out) == s["count"] == 159
+    return out
+
+
+def _run_dir(tmp_path):
+    d = tmp_path / "run"
+    d.mkdir()
+    save_net(random_net(SHAPE, SEED), d / "weights.dat")
+    return d
+
+
+def _leftovers(d):
+    return sorted(p.name for p in d.iterdir() if p.name.startswith((".", "checkpoint_", "frontier_", "activation_")))
+
+
+def test_the_count_is_the_brute_force_count_and_no_pattern_file_is_written(tmp_path, ref):
+    d = _run_dir(tmp_path)
+    s = count_run(d / "weights.dat", progress=False, keep_patterns=False, checkpoint_every=1e-9)
+    assert s["complete"] and s["count"] == len(ref) and s["pattern_file"] is None and s["backend"] == "lp"
+    assert s["lower_bound"] == s["count"] and "--count-only" in s["note"]
+    assert _leftovers(d) == []
+    assert driver.count_status(d / "weights.dat", Box.uniform(3), TOL)[0] == "complete"
+    line = driver.final_line(s, d)
+    assert line.startswith(f"{len(ref)} linear regions (complete") and line.endswith(str(d / SUMMARY))
+
+
+@pytest.mark.slow
+def test_sigkill_twice_then_resume_gives_the_same_count(tmp_path, ref):
+    """Killed with kill -9 at a checkpoint, twice: the checkpoint alone (no partial file) carries the count on."""
+    d = _run_dir(tmp_path)
+    saved, spent = 0, 0.0
+    for k in range(2):
+        marker = tmp_path / f"pause{k}.json"
+        proc = run_cli(CLI, "-w", d / "weights.dat", "-q", "--count-only", "--checkpoint-every", "1e-9",
+                       *(["--resume"] if k else []), env=pause_env(marker, f"patterns:{saved + 5}"), background=True)
+        paused = wait_for_pause(proc, marker)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        ck = read_checkpoint(d / CHECKPOINT)
+        assert ck["bytes"] is None and ck["patterns"] == paused["done"] >= saved + 5 and ck["frontier"]
+        assert len(ck["last_pattern"]) == 4 and ck["runs"] == k + 1 and ck["enumeration_seconds"] >= spent
+        assert _leftovers(d) == [CHECKPOINT]                  # no pattern file, partial or not
+        saved, spent = ck["patterns"], ck["enumeration_seconds"]
+    assert saved < len(ref)
+    main = load_script(CLI).main
+    r = run_cli(main, "-w", d / "weights.dat", "-q", "--resume")            # it keeps no patterns to resume from
+    assert r.returncode == 2 and r.stderr.count("error:") == 1
+    assert CHECKPOINT in r.stderr and "--count-only" in r.stderr
+    r = run_cli(main, "-w", d / "weights.dat", "--remaining", "50")       # what it has left, from its checkpoint
+    assert r.returncode == 0, r.stderr
+    assert run_cli(main, "-w", d / "weights.dat", "--status").stdout.split()[0] == "none"
+    r = run_cli(CLI, "-w", d / "weights.dat", "-q", "--count-only", "--resume", "--checkpoint-every", "1e-9")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((d / SUMMARY).read_text())
+    assert s["complete"] and s["count"] == len(ref) and s["stats"]["patterns_at_start"] == saved
+    assert s["times"]["runs"] == 3 and s["times"]["enumeration_all_runs"] >= spent
+    assert _leftovers(d) == []
+    assert run_cli(main, "-w", d / "weights.dat", "--status").stdout.split()[0] == "complete"
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_checkpoint_and_resume_ends_once(tmp_path, ref):
+    d = _run_dir(tmp_path)
+    marker = tmp_path / "pause.json"
+    proc = run_cli(CLI, "-w", d / "weights.dat", "--count-only", "--checkpoint-every", "1e-9",
+                   env=pause_env(marker, "patterns:40"), background=True)
+    wait_for_pause(proc, marker)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    s = json.loads((d / SUMMARY).read_text())
+    ck = read_checkpoint(d / CHECKPOINT)
+    assert not s["complete"] and s["interrupted"] and s["pattern_file"] is None
+    assert ck["patterns"] == s["count"] >= 40 and ck["frontier"]        # the state the summary describes
+    assert "--resume --count-only" in out and _leftovers(d) == [CHECKPOINT]
+    main = load_script(CLI).main
+    assert run_cli(main, "-w", d / "weights.dat", "--status").stdout.split()[0] == "incomplete"
+    r = run_cli(main, "-w", d / "weights.dat", "-q", "--count-only", "--resume")
+    assert r.returncode == 0, r.stderr
+    s2 = json.loads((d / SUMMARY).read_text())
+    assert s2["complete"] and s2["count"] == len(ref) and s2["stats"]["patterns_at_start"] == s["count"]
+    r = run_cli(main, "-w", d / "weights.dat", "--count-only", "--resume")
+    assert r.returncode == 0 and "already complete" in r.stderr
+    assert json.loads((d / SUMMARY).read_text()) == s2
+
+
+@pytest.fixture(scope="module")
+def stopped():
+    """The net of SHAPE, [3, 5, 4, 1]-sized for speed, walked until 7 patterns: (net, count, found, frontier)."""
+    net = random_net([3, 5, 4, 1], seed=9, bias_scale=0.4)
+    box = Box.uniform(3)
+    found = []
+    out = run_search(net, box, interval_bounds(net, box).fixed_bits(), TOL,
+                     lambda b: found.append(np.asarray(b, np.uint8).copy()), stop_flag=lambda: len(found) >= 7)
+    assert not out.complete
+    return net, len(reference(spec([3, 5, 4, 1], 9, 0.4))), np.array(found), list(out.frontier)
+
+
+@pytest.mark.parametrize("state", ["frontier file", "checkpoint"])
+def test_a_count_that_kept_its_patterns_goes_on_without_them(tmp_path, stopped, monkeypatch, state):
+    net, n_ref, found, frontier = stopped
+    save_net(net, tmp_path / "weights.dat")
+    meta = {"weights_sha256": file_sha256(tmp_path / "weights.dat"), "tol": TOL, "layer_sizes": net.layer_sizes}
+    partial = tmp_path / f".{PATTERNS}.partial"
+    if state == "frontier file":
+        write_patterns(tmp_path / PATTERNS, net.layer_sizes, found)
+        write_frontier(tmp_path / f"frontier_{DOMAIN}.json", {"backend": "lp", **meta, "frontier": frontier})
+    else:
+        write_patterns(partial, net.layer_sizes, found)
+        write_checkpoint(tmp_path / CHECKPOINT, {"format": "region-count-checkpoint", **meta, "domain": DOMAIN,
+                                                 "backend": "lp", "patterns": len(found),
+                                                 "bytes": partial.stat().st_size, "frontier": frontier,
+                                                 "written": "now"})
+    first = []
+    real_save = driver.Checkpointer.save
+
+    def save(self, fr=None):
+        real_save(self, fr)
+        if not first:
+            first.append((read_checkpoint(self.path), partial.exists()))
+    monkeypatch.setattr(driver.Checkpointer, "save", save)
+    monkeypatch.setattr(driver, "read_patterns", lambda *a, **k: pytest.fail("patterns read into memory"))
+    s = count_run(tmp_path / "weights.dat", resume=True, progress=False, tol=TOL, keep_patterns=False,
+                  checkpoint_every=1e-9)
+    ck, partial_then = first[0]
+    assert ck["bytes"] is None and ck["patterns"] == len(found) and ck["frontier"] == frontier
+    assert bytes.fromhex(ck["last_pattern"]) == np.packbits(found[-1]).tobytes()
+    assert s["complete"] and s["count"] == n_ref and s["stats"]["patterns_at_start"] == len(found)
+    assert _leftovers(tmp_path) == []                       # the old pattern file, partial or not, is gone
+
+
+def test_what_cannot_be_continued_without_patterns_is_refused(tmp_path, stopped):
+    net, _, found, _ = stopped
+    save_net(net, tmp_path / "weights.dat")
+    write_patterns(tmp_path / PATTERNS, net.layer_sizes, found[::-1])     # no frontier: a MILP backend's file
+    with pytest.raises(ToolError, match=f"{PATTERNS}.*no lp frontier.*without --count-only"):
+        count_run(tmp_path / "weights.dat", resume=True, progress=False, tol=TOL, keep_patterns=False)
+    with pytest.raises(ToolError, match="--count-only needs --backend lp.*--backend scip"):
+        count_run(tmp_path / "weights.dat", progress=False, backend="scip", keep_patterns=False)
+    main = load_script(CLI).main
+    r = run_cli(main, "-w", tmp_path / "weights.dat", "--count-only", "--estimate", "10")
+    assert r.returncode == 2 and "--count-only is a setting of the count" in r.stderr
+    meta = {"weights_sha256": file_sha256(tmp_path / "weights.dat"), "tol": TOL, "layer_sizes": net.layer_sizes}
+    ck = {"format": "region-count-checkpoint", **meta, "domain": DOMAIN, "backend": "lp", "patterns": 3,
+          "bytes": None, "frontier": ["1"], "written": "now", "data_patterns_found": []}
+    (tmp_path / CHECKPOINT).write_text(json.dumps(ck))
+    with pytest.raises(ToolError, match=f"{CHECKPOINT}:.*last_pattern: missing"):
+        count_run(tmp_path / "weights.dat", resume=True, progress=False, tol=TOL, keep_patterns=False)
+    (tmp_path / CHECKPOINT).write_text(json.dumps(dict(ck, last_pattern="zz")))
+    with pytest.raises(ToolError, match="last_pattern: expected 4 lowercase hex digits"):
+        count_run(tmp_path / "weights.dat", resume=True, progress=False, tol=TOL, keep_patterns=False)
+
+
+@pytest.mark.slow
+def test_two_ray_workers_count_the_same(tmp_path, ref, ray_session):
+    d = _run_dir(tmp_path)
+    s = count_run(d / "weights.dat", progress=False, keep_patterns=False, workers=2, checkpoint_every=1e-9)
+    assert s["complete"] and s["count"] == len(ref) and s["stats"]["ray_nodes"] >= 1 and _leftovers(d) == []
