@@ -278,15 +278,17 @@ def count_status(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None) -> t
     """(status, summary path) of an earlier count with these arguments.
 
     status: "complete" (its summary says complete for these very weights (sha256), tol and domain,
-    and the pattern file holds that many patterns, or the count kept none: --count-only), "incomplete" (a resumable earlier count of these
-    weights), "stale" (outputs of other weights or another tol) or "none".
+    and the pattern file holds that many patterns, or the count kept none: --count-only), "incomplete"
+    (a resumable earlier count of these weights: its summary, or the checkpoint of a count killed before it
+    wrote one), "stale" (outputs of other weights or another tol) or "none".
     """
     weights = Path(weights)
     out_dir = Path(out_dir) if out_dir is not None else weights.parent
     json_path = out_dir / regions_file_name(box.name)
     pattern_path = out_dir / pattern_file_name(box.name)
     if not json_path.exists():
-        return "none", json_path
+        ck_path = out_dir / checkpoint_file_name(box.name)
+        return ("incomplete" if _checkpoint_is_current(ck_path, weights, tol, box.name) else "none"), json_path
     try:
         prev = read_regions(json_path)
     except ToolError:
@@ -301,6 +303,17 @@ def count_status(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None) -> t
             and prev_complete(json_path, count_pattern_lines(pattern_path), sha, tol, box.name)):
         return "complete", json_path
     return "incomplete", json_path
+
+
+def _checkpoint_is_current(path: Path, weights: Path, tol: float, domain_name: str) -> bool:
+    """True when `path` is a readable count checkpoint of these weights (sha256), tol and domain."""
+    if not path.is_file() or not weights.is_file():
+        return False
+    try:
+        ck = read_checkpoint(path)
+    except ToolError:
+        return False
+    return record_is_current(ck, file_sha256(weights), tol=tol) and ck.get("domain") == domain_name
 
 
 def incomplete_count_state(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None, net: ReluNet | None = None,
