@@ -214,7 +214,7 @@ def test_losing_the_last_node_one_line_then_resume(tmp_path, cluster, dead_head,
     assert proc.returncode == 2 and len(lines) == 1, err
     ck = json.loads((d / CHECKPOINT).read_text())
     assert lines[0].startswith("error: the Ray cluster was lost (the raylet of this driver's node died)")
-    assert f"{d / CHECKPOINT} keeps the {ck['patterns']} patterns found so far" in lines[0]
+    assert f"{d / CHECKPOINT} records the {ck['patterns']} patterns found so far" in lines[0]
     assert "rerun with --resume" in lines[0]
     assert ck["patterns"] >= paused["done"] >= 2000
     log = Path(lines[0].rsplit("Ray's messages: ", 1)[1])

@@ -57,6 +57,31 @@ for epoch in range(1, 5):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["paused.json", "paused.py"]
 
 
+def test_a_signal_sent_the_moment_the_marker_appears_ends_the_pause(tmp_path):
+    """The race of a kill test: the test signals as soon as it sees the marker, which may be before the process
+    waits. Here the signal is sent right after the marker is written, before the wait; the pause must still end
+    (signal.pause() waited for a second signal for ever: a Ctrl-C test hung under load)."""
+    script = tmp_path / "raced.py"
+    script.write_text(f"""import os, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+import src.core.fault_hooks as hooks
+claim = hooks._claim
+def claim_then_signal(marker, record):
+    won = claim(marker, record)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    return won
+hooks._claim = claim_then_signal
+handled = []
+signal.signal(signal.SIGUSR1, lambda *a: handled.append(1))
+hooks.pause_point("patterns", 5)
+print("after", len(handled), signal.getsignal(signal.SIGUSR1).__name__, flush=True)
+""")
+    proc = run_cli(script, env=pause_env(tmp_path / "paused.json", "patterns:5"), background=True)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.split() == ["after", "1", "<lambda>"]          # handled once, the handler given back
+
+
 def test_holds_while_its_file_exists(monkeypatch, tmp_path):
     """Inert without the variable or the file; with both it returns only once another thread removes the file."""
     import threading

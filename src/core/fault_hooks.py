@@ -10,7 +10,8 @@ known point through two environment variables:
 
 `pause_point(kind, done)` is called where progress has just been made durable (the count driver's
 checkpoint, a training epoch's checkpoint). When RELU_TOOLKIT_PAUSE_AFTER names `kind` and `done`
->= K, it writes PATH (JSON: pid, kind, done, after) and blocks until a signal arrives: SIGKILL or
+>= K, it writes PATH (JSON: pid, kind, done, after) and blocks until a signal arrives, also one sent the
+moment PATH appears (the handlers are watched from before it is written): SIGKILL or
 SIGTERM end the process there; a signal whose handler returns (Ctrl-C while the region walk holds
 SIGINT, say) ends the pause and the process carries on and sees it; a handler that raises
 (KeyboardInterrupt) raises from here. The pause happens at most once per marker file: when PATH
@@ -71,13 +72,33 @@ def pause_point(kind: str, done: int) -> None:
     marker = os.environ.get(PAUSE_MARKER, "").strip()
     if k is None or not marker or int(done) < k or os.path.exists(marker):
         return
-    if not _claim(marker, {"pid": os.getpid(), "kind": kind, "done": int(done), "after": k}):
+    if threading.current_thread() is not threading.main_thread():
+        if _claim(marker, {"pid": os.getpid(), "kind": kind, "done": int(done), "after": k}):
+            while True:                      # another thread cannot receive signals: wait to be killed
+                time.sleep(3600)
         return
-    if hasattr(signal, "pause") and threading.current_thread() is threading.main_thread():
-        signal.pause()                       # returns once a handler has run (and raises what it raises)
-        return
-    while True:                              # another thread cannot receive signals: wait to be killed
-        time.sleep(3600)
+    # The handlers are wrapped before the marker exists: a signal sent as soon as it appears may arrive before
+    # the wait begins (signal.pause() would then wait for a second one, for ever); the flag sees it either way.
+    seen: list[int] = []
+    wrapped = {}
+    for sig in signal.valid_signals():
+        try:
+            handler = signal.getsignal(sig)
+        except (OSError, ValueError):
+            continue
+        if callable(handler):
+            def note(signum, frame, handler=handler):
+                seen.append(signum)
+                handler(signum, frame)       # may raise (KeyboardInterrupt): the pause ends with it
+            wrapped[sig] = handler
+            signal.signal(sig, note)
+    try:
+        if _claim(marker, {"pid": os.getpid(), "kind": kind, "done": int(done), "after": k}):
+            while not seen:
+                time.sleep(0.01)
+    finally:
+        for sig, handler in wrapped.items():
+            signal.signal(sig, handler)
 
 
 def hold_point() -> None:
