@@ -198,3 +198,22 @@ def test_two_ray_workers_count_the_same(tmp_path, ref, ray_session):
     d = _run_dir(tmp_path)
     s = count_run(d / "weights.dat", progress=False, keep_patterns=False, workers=2, checkpoint_every=1e-9)
     assert s["complete"] and s["count"] == len(ref) and s["stats"]["ray_nodes"] >= 1 and _leftovers(d) == []
+
+
+def test_the_kept_state_of_the_1e8_count_belongs_to_its_net():
+    """benchmarks/count_1e8/ (benchmarks/bench_count_1e8.py): the checkpoint (or final summary) names the weights
+    kept beside it, so `bench_count_1e8.py run` can continue it on any machine."""
+    from conftest import ROOT
+
+    from src.io.readers import load_net
+    from src.io.records import read_regions
+
+    d = ROOT / "benchmarks" / "count_1e8"
+    net = load_net(d / "weights.dat")
+    state = read_checkpoint(d / CHECKPOINT) if (d / CHECKPOINT).exists() else read_regions(d / SUMMARY)
+    assert state["weights_sha256"] == file_sha256(d / "weights.dat") and state["layer_sizes"] == [784, 15, 15, 10]
+    assert net.layer_sizes == state["layer_sizes"] and state["tol"] == TOL
+    if "bytes" in state:
+        assert state["bytes"] is None and state["frontier"]
+    else:
+        assert state["complete"] and state["pattern_file"] is None
