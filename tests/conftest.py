@@ -16,6 +16,7 @@ import functools
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# A suite started in the background of a script (`make test &`, `nohup ... &`) inherits SIGINT ignored, and so
+# would every count it starts: the Ctrl-C tests would signal a process that cannot hear it. Caught here, SIGINT
+# is back to its default in each child (exec resets a caught signal, not an ignored one).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from bruteforce import brute_force_patterns, sampled_patterns  # noqa: E402,F401 (the oracle, re-exported)
 
@@ -337,7 +343,6 @@ def default_sigint():
     """Python's own Ctrl-C handler for the test, whatever pytest inherited: a suite started in the background
     (nohup, `cmd &` in a script) inherits SIGINT ignored, and a test of handler restoration must know the
     handler it started with."""
-    import signal
 
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield signal.default_int_handler

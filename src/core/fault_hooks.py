@@ -10,8 +10,9 @@ known point through two environment variables:
 
 `pause_point(kind, done)` is called where progress has just been made durable (the count driver's
 checkpoint, a training epoch's checkpoint). When RELU_TOOLKIT_PAUSE_AFTER names `kind` and `done`
->= K, it writes PATH (JSON: pid, kind, done, after) and blocks until a signal arrives, also one sent the
-moment PATH appears (the handlers are watched from before it is written): SIGKILL or
+>= K, it writes PATH (JSON: pid, kind, done, after) and blocks until a signal arrives (SIGINT, SIGTERM,
+SIGHUP, SIGQUIT, SIGUSR1/2, SIGALRM, also one sent the moment PATH appears: they are blocked from before
+it is written, then taken with sigwait and sent again to meet their handler): SIGKILL or
 SIGTERM end the process there; a signal whose handler returns (Ctrl-C while the region walk holds
 SIGINT, say) ends the pause and the process carries on and sees it; a handler that raises
 (KeyboardInterrupt) raises from here. The pause happens at most once per marker file: when PATH
@@ -37,6 +38,7 @@ PAUSE_AFTER = "RELU_TOOLKIT_PAUSE_AFTER"
 PAUSE_MARKER = "RELU_TOOLKIT_PAUSE_MARKER"
 HOLD_WHILE = "RELU_TOOLKIT_HOLD_WHILE"
 KINDS = ("patterns", "epochs")
+_WAKE = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")     # the signals that end a pause
 
 
 def _threshold(kind: str) -> int | None:
@@ -77,28 +79,21 @@ def pause_point(kind: str, done: int) -> None:
             while True:                      # another thread cannot receive signals: wait to be killed
                 time.sleep(3600)
         return
-    # The handlers are wrapped before the marker exists: a signal sent as soon as it appears may arrive before
-    # the wait begins (signal.pause() would then wait for a second one, for ever); the flag sees it either way.
-    seen: list[int] = []
-    wrapped = {}
-    for sig in signal.valid_signals():
-        try:
-            handler = signal.getsignal(sig)
-        except (OSError, ValueError):
-            continue
-        if callable(handler):
-            def note(signum, frame, handler=handler):
-                seen.append(signum)
-                handler(signum, frame)       # may raise (KeyboardInterrupt): the pause ends with it
-            wrapped[sig] = handler
-            signal.signal(sig, note)
+    # The signals that end a pause are blocked before the marker exists: one sent the moment it appears is then
+    # held until sigwait takes it (signal.pause() waited for a second one, for ever, when the first came before
+    # it began); sent again once unblocked, it meets its handler, a Python or a solver's C handler (SCIP's
+    # Ctrl-C), or its default action.
+    wake = {getattr(signal, name) for name in _WAKE if hasattr(signal, name)}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, wake)
+    got = None
     try:
         if _claim(marker, {"pid": os.getpid(), "kind": kind, "done": int(done), "after": k}):
-            while not seen:
-                time.sleep(0.01)
+            got = signal.sigwait(wake)
     finally:
-        for sig, handler in wrapped.items():
-            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    if got is not None:
+        os.kill(os.getpid(), got)            # its handler runs now (and raises what it raises)
+        time.sleep(0)
 
 
 def hold_point() -> None:
