@@ -255,7 +255,7 @@ class SaveRecorder:
     def due(self) -> bool:
         return True
 
-    def save(self, frontier) -> None:
+    def save(self, frontier, held=None) -> None:
         self.saves.append((len(self.found), list(frontier)))
 
 

@@ -156,8 +156,8 @@ def test_a_count_that_kept_its_patterns_goes_on_without_them(tmp_path, stopped, 
     first = []
     real_save = driver.Checkpointer.save
 
-    def save(self, fr=None):
-        real_save(self, fr)
+    def save(self, fr=None, held=None):
+        real_save(self, fr, held)
         if not first:
             first.append((read_checkpoint(self.path), partial.exists()))
     monkeypatch.setattr(driver.Checkpointer, "save", save)
@@ -191,6 +191,131 @@ def test_what_cannot_be_continued_without_patterns_is_refused(tmp_path, stopped)
     (tmp_path / CHECKPOINT).write_text(json.dumps(dict(ck, last_pattern="zz")))
     with pytest.raises(ToolError, match="last_pattern: expected 4 lowercase hex digits"):
         count_run(tmp_path / "weights.dat", resume=True, progress=False, tol=TOL, keep_patterns=False)
+
+
+class HeldBackSession:
+    """src.parallel.Session's part that the parallel walk uses, in this process, two slots; of the running slices
+    the one submitted last finishes first, so later subtrees are done before earlier ones and their patterns
+    are held behind them (deterministically, not by the timing of two workers)."""
+    slots = 2
+
+    def __init__(self):
+        self.calls = {}
+
+    def put(self, obj):
+        return obj
+
+    def submit(self, fn, *args):
+        h = len(self.calls)
+        self.calls[h] = (fn, args)
+        return h
+
+    def wait(self, handles, timeout=None):
+        return [max(handles)]
+
+    def result(self, h):
+        fn, args = self.calls.pop(h)
+        return fn(*args)
+
+    def cancel(self, handles):
+        for h in handles:
+            self.calls.pop(h, None)
+
+
+def test_held_patterns_and_their_frontier_are_exactly_what_was_not_emitted(monkeypatch):
+    """At every checkpoint of a parallel walk: the patterns emitted, those held (found behind an unfinished
+    earlier subtree) and those below the held state's frontier are the whole set, each once (what a --count-only
+    checkpoint counts and resumes from)."""
+    import src.counting.walk_driver as wd
+    from src.counting.walk_driver import _run_parallel, make_engine
+    from src.core.patterns import row_keys
+
+    net = random_net(SHAPE, SEED)
+    box = Box.uniform(3)
+    fixed = interval_bounds(net, box).fixed_bits()
+    full = []
+    run_search(net, box, fixed, TOL, lambda b: full.append(np.asarray(b, np.uint8).copy()))
+    full = set(row_keys(np.array(full)))
+    monkeypatch.setattr(wd, "slice_seconds", lambda *a, **k: 0.002)      # many short slices, many held
+    emitted, seen = [], []
+
+    class Every:
+        def due(self):
+            return True
+
+        def save(self, frontier, held=None):
+            seen.append((list(emitted), held))
+    options = wd.EngineOptions()
+    eng = make_engine(net, box, fixed, TOL, options)
+    out = _run_parallel(HeldBackSession(), eng, (net, box, fixed, TOL, options),
+                        lambda b: emitted.append(np.asarray(b, np.uint8).copy()), None, None, None, Every(), None)
+    assert out.complete and set(row_keys(np.array(emitted))) == full and len(emitted) == len(full)
+    assert sum(1 for _, h in seen if h.count) >= 3                       # the order held patterns back
+    for before, held in seen:
+        below = []
+        if held.frontier:
+            run_search(net, box, fixed, TOL, lambda b: below.append(np.asarray(b, np.uint8).copy()),
+                       roots=held.frontier)
+        keys = row_keys(np.array(before)) + [r.tobytes() for rows in held.packed for r in rows] + \
+            row_keys(np.array(below))
+        assert len(keys) == len(full) and set(keys) == full
+
+
+def test_a_parallel_count_only_checkpoint_keeps_what_was_found_ahead(tmp_path, ref, monkeypatch, default_sigint):
+    """A --count-only checkpoint taken while patterns are held behind an unfinished subtree counts them and
+    leaves them out of its frontier (a count that writes its patterns would walk them again): killed there
+    (its copy resumed in another directory) or stopped with Ctrl-C later, the count ends exact."""
+    import shutil
+
+    import src.counting.walk_driver as wd
+
+    class StoppedSession(HeldBackSession):
+        parallel, answered = True, 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def wait(self, handles, timeout=None):
+            self.answered += 1
+            if self.answered == 3:
+                os.kill(os.getpid(), signal.SIGINT)          # the walk's Ctrl-C flag: it stops soon
+            return super().wait(handles)
+    d = _run_dir(tmp_path)
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(wd, "slice_seconds", lambda *a, **k: 0.002)
+    monkeypatch.setattr(wd, "Session", lambda *a, **k: StoppedSession())
+    real_save = driver.Checkpointer.save
+    at_kill = []
+
+    def save(self, fr=None, held=None):
+        real_save(self, fr, held)
+        if held is not None and held.count and not killed.exists():      # the state a kill -9 would leave
+            shutil.copytree(d, killed)
+            at_kill.append((len(self.sink), held.count))
+    monkeypatch.setattr(driver.Checkpointer, "save", save)
+    s = count_run(d / "weights.dat", progress=False, keep_patterns=False, workers=2, checkpoint_every=1e-9)
+    monkeypatch.undo()
+    assert s["interrupted"] and not s["complete"] and killed.exists()
+    emitted, held = at_kill[0]
+    assert read_checkpoint(killed / CHECKPOINT)["patterns"] == emitted + held           # the held ones count
+    for run, count in ((d, s["count"]), (killed, None)):
+        ck = read_checkpoint(run / CHECKPOINT)
+        assert count is None or ck["patterns"] == count
+        assert ck["patterns"] + len(_below(run, ck["frontier"])) == len(ref)     # each pattern counted once
+        s2 = count_run(run / "weights.dat", progress=False, keep_patterns=False, resume=True)
+        assert s2["complete"] and s2["count"] == len(ref) and _leftovers(run) == []
+
+
+def _below(d, frontier):
+    from src.io.readers import load_net
+    net = load_net(d / "weights.dat")
+    box = Box.uniform(3)
+    found = []
+    run_search(net, box, interval_bounds(net, box).fixed_bits(), TOL, found.append, roots=frontier)
+    return found
 
 
 @pytest.mark.slow

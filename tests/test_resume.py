@@ -71,8 +71,8 @@ def test_lp_resume_streams_the_known_patterns(tmp_path, stopped, monkeypatch, st
     saved = []
     real_save = driver.Checkpointer.save
 
-    def save(self, frontier=None):
-        real_save(self, frontier)
+    def save(self, frontier=None, held=None):
+        real_save(self, frontier, held)
         saved.append(driver.read_checkpoint(self.path))
     monkeypatch.setattr(driver.Checkpointer, "save", save)
     s = count_run(tmp_path / "weights.dat", backend="lp", resume=True, progress=False, tol=TOL, checkpoint_every=1e-9)

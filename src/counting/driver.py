@@ -68,24 +68,32 @@ class Checkpointer:
     def due(self) -> bool:
         return self._next is not None and time.monotonic() >= self._next
 
-    def save(self, frontier=None) -> None:
+    def save(self, frontier=None, held=None) -> None:
+        """Save the state of the patterns emitted and `frontier`; `held` (walk_driver.HeldPatterns, a parallel
+        walk's patterns found but held behind an earlier subtree) is counted now when no pattern file is kept,
+        with its frontier, so that a stop loses none of it; with a pattern file, which takes patterns in order
+        only, those subtrees stay in `frontier` and are walked again after a kill."""
         nbytes = None if self.writer is None else self.writer.sync()
         now = datetime.now().isoformat(timespec="milliseconds")
         if self.saves == 0:         # this process's start: the rate since then gives `--remaining` its ETA
             self.meta = dict(self.meta, started=now, patterns_at_start=len(self.sink))
         spent = {} if self.earlier is None else self.earlier.including(time.perf_counter() - self._t0)
+        found, kept = len(self.sink), {}
+        if self.writer is None:
+            state = self.sink.ordered_state(() if held is None else held.packed)
+            found, kept = state.count, ordered_state_fields(state)
+            if held is not None:
+                frontier = held.frontier
         write_checkpoint(self.path, {"format": "region-count-checkpoint", **self.meta, "backend": self.backend,
-                                      "patterns": len(self.sink), "bytes": nbytes,
-                                      **({} if self.writer is not None else
-                                         ordered_state_fields(self.sink.ordered_state())),
+                                      "patterns": found, "bytes": nbytes, **kept,
                                       "frontier": None if frontier is None else list(frontier), "written": now,
                                       **spent})
         self.saves += 1
         if self.on_saved is not None:
-            self.on_saved(frontier, len(self.sink))
+            self.on_saved(frontier, found)
         if self.every:
             self._next = time.monotonic() + self.every
-        pause_point("patterns", len(self.sink))         # kill tests only: $RELU_TOOLKIT_PAUSE_AFTER
+        pause_point("patterns", found)                  # kill tests only: $RELU_TOOLKIT_PAUSE_AFTER
 
     def on_new_pattern(self) -> None:
         if self.due():
@@ -619,7 +627,7 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     # ---- frontier, patterns, summary (in this order: a kill between two steps leaves a resumable state)
     if not complete and result.frontier is not None and not keep_patterns:
         ckpt.on_saved = None
-        ckpt.save(result.frontier)          # --count-only: the checkpoint is the state --resume continues from
+        ckpt.save(result.frontier, held=result.held)    # --count-only: the state --resume continues from
     elif not complete and result.frontier is not None:
         write_frontier(frontier_path, {"backend": used, "weights_sha256": sha, "tol": tol,
                                           "layer_sizes": net.layer_sizes, "frontier": result.frontier})
@@ -627,7 +635,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
         frontier_path.unlink()
     if writer is not None:
         writer.close()
-    count = len(sink)
+    held = result.held if not keep_patterns and not complete else None     # counted by the checkpoint too
+    count = len(sink) + (held.count if held is not None else 0)
     if not keep_patterns:
         notes.append("counted with --count-only: no pattern file kept")
     if not complete:
@@ -640,7 +649,7 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     stats.update(patterns_at_start=int(sink.n_known), new_patterns=int(n_new), threads=int(threads),
                  time_limit=time_limit,
                  ms_per_region=round(1000.0 * t_enum / n_new, 4) if n_new else None)
-    extra = _data_patterns_missing(data, sink)
+    extra = _data_patterns_missing(data, sink, held)
     if complete and extra:
         raise RuntimeError(f"{extra} patterns certified by data points were not enumerated by backend {used}: "
                            f"a bug in the backend (please report it with {weights})")
@@ -742,10 +751,13 @@ def _parallel_options(workers: int, ray_address) -> dict:
     return out
 
 
-def _data_patterns_missing(data, sink: PatternSink) -> int:
-    """How many data-certified patterns the sink does not hold."""
+def _data_patterns_missing(data, sink: PatternSink, held=None) -> int:
+    """How many data-certified patterns the sink does not hold (nor `held`, walk_driver.HeldPatterns)."""
     if data is None or not data.keys:
         return 0
+    if held is not None and held.count:
+        hits = sink.ordered_state(held.packed).hits
+        return int(sum(1 for k in row_keys(data.patterns()) if k not in hits))
     return int(sum(1 for p in data.patterns() if p not in sink))
 
 

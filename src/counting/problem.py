@@ -62,6 +62,7 @@ class EnumerationResult:
     stats: dict = field(default_factory=dict)   # backend-specific, JSON-serialisable
     frontier: list | None = None        # resumable state of an incomplete search (LP engine)
     interrupted: bool = False           # True when the search stopped because of Ctrl-C
+    held: object = None                 # lp on workers: patterns found, not emitted (walk_driver.HeldPatterns)
 
 
 class BackendUnavailable(ToolError):
@@ -170,11 +171,20 @@ class PatternSink:
             self.on_new()
         return True
 
-    def ordered_state(self) -> ResumedPatterns:
+    def ordered_state(self, held_packed=()) -> ResumedPatterns:
         """Where an ordered count stands: the patterns so far, the last one's key and the watched ones found, all
-        that resuming it needs of them (a --count-only count keeps this in its checkpoint instead of a file)."""
+        that resuming it needs of them (a --count-only count keeps this in its checkpoint instead of a file).
+        held_packed: packbits rows of patterns found but not emitted (walk_driver.HeldPatterns), counted here
+        and left out of the frontier that goes with this state; `last` stays the last one emitted."""
         if self._ordered and not self._skip:
-            return ResumedPatterns(count=self._n, last=self._last, hits=frozenset(self._hits))
+            n, hits = self._n, set(self._hits)
+            for rows in held_packed:
+                n += len(rows)
+                if self._watch:
+                    hits.update(k for k in (r.tobytes() for r in rows) if k in self._watch)
+            return ResumedPatterns(count=n, last=self._last, hits=frozenset(hits))
+        if held_packed and any(len(rows) for rows in held_packed):
+            raise RuntimeError("held patterns belong to an ordered walk")
         if self._ordered:
             raise RuntimeError("a walk that skips known patterns cannot be continued after its last one")
         if self._resumed is not None:

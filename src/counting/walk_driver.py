@@ -43,6 +43,22 @@ class SearchOutcome:
     stats: dict
     interrupted: bool = False
     tasks: int = 1
+    held: "HeldPatterns | None" = None      # a parallel walk that stopped: what it found but had not emitted
+
+
+@dataclass(frozen=True)
+class HeldPatterns:
+    """What a parallel walk has found but not emitted, held behind an earlier subtree still being walked (the
+    emission is lexicographic): the patterns (packbits rows, one array per finished slice) and the prefixes
+    of every subtree not finished. With the patterns emitted, they are the whole tree: `frontier` holds
+    exactly the patterns neither emitted nor in `packed`. A count that keeps no pattern file (--count-only)
+    counts these now, so that a stop loses no finished slice; one that writes its patterns in order cannot."""
+    frontier: list
+    packed: list
+
+    @property
+    def count(self) -> int:
+        return sum(len(p) for p in self.packed)
 
 
 class _SigintFlag:
@@ -238,6 +254,12 @@ class OrderedWork:
         del self.items[:k]
         return rows
 
+    def held(self) -> HeldPatterns:
+        """The patterns of the done items (after flush: all held behind an unfinished one) and the prefixes of
+        the items not done, in order."""
+        return HeldPatterns([it.prefix for it in self.items if it.state != "done"],
+                            [it.packed for it in self.items if it.state == "done"])
+
     def frontier(self) -> list[str]:
         """The prefixes whose subtrees hold exactly the patterns not yet emitted (after flush)."""
         out, cover = [], ()
@@ -327,14 +349,14 @@ def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoi
                         trace({**r, "dispatched": dispatched, "returned": time.time()})
                 work.flush(emit_packed)
                 if checkpoint is not None and (ask.take() or checkpoint.due()):
-                    checkpoint.save(work.frontier())
+                    checkpoint.save(work.frontier(), held=work.held())
         except ClusterLost as lost:
             running.clear()                  # nothing of it comes back; its subtrees stay in the frontier
             work.flush(emit_packed)
             lost.patterns_kept = emitted
             lost.checkpoint_saved = False
             if checkpoint is not None:
-                checkpoint.save(work.frontier())
+                checkpoint.save(work.frontier(), held=work.held())
                 lost.checkpoint_saved = True
             raise
         finally:
@@ -344,7 +366,8 @@ def _run_parallel(session, eng, problem, emit, roots, t_end, stop_flag, checkpoi
     frontier = work.frontier()
     complete = not frontier
     stats["ray_nodes"] = len(ray_nodes)          # stats["nodes"] stays the tree nodes entered, summed over slices
-    return SearchOutcome(complete, frontier, stats, interrupted=sig.hit and not complete, tasks=slices)
+    return SearchOutcome(complete, frontier, stats, interrupted=sig.hit and not complete, tasks=slices,
+                         held=None if complete else work.held())
 
 
 def run_search(net, box, fixed_bits, tol, emit, *, roots=None, time_limit=None, workers: int = 1,

@@ -82,4 +82,4 @@ class LpBackend(Backend):
         }
         return EnumerationResult(complete=out.complete, stats=stats,
                                  frontier=None if out.complete else list(out.frontier),
-                                 interrupted=out.interrupted)
+                                 interrupted=out.interrupted, held=out.held)
