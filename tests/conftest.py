@@ -357,8 +357,11 @@ def rng():
 @pytest.fixture(scope="module")
 def ray_session():
     """One embedded Ray with 2 CPUs shared by the tests of a module that ask for it; shut down after them."""
-    from src.parallel import start_local
+    from src.parallel import _import_ray, start_local
 
+    leftover = _import_ray()
+    if leftover.is_initialized():   # an earlier module of this xdist worker left Ray connected (seen once in a
+        leftover.shutdown()         # fresh-clone run: "Maybe you called ray.init twice"; its origin not found)
     ray = start_local(2)
     yield ray
     ray.shutdown()
