@@ -581,7 +581,7 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
             if checkpoint_every:
                 ckpt.save(None if state is None else state.get("frontier"))
                 if not keep_patterns:       # the checkpoint now stands in for the partial file of a resumed count
-                    _remove(partial_path)
+                    partial_path.unlink(missing_ok=True)
             sink.on_new = None if be.frontier_checkpoints else ckpt.on_new_pattern
             return {"checkpoint": ckpt} if be.frontier_checkpoints else {}
 
@@ -674,13 +674,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
         ckpt.remove()
     if not keep_patterns:               # an earlier count's patterns: the summary now says there are none
         for p in (partial_path, pattern_path):
-            _remove(p)
+            p.unlink(missing_ok=True)
     return summary
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
 
 
 # ---- steps that write a record beside a count, without enumerating (--estimate, --mipbound) -----------------
