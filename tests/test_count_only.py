@@ -91,6 +91,7 @@ def test_sigkill_twice_then_resume_gives_the_same_count(tmp_path, ref):
     r = run_cli(main, "-w", d / "weights.dat", "--remaining", "50")       # what it has left, from its checkpoint
     assert r.returncode == 0, r.stderr
     assert run_cli(main, "-w", d / "weights.dat", "--status").stdout.split()[0] == "incomplete"    # no summary yet
+    assert run_cli(main, "-w", d / "weights.dat", "--status", "--tol", "1e-5").stdout.split()[0] == "none"
     r = run_cli(CLI, "-w", d / "weights.dat", "-q", "--count-only", "--resume", "--checkpoint-every", "1e-9")
     assert r.returncode == 0, r.stderr
     s = json.loads((d / SUMMARY).read_text())

@@ -321,7 +321,8 @@ def _checkpoint_is_current(path: Path, weights: Path, tol: float, domain_name: s
         ck = read_checkpoint(path)
     except ToolError:
         return False
-    return record_is_current(ck, file_sha256(weights), tol=tol) and ck.get("domain") == domain_name
+    sha = file_sha256(weights)
+    return ck.get("weights_sha256") == sha and _count_state_mismatch(ck, sha, tol, domain_name) is None
 
 
 def incomplete_count_state(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None, net: ReluNet | None = None,
@@ -756,21 +757,38 @@ def _data_patterns_missing(data, sink: PatternSink, held=None) -> int:
     return int(sum(1 for p in data.patterns() if p not in sink))
 
 
+def _count_state_mismatch(state: dict, sha, tol, domain_name, layer_sizes=None) -> tuple[str, str] | None:
+    """Why a count's saved state (checkpoint or frontier file) does not belong to these weights (sha256 and, when
+    given, layer sizes), tol and domain: ("weights" | "tol" | "domain", the reason), or None when it does. A state
+    or caller without a sha256 is judged by the layer sizes alone."""
+    if ((layer_sizes is not None and state.get("layer_sizes") != layer_sizes)
+            or (sha and state.get("weights_sha256") and state["weights_sha256"] != sha)):
+        return "weights", f"written for other weights (n = {state.get('layer_sizes')}, sha256 differs)"
+    try:
+        same_tol = float(state["tol"]) == float(tol)
+    except (KeyError, TypeError, ValueError):
+        same_tol = False
+    if not same_tol:
+        return "tol", f"the earlier run used --tol {state.get('tol')}, this one --tol {tol}"
+    if state.get("domain", domain_name) != domain_name:
+        return "domain", f"written for domain {state['domain']}, not {domain_name}"
+    return None
+
+
 def _count_state_of(path: Path, state: dict, net: ReluNet, sha, tol, domain_name, flag: str = "--resume") -> dict:
     """`state`, read from a count's checkpoint or frontier file at `path`, checked to belong to these weights, tol
     and domain (else one ToolError naming `flag` and the file)."""
-    fix = "remove it or run without --resume" if flag == "--resume" else \
-        "give the weights, --tol and domain of its count"
-    if state["layer_sizes"] != net.layer_sizes or (sha and state.get("weights_sha256")
-                                                   and state["weights_sha256"] != sha):
-        raise ToolError(f"{flag} {path}: written for other weights (n = {state['layer_sizes']}, "
-                        f"sha256 differs); {fix}")
-    if float(state["tol"]) != float(tol):
-        raise ToolError(f"{flag} {path}: the earlier run used --tol {state['tol']}, this one --tol {tol}; "
-                        f"{'use the same tol or run without --resume' if flag == '--resume' else fix}")
-    if state.get("domain", domain_name) != domain_name:
-        raise ToolError(f"{flag} {path}: written for domain {state['domain']}, not {domain_name}")
-    return state
+    mismatch = _count_state_mismatch(state, sha, tol, domain_name, layer_sizes=net.layer_sizes)
+    if mismatch is None:
+        return state
+    kind, reason = mismatch
+    if kind == "domain":
+        raise ToolError(f"{flag} {path}: {reason}")
+    if flag != "--resume":
+        fix = "give the weights, --tol and domain of its count"
+    else:
+        fix = "use the same tol or run without --resume" if kind == "tol" else "remove it or run without --resume"
+    raise ToolError(f"{flag} {path}: {reason}; {fix}")
 
 
 def _usable_checkpoint(checkpoint_path: Path, partial_path: Path, net: ReluNet, sha, tol, domain_name,
