@@ -196,12 +196,12 @@ def test_the_time_of_every_run_adds_up(tmp_path):
     assert s["complete"] and "runs" not in s["times"] and "enumeration_all_runs" not in s["times"]
 
 
-def test_a_frontier_file_of_other_weights_or_tol_is_refused(tmp_path):
-    """--resume and --remaining check the frontier file itself (it names its weights and tol), not only the summary
-    beside it: one error line naming the file, exit 2, nothing written."""
+def test_a_frontier_file_or_summary_of_other_weights_or_tol_is_refused(tmp_path):
+    """--resume and --remaining check the frontier file itself (it names its weights and tol), and --resume the
+    summary beside it: one error line naming the file, exit 2, nothing written."""
     from conftest import run_cli
 
-    from src.io.records import read_frontier
+    from src.io.records import read_frontier, read_regions, write_regions
 
     save_net(random_net(SHAPE, SEED, BIAS), tmp_path / "weights.dat")
     s = count_run(tmp_path / "weights.dat", backend="lp", progress=False, time_limit=1e-9, checkpoint_every=0)
@@ -218,6 +218,17 @@ def test_a_frontier_file_of_other_weights_or_tol_is_refused(tmp_path):
             assert lines[0].startswith(f"error: {flag[0]} {fr_path}") and words in lines[0], lines[0]
             assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     write_frontier(fr_path, good)
+    js = tmp_path / "regions_input_0_1.json"                # the summary beside it is held to the same rule
+    summary = read_regions(js)
+    for change, words in (({"tol": 1e-3}, "--tol 0.001"), ({"weights_sha256": "0" * 64}, "other weights")):
+        write_regions(js, {**summary, **change})
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+        r = run_cli("count_linear_regions.py", "-w", tmp_path / "weights.dat", "-q", "--resume", timeout=120)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"error: --resume {js}") and words in lines[0], lines[0]
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    write_regions(js, summary)
     r = run_cli("count_linear_regions.py", "-w", tmp_path / "weights.dat", "-q", "--resume", timeout=120)
     assert r.returncode == 0, r.stderr
     assert as_set(read_patterns(tmp_path / PATTERNS)) == reference(spec(SHAPE, SEED, BIAS))

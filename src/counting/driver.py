@@ -468,8 +468,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
     resumed = None                           # the patterns before the frontier, when they are not read into memory
     earlier = EarlierRuns(0.0, 0) if not resume else None
     ck = None
+    prev = read_regions(json_path) if resume and json_path.exists() else None    # the earlier run's summary
     if resume:
-        prev = read_regions(json_path) if json_path.exists() else None
         if (_is_count_only(prev) and prev.get("complete") is True
                 and record_is_current(prev, sha, tol=tol, domain=box.name)):
             _log(f"{json_path.name}: already complete ({prev['count']} regions, counted with --count-only); "
@@ -501,14 +501,8 @@ def count_run(weights, box: Box | None = None, *, backend: str = "auto", tol: fl
             if sizes != net.layer_sizes:
                 raise ToolError(f"--resume {pattern_path}: the pattern file is for a net with n = {sizes}, but "
                                 f"{weights} has n = {net.layer_sizes}; remove it or run without --resume")
-            prev = read_regions(json_path) if json_path.exists() else None
             if prev is not None:
-                if prev.get("weights_sha256") and sha and prev["weights_sha256"] != sha:
-                    raise ToolError(f"--resume {pattern_path}: {json_path.name} was written for different weights "
-                                    f"(sha256 differs from {weights}); remove the old outputs or run without --resume")
-                if "tol" in prev and float(prev["tol"]) != float(tol):
-                    raise ToolError(f"--resume {pattern_path}: the earlier run used --tol {prev['tol']}, this one "
-                                    f"--tol {tol}; use the same tol or run without --resume")
+                _count_state_of(json_path, prev, net, sha, tol, box.name)
             earlier = EarlierRuns.of_summary(prev)
             if frontier_path.exists():
                 resume_state = _count_state_of(frontier_path, read_frontier(frontier_path), net, sha, tol, box.name)
@@ -758,7 +752,7 @@ def _data_patterns_missing(data, sink: PatternSink, held=None) -> int:
 
 
 def _count_state_mismatch(state: dict, sha, tol, domain_name, layer_sizes=None) -> tuple[str, str] | None:
-    """Why a count's saved state (checkpoint or frontier file) does not belong to these weights (sha256 and, when
+    """Why a count's saved state (checkpoint, frontier file or summary) does not belong to these weights (sha256 and, when
     given, layer sizes), tol and domain: ("weights" | "tol" | "domain", the reason), or None when it does. A state
     or caller without a sha256 is judged by the layer sizes alone."""
     if ((layer_sizes is not None and state.get("layer_sizes") != layer_sizes)
@@ -770,7 +764,8 @@ def _count_state_mismatch(state: dict, sha, tol, domain_name, layer_sizes=None) 
         same_tol = False
     if not same_tol:
         return "tol", f"the earlier run used --tol {state.get('tol')}, this one --tol {tol}"
-    if state.get("domain", domain_name) != domain_name:
+    domain = state.get("domain", domain_name)
+    if (domain.get("name") if isinstance(domain, dict) else domain) != domain_name:    # a summary holds the box
         return "domain", f"written for domain {state['domain']}, not {domain_name}"
     return None
 
