@@ -35,7 +35,7 @@ from src.counting.count_bounds import data_patterns, lower_bound, upper_bounds
 from src.counting.knuth import TotalForecast
 from src.counting.problem import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink,
                                   ResumedPatterns, backend_candidates, backend_class, get_backend, run_backends)
-from src.io.current import record_is_current
+from src.io.current import record_is_current, record_mismatch
 from src.io.files import file_sha256, remove_stale_temps
 from src.io.pattern_file import (PatternWriter, count_pattern_lines, count_patterns, iter_pattern_blocks,
                                  read_pattern_header, read_patterns)
@@ -321,8 +321,7 @@ def _checkpoint_is_current(path: Path, weights: Path, tol: float, domain_name: s
         ck = read_checkpoint(path)
     except ToolError:
         return False
-    sha = file_sha256(weights)
-    return ck.get("weights_sha256") == sha and _count_state_mismatch(ck, sha, tol, domain_name) is None
+    return record_is_current(ck, file_sha256(weights), tol=tol, domain=domain_name)
 
 
 def incomplete_count_state(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None, net: ReluNet | None = None,
@@ -751,29 +750,10 @@ def _data_patterns_missing(data, sink: PatternSink, held=None) -> int:
     return int(sum(1 for p in data.patterns() if p not in sink))
 
 
-def _count_state_mismatch(state: dict, sha, tol, domain_name, layer_sizes=None) -> tuple[str, str] | None:
-    """Why a count's saved state (checkpoint, frontier file or summary) does not belong to these weights (sha256 and, when
-    given, layer sizes), tol and domain: ("weights" | "tol" | "domain", the reason), or None when it does. A state
-    or caller without a sha256 is judged by the layer sizes alone."""
-    if ((layer_sizes is not None and state.get("layer_sizes") != layer_sizes)
-            or (sha and state.get("weights_sha256") and state["weights_sha256"] != sha)):
-        return "weights", f"written for other weights (n = {state.get('layer_sizes')}, sha256 differs)"
-    try:
-        same_tol = float(state["tol"]) == float(tol)
-    except (KeyError, TypeError, ValueError):
-        same_tol = False
-    if not same_tol:
-        return "tol", f"the earlier run used --tol {state.get('tol')}, this one --tol {tol}"
-    domain = state.get("domain", domain_name)
-    if (domain.get("name") if isinstance(domain, dict) else domain) != domain_name:    # a summary holds the box
-        return "domain", f"written for domain {state['domain']}, not {domain_name}"
-    return None
-
-
 def _count_state_of(path: Path, state: dict, net: ReluNet, sha, tol, domain_name, flag: str = "--resume") -> dict:
     """`state`, read from a count's checkpoint or frontier file at `path`, checked to belong to these weights, tol
     and domain (else one ToolError naming `flag` and the file)."""
-    mismatch = _count_state_mismatch(state, sha, tol, domain_name, layer_sizes=net.layer_sizes)
+    mismatch = record_mismatch(state, sha, tol=tol, domain=domain_name, layer_sizes=net.layer_sizes, missing_ok=True)
     if mismatch is None:
         return state
     kind, reason = mismatch
