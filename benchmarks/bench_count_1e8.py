@@ -3,7 +3,8 @@
 
 The count took 5.1 h of enumeration on two cores (complete 2026-12-05; its summary regions_input_0_1.json is
 kept), longer than one machine is held here. It ran with `--count-only`, so its whole state was
-checkpoint_input_0_1.json (about 1 KB: the count, the last pattern, the data patterns found, the frontier) and it lives in this repository beside the net (benchmarks/count_1e8/): `run` continues it on
+checkpoint_input_0_1.json (about 1 KB: the count, the last pattern, the data patterns found, the frontier) and
+it lives in this repository beside the net (benchmarks/count_1e8/): `run` continues it on
 any machine, `save` copies the state reached back for a commit.
 
     python benchmarks/bench_count_1e8.py run                  # resume the count (Ctrl-C: stop and keep its state)
