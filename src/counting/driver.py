@@ -35,7 +35,7 @@ from src.counting.count_bounds import data_patterns, lower_bound, upper_bounds
 from src.counting.knuth import TotalForecast
 from src.counting.problem import (FALLBACK_CHOICES, EnumerationProblem, EnumerationResult, PatternSink,
                                   ResumedPatterns, backend_candidates, backend_class, get_backend, run_backends)
-from src.io.current import record_is_current, record_mismatch
+from src.io.current import output_is_current, record_is_current, record_mismatch
 from src.io.files import file_sha256, remove_stale_temps
 from src.io.pattern_file import (PatternWriter, count_pattern_lines, count_patterns, iter_pattern_blocks,
                                  read_pattern_header, read_patterns)
@@ -296,7 +296,8 @@ def count_status(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None) -> t
     pattern_path = out_dir / pattern_file_name(box.name)
     if not json_path.exists():
         ck_path = out_dir / checkpoint_file_name(box.name)
-        return ("incomplete" if _checkpoint_is_current(ck_path, weights, tol, box.name) else "none"), json_path
+        current = output_is_current(ck_path, weights, tol=tol, domain=box.name, read=read_checkpoint)
+        return ("incomplete" if current else "none"), json_path
     try:
         prev = read_regions(json_path)
     except ToolError:
@@ -311,17 +312,6 @@ def count_status(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None) -> t
             and prev_complete(json_path, count_pattern_lines(pattern_path), sha, tol, box.name)):
         return "complete", json_path
     return "incomplete", json_path
-
-
-def _checkpoint_is_current(path: Path, weights: Path, tol: float, domain_name: str) -> bool:
-    """True when `path` is a readable count checkpoint of these weights (sha256), tol and domain."""
-    if not path.is_file() or not weights.is_file():
-        return False
-    try:
-        ck = read_checkpoint(path)
-    except ToolError:
-        return False
-    return record_is_current(ck, file_sha256(weights), tol=tol, domain=domain_name)
 
 
 def incomplete_count_state(weights, box: Box, tol: float = DEFAULT_TOL, out_dir=None, net: ReluNet | None = None,
@@ -751,8 +741,8 @@ def _data_patterns_missing(data, sink: PatternSink, held=None) -> int:
 
 
 def _count_state_of(path: Path, state: dict, net: ReluNet, sha, tol, domain_name, flag: str = "--resume") -> dict:
-    """`state`, read from a count's checkpoint or frontier file at `path`, checked to belong to these weights, tol
-    and domain (else one ToolError naming `flag` and the file)."""
+    """`state`, read from a count's checkpoint, frontier file or summary at `path`, checked to belong to these
+    weights, tol and domain (else one ToolError naming `flag` and the file)."""
     mismatch = record_mismatch(state, sha, tol=tol, domain=domain_name, layer_sizes=net.layer_sizes, missing_ok=True)
     if mismatch is None:
         return state

@@ -41,12 +41,12 @@ def record_mismatch(record, weights_sha: str | None, *, tol: float | None = None
     rec_domain = record.get("domain")
     if domain is None or (rec_domain is None and missing_ok):
         return None
+    name = rec_domain.get("name") if isinstance(rec_domain, dict) else rec_domain
     if isinstance(domain, Box):
         same, wanted = rec_domain == domain.to_json(), domain.name
     else:
-        same, wanted = (rec_domain.get("name") if isinstance(rec_domain, dict) else rec_domain) == domain, domain
+        same, wanted = name == domain, domain
     if not same:
-        name = rec_domain.get("name") if isinstance(rec_domain, dict) else rec_domain
         other_box = " (same name, other box)" if name == wanted else ""
         return "domain", f"written for domain {name}, not {wanted}{other_box}"
     return None
